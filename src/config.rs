@@ -1,0 +1,285 @@
+//! Connection profiles (`qsync.yaml`): DSNs and credentials, never in specs.
+//!
+//! Owns loading the YAML, `${ENV}` expansion and the typed view of each connection.
+//! It does not own what a vendor does with its credentials (`connectors`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A parsed profile file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// IANA time zone of the source systems' clocks; `Asia/Shanghai` by default.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub connections: BTreeMap<String, Connection>,
+    /// Alert channels for `qsync serve`.
+    #[serde(default)]
+    pub alerts: Vec<serde_yaml::Value>,
+    /// Token required by the status API on non-loopback listeners.
+    #[serde(default)]
+    pub api_token: Option<String>,
+}
+
+/// One entry of `connections:`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Connection {
+    /// `mysql`, `jushuitan`, `qimen`, `jikeyun`, `wdt`, `dingtalk_yida` or `http`.
+    pub kind: String,
+    /// Every other key: `url`, `base_url`, `app_key`, `app_secret`, ...
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_yaml::Value>,
+}
+
+impl Connection {
+    /// A setting as text (numbers and booleans are accepted as their text form).
+    pub fn get(&self, key: &str) -> Option<String> {
+        match self.settings.get(key)? {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    /// Every setting whose value is a secret, to be masked wherever it could be printed.
+    pub fn secrets(&self) -> Vec<String> {
+        self.settings
+            .iter()
+            .filter(|(key, _)| is_secret_key(key))
+            .filter_map(|(key, _)| self.get(key))
+            .filter(|value| !value.is_empty())
+            .collect()
+    }
+}
+
+/// Keys that hold credentials.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "token", "password", "sign_key", "key_secret", "salt"]
+        .iter()
+        .any(|word| key.contains(word))
+        || key == "url" // MySQL URLs carry passwords
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read profile `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("profile `{path}` is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("profile `{path}` uses environment variable `{var}`, which is not set")]
+    MissingEnv { path: String, var: String },
+    #[error("profile `{path}` has no connection `{name}`")]
+    UnknownConnection { path: String, name: String },
+    #[error("connection `{name}` in profile `{path}` has no `{key}`")]
+    MissingSetting {
+        path: String,
+        name: String,
+        key: String,
+    },
+}
+
+/// How missing environment variables are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvPolicy {
+    /// `plan` and `run`: a missing variable is an error.
+    Require,
+    /// `check`: a missing variable becomes an empty value and is reported as a warning.
+    Tolerate,
+}
+
+/// A loaded profile plus the variables it referenced that were not set.
+#[derive(Debug, Clone)]
+pub struct LoadedProfile {
+    pub path: String,
+    pub profile: Profile,
+    pub missing_env: Vec<String>,
+}
+
+impl LoadedProfile {
+    pub fn connection(&self, name: &str) -> Result<&Connection, ProfileError> {
+        self.profile
+            .connections
+            .get(name)
+            .ok_or_else(|| ProfileError::UnknownConnection {
+                path: self.path.clone(),
+                name: name.to_owned(),
+            })
+    }
+
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.profile
+            .timezone
+            .as_deref()
+            .and_then(|tz| tz.parse().ok())
+            .unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+
+    /// Every secret value in the profile, longest first so masking never leaves a tail.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self
+            .profile
+            .connections
+            .values()
+            .flat_map(Connection::secrets)
+            .collect();
+        if let Some(token) = &self.profile.api_token {
+            secrets.push(token.clone());
+        }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        secrets
+    }
+}
+
+/// Reads and parses a profile, expanding `${VAR}` and `${VAR:-default}` from `env`.
+pub fn load(
+    path: &Path,
+    policy: EnvPolicy,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedProfile, ProfileError> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    parse(&display, &text, policy, env)
+}
+
+/// Parses profile text; see [`load`].
+pub fn parse(
+    path: &str,
+    text: &str,
+    policy: EnvPolicy,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedProfile, ProfileError> {
+    let (expanded, missing_env) = expand_env(text, env);
+    if policy == EnvPolicy::Require {
+        if let Some(var) = missing_env.first() {
+            return Err(ProfileError::MissingEnv {
+                path: path.to_owned(),
+                var: var.clone(),
+            });
+        }
+    }
+    let profile: Profile = serde_yaml::from_str(&expanded).map_err(|e| ProfileError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    for (name, connection) in &profile.connections {
+        let known = connection.kind == "mysql"
+            || crate::plan::ConnectorKind::from_keyword(&connection.kind).is_some();
+        if !known {
+            return Err(ProfileError::Parse {
+                path: path.to_owned(),
+                message: format!(
+                    "connection `{name}` has unknown kind `{}` (expected mysql, jushuitan, \
+                     qimen, jikeyun, wdt, dingtalk_yida or http)",
+                    connection.kind
+                ),
+            });
+        }
+    }
+    Ok(LoadedProfile {
+        path: path.to_owned(),
+        profile,
+        missing_env,
+    })
+}
+
+/// Replaces `${VAR}` / `${VAR:-default}`; returns the text and the unset variables.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut missing = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &after[..end];
+        let (var, default) = match inner.split_once(":-") {
+            Some((var, default)) => (var, Some(default)),
+            None => (inner, None),
+        };
+        match (env(var), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                if !missing.iter().any(|m| m == var) {
+                    missing.push(var.to_owned());
+                }
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    (out, missing)
+}
+
+/// The process environment, for [`load`].
+pub fn process_env(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "JST_SECRET" => Some("s3cr3t".to_owned()),
+            _ => None,
+        }
+    }
+
+    const PROFILE: &str = "connections:\n  jst:\n    kind: jushuitan\n    app_secret: ${JST_SECRET}\n    app_key: ${JST_KEY:-k1}\n  bi:\n    kind: mysql\n    url: ${BI_URL}\n";
+
+    #[test]
+    fn expands_env_and_defaults() {
+        let loaded = parse("p.yaml", PROFILE, EnvPolicy::Tolerate, &env).unwrap();
+        let jst = loaded.connection("jst").unwrap();
+        assert_eq!(jst.get("app_secret").as_deref(), Some("s3cr3t"));
+        assert_eq!(jst.get("app_key").as_deref(), Some("k1"));
+        assert_eq!(loaded.missing_env, vec!["BI_URL".to_owned()]);
+    }
+
+    #[test]
+    fn missing_env_is_an_error_when_required() {
+        let err = parse("p.yaml", PROFILE, EnvPolicy::Require, &env).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "profile `p.yaml` uses environment variable `BI_URL`, which is not set"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_rejected() {
+        let err = parse(
+            "p.yaml",
+            "connections:\n  x:\n    kind: oracle\n",
+            EnvPolicy::Require,
+            &env,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown kind `oracle`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_collected() {
+        let loaded = parse("p.yaml", PROFILE, EnvPolicy::Tolerate, &env).unwrap();
+        assert!(loaded.secrets().contains(&"s3cr3t".to_owned()));
+        assert!(!loaded.secrets().contains(&"k1".to_owned()));
+    }
+}

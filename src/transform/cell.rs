@@ -1,0 +1,34 @@
+//! `Cell`: one converted column value, ready to be bound into a MySQL statement.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Double(f64),
+    Decimal(Decimal),
+    Text(String),
+    Date(NaiveDate),
+    DateTime(NaiveDateTime),
+    Bool(bool),
+    /// Serialized JSON text.
+    Json(String),
+}
+
+impl Cell {
+    /// How the cell reads in plan tables, TSV for `LOAD DATA` and error messages.
+    pub fn render(&self) -> String {
+        match self {
+            Cell::Null => "NULL".to_owned(),
+            Cell::Int(n) => n.to_string(),
+            Cell::Double(x) => x.to_string(),
+            Cell::Decimal(d) => d.to_string(),
+            Cell::Text(s) | Cell::Json(s) => s.clone(),
+            Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
+            Cell::DateTime(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Cell::Bool(b) => if *b { "1" } else { "0" }.to_owned(),
+        }
+    }
+}
