@@ -1,1 +1,267 @@
-//! syntax (being built)
+//! Spec text → AST with spans. Owns the pest grammar and turning pest errors into our own
+//! diagnostic; nothing from pest leaves this module. Meaning is checked in `check`.
+
+pub mod ast;
+mod grammar;
+mod lower;
+pub mod span;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use pest::Parser;
+
+pub use ast::Spec;
+pub use span::{Span, Spanned};
+
+use grammar::{QsyncParser, Rule};
+
+/// The text could not be parsed.
+///
+/// ```text
+/// source jushuitan "x" { records }      # `records` needs a path
+/// ```
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{message}")]
+#[diagnostic(code(qsync::syntax::unexpected), help("{help}"))]
+pub struct SyntaxError {
+    pub message: String,
+    pub help: String,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+}
+
+/// Parses a whole spec.
+pub fn parse(text: &str) -> Result<Spec, SyntaxError> {
+    match QsyncParser::parse(Rule::spec, text) {
+        Ok(mut pairs) => {
+            let spec = pairs
+                .next()
+                .unwrap_or_else(|| unreachable!("spec rule produced no pair"));
+            Ok(lower::lower_spec(spec))
+        }
+        Err(error) => Err(syntax_error(text, &error)),
+    }
+}
+
+/// Attaches the file name and text, for reporting a `SyntaxError` on its own.
+pub fn named(name: &str, text: &str) -> NamedSource<String> {
+    NamedSource::new(name, text.to_owned())
+}
+
+fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
+    let offset = match error.location {
+        pest::error::InputLocation::Pos(pos) => pos,
+        pest::error::InputLocation::Span((start, _)) => start,
+    };
+    let offset = offset.min(text.len());
+    let found = found_token(text, offset);
+    let span_len = found.as_ref().map_or(0, |f| f.len());
+    let expected = match &error.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(|r| rule_name(*r)).collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+        }
+        pest::error::ErrorVariant::CustomError { .. } => Vec::new(),
+    };
+    let found_text = match &found {
+        Some(token) => format!("`{token}`"),
+        None => "end of file".to_owned(),
+    };
+    let expected_text = match expected.as_slice() {
+        [] => "something else".to_owned(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    };
+    SyntaxError {
+        message: format!("unexpected {found_text}, expected {expected_text}"),
+        help: help_for(&expected, found.as_deref()),
+        span: (offset, span_len).into(),
+        label: "unexpected here".to_owned(),
+    }
+}
+
+/// The word or symbol at `offset`, for the message.
+fn found_token(text: &str, offset: usize) -> Option<String> {
+    let rest = &text[offset..];
+    let first = rest.chars().next()?;
+    let token: String = if first.is_alphanumeric() || first == '_' {
+        rest.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    } else {
+        first.to_string()
+    };
+    Some(token)
+}
+
+fn help_for(expected: &[&str], found: Option<&str>) -> String {
+    if expected.contains(&"a `map` block") && expected.contains(&"a directive such as `@flatten`") {
+        return "top-level items are `sync`, `source`, `target`, `map` and `@` directives"
+            .to_owned();
+    }
+    if found == Some("}") || found.is_none() {
+        return "check that every `{` has its `}` and every statement is complete".to_owned();
+    }
+    if expected.iter().any(|e| e.contains("quoted string")) {
+        return "strings are written in double quotes: \"text\"".to_owned();
+    }
+    "see the language reference in README.md".to_owned()
+}
+
+/// A human name for each rule, or `None` for rules that never appear in expectations.
+/// Exhaustive on purpose: a new grammar rule needs a readable name here.
+fn rule_name(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::spec | Rule::EOI => "end of file",
+        Rule::item => "`sync`, `source`, `target`, `map` or a directive",
+        Rule::sync_decl => "`sync \"<name>\"`",
+        Rule::source_block => "a `source` block",
+        Rule::source_item => "a source statement",
+        Rule::connection_stmt => "`connection <profile entry>`",
+        Rule::method_stmt => "`method GET|POST`",
+        Rule::param_stmt => "`param <name> = <value>`",
+        Rule::param_place => "`param`, `query` or `header`",
+        Rule::param_name => "a parameter name",
+        Rule::header_char => "a name character",
+        Rule::window_stmt => "`window`",
+        Rule::window_opt => "a window option",
+        Rule::window_key => "`max`, `lag`, `overlap` or `initial`",
+        Rule::records_stmt => "`records <path>`",
+        Rule::id_stmt => "`id <field>`",
+        Rule::modified_stmt => "`modified <field>`",
+        Rule::total_stmt => "`total <path>`",
+        Rule::value => "a value",
+        Rule::object => "an object `{ key: value }`",
+        Rule::pair => "`key: value`",
+        Rule::array => "an array `[ ... ]`",
+        Rule::call_value => "a call such as `json({...})`",
+        Rule::directive => "a directive such as `@flatten`",
+        Rule::paginate_directive => "`@paginate`",
+        Rule::paginate_style => "`page`, `offset`, `cursor` or `keyset`",
+        Rule::paginate_opt => "a paginate option",
+        Rule::size_opt => "`size <n>`",
+        Rule::per_opt => "`per <page size param>`",
+        Rule::from_opt => "`from <first page | path>`",
+        Rule::until_opt => "`until <end rule>`",
+        Rule::max_pages_opt => "`max_pages <n>`",
+        Rule::end_rule => "an end rule",
+        Rule::short_end => "`short`",
+        Rule::empty_end => "`empty`",
+        Rule::has_next_end => "`has_next <path>`",
+        Rule::page_count_end => "`page_count <path>`",
+        Rule::total_end => "`total <path>`",
+        Rule::rate_directive => "`@rate`",
+        Rule::retry_directive => "`@retry`",
+        Rule::timeout_directive => "`@timeout`",
+        Rule::flatten_directive => "`@flatten`",
+        Rule::rename_directive => "`@rename`",
+        Rule::split_directive => "`@split`",
+        Rule::filter_directive => "`@filter`",
+        Rule::filter_test => "a filter test",
+        Rule::is_null_test => "`is null`",
+        Rule::is_not_null_test => "`is not null`",
+        Rule::in_test => "`in [...]`",
+        Rule::not_in_test => "`not in [...]`",
+        Rule::compare_test => "a comparison",
+        Rule::compare_op => "`==`, `!=`, `<`, `<=`, `>` or `>=`",
+        Rule::schedule_directive => "`@schedule`",
+        Rule::remedy_directive => "`@remedy`",
+        Rule::on_error_directive => "`@on_error`",
+        Rule::alert_directive => "`@alert`",
+        Rule::unknown_directive | Rule::known_directive => "a directive",
+        Rule::rest_of_line => "the rest of the line",
+        Rule::target_block => "a `target` block",
+        Rule::target_item => "a target statement",
+        Rule::mode_stmt => "`mode insert|replace|upsert|ignore`",
+        Rule::key_stmt => "`key <column>`",
+        Rule::batch_stmt => "`batch <n>`",
+        Rule::create_stmt => "`create`",
+        Rule::sql_stmt => "`sql \"...\"`",
+        Rule::map_block => "a `map` block",
+        Rule::mapping => "a mapping `<column> = <expr>`",
+        Rule::type_annotation => "a type `: <type>`",
+        Rule::type_name => "a type name",
+        Rule::expr => "an expression",
+        Rule::case_expr => "`case`",
+        Rule::case_arm => "a case arm `<value> => <expr>`",
+        Rule::wildcard => "`_`",
+        Rule::call_expr => "a function call",
+        Rule::literal => "a constant",
+        Rule::path => "a field path",
+        Rule::segment => "a path segment",
+        Rule::ident => "a name",
+        Rule::ident_char => "a name character",
+        Rule::string | Rule::raw_string | Rule::plain_string => "a quoted string",
+        Rule::escape => "an escape sequence",
+        Rule::number => "a number",
+        Rule::integer => "a whole number",
+        Rule::boolean => "`true` or `false`",
+        Rule::null => "`null`",
+        Rule::duration => "a duration such as `7d` or `30s`",
+        Rule::rate => "a rate such as `5/s`",
+        Rule::WHITESPACE | Rule::COMMENT => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_card_forms_parse_exactly() {
+        let spec = parse(
+            "sync \"x\"\n@flatten items\nsource jushuitan \"a\" { @paginate page_index size 50 }\nmap { id = \"<as_id>-<items_asi_id>\" }\n",
+        )
+        .unwrap();
+        assert_eq!(spec.directives.len(), 1);
+        assert!(matches!(
+            &spec.directives[0].node,
+            ast::Directive::Flatten { path, alias: None } if path.node == vec!["items".to_owned()]
+        ));
+        let stmt = &spec.sources[0].statements[0].node;
+        let ast::SourceStmt::Directive(ast::Directive::Paginate {
+            style,
+            param,
+            options,
+        }) = stmt
+        else {
+            panic!("expected paginate, got {stmt:?}");
+        };
+        assert!(style.is_none());
+        assert_eq!(param.node, vec!["page_index".to_owned()]);
+        assert!(matches!(&options[0].node, ast::PaginateOpt::Size(n) if n.node == "50"));
+        let mapping = &spec.maps[0].node[0];
+        assert_eq!(mapping.column.node, "id");
+        assert!(matches!(
+            &mapping.expr.node,
+            ast::Expr::Literal(ast::Literal::String { text, .. }) if text == "<as_id>-<items_asi_id>"
+        ));
+    }
+
+    #[test]
+    fn syntax_error_names_expectations() {
+        let err = parse("sync \"x\"\nsource jushuitan \"a\" { records }\n").unwrap_err();
+        assert_eq!(err.message, "unexpected `}`, expected a field path");
+    }
+
+    #[test]
+    fn unicode_and_comments() {
+        let spec =
+            parse("# 注释\nsync \"聚水潭-售后单 -> BI 售后表\" // tail\nmap { 单号 = 售后单号 }")
+                .unwrap();
+        assert_eq!(spec.syncs[0].node, "聚水潭-售后单 -> BI 售后表");
+        assert_eq!(spec.maps[0].node[0].column.node, "单号");
+    }
+
+    #[test]
+    fn escapes_and_raw_strings() {
+        let spec = parse("sync \"a\\\"b\\u{4e2d}\"\ntarget mysql \"t\" { sql \"\"\"REPLACE INTO \"x\" VALUES\"\"\" }").unwrap();
+        assert_eq!(spec.syncs[0].node, "a\"b中");
+        assert!(matches!(
+            &spec.targets[0].statements[0].node,
+            ast::TargetStmt::Sql(s) if s.node == "REPLACE INTO \"x\" VALUES"
+        ));
+    }
+}
