@@ -1,1 +1,278 @@
-//! check (being built)
+//! Semantic analysis: AST → validated plan pieces, or every diagnostic of the file at once.
+//!
+//! Owns what a spec *means* and every rule a spec must obey (one file per rule family).
+//! It does not parse text (`syntax`) and does no I/O: the profile and the sample response
+//! are handed in already read.
+
+pub mod codes;
+pub mod diagnostic;
+mod directives;
+mod map;
+mod sample;
+mod source;
+mod target;
+mod units;
+mod vendor;
+
+use std::collections::BTreeSet;
+
+use crate::config::LoadedProfile;
+use crate::plan::{
+    AlertRule, ColumnPlan, OnError, RemedyPlan, SourcePlan, TargetPlan, TransformStep,
+};
+use crate::syntax::{self, Span};
+
+pub use diagnostic::{render, CheckDiagnostic, CheckFailure};
+
+/// What `check` may consult besides the text.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CheckContext<'a> {
+    /// The profile, when one was found: connections are checked against it.
+    pub profile: Option<&'a LoadedProfile>,
+    /// A sample vendor response: mapped fields and conversions are tried on it.
+    pub sample: Option<&'a serde_json::Value>,
+}
+
+/// A spec that passed `check`: validated pieces, ready for `plan::compile`.
+#[derive(Debug, Clone)]
+pub struct CheckedSpec {
+    pub title: String,
+    pub source: SourcePlan,
+    pub transforms: Vec<TransformStep>,
+    pub columns: Vec<ColumnPlan>,
+    pub target: TargetPlan,
+    pub schedule: Option<String>,
+    pub remedy: Option<RemedyPlan>,
+    pub on_error: OnError,
+    pub alerts: Vec<AlertRule>,
+    /// Warnings that did not stop the spec.
+    pub warnings: Vec<CheckDiagnostic>,
+    /// Whether the spec stated its own page size (else the connector's maximum applies).
+    pub explicit_end_rule: bool,
+    pub explicit_records: bool,
+}
+
+/// Checks one spec. `file` names it in diagnostics.
+pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<CheckedSpec, CheckFailure> {
+    let failure = |diagnostics| CheckFailure {
+        file: file.to_owned(),
+        src: syntax::named(file, text),
+        diagnostics,
+    };
+    let spec = match syntax::parse(text) {
+        Ok(spec) => spec,
+        Err(error) => {
+            let start = error.span.offset();
+            let span = Span::new(start, start + error.span.len());
+            let diagnostic = CheckDiagnostic::error(codes::SYNTAX, span, error.message)
+                .label(error.label)
+                .help(error.help);
+            return Err(failure(vec![diagnostic]));
+        }
+    };
+    let mut checker = Checker::new(ctx);
+    let checked = checker.check_spec(&spec, text);
+    let diagnostics = checker.finish();
+    match checked {
+        Some(mut checked) if !diagnostics.iter().any(CheckDiagnostic::is_error) => {
+            checked.warnings = diagnostics;
+            Ok(checked)
+        }
+        _ => Err(failure(diagnostics)),
+    }
+}
+
+/// Walks one spec, collecting diagnostics and building plan pieces.
+pub(crate) struct Checker<'a> {
+    ctx: CheckContext<'a>,
+    diagnostics: Vec<CheckDiagnostic>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(ctx: CheckContext<'a>) -> Checker<'a> {
+        Checker {
+            ctx,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn report(&mut self, diagnostic: CheckDiagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn finish(mut self) -> Vec<CheckDiagnostic> {
+        self.diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+        self.diagnostics
+    }
+
+    fn check_spec(&mut self, spec: &syntax::Spec, text: &str) -> Option<CheckedSpec> {
+        let title = self.check_sync(spec);
+        let whole = Span::new(0, text.len().min(1));
+        let source_ast = self.expect_single(&spec.sources, "source", whole, codes::MISSING_SOURCE);
+        let target_ast = self.expect_single(&spec.targets, "target", whole, codes::MISSING_TARGET);
+        let map_ast = self.expect_single(&spec.maps, "map", whole, codes::MISSING_MAP);
+
+        // Directives may stand at the top level or inside the source block.
+        let mut all_directives: Vec<(&syntax::ast::Directive, Span)> =
+            spec.directives.iter().map(|d| (&d.node, d.span)).collect();
+        if let Some(source) = source_ast {
+            for stmt in &source.statements {
+                if let syntax::ast::SourceStmt::Directive(d) = &stmt.node {
+                    all_directives.push((d, stmt.span));
+                }
+            }
+        }
+        all_directives.sort_by_key(|(_, span)| span.start);
+        let directives = self.check_directives(&all_directives);
+
+        let source = source_ast.and_then(|s| self.check_source(s, &directives));
+        let fields = FieldScope::new(&directives.transforms, source.as_ref(), self.ctx.sample);
+        let columns = map_ast.map(|m| self.check_map(m, &fields));
+        let target = target_ast.and_then(|t| self.check_target(t, columns.as_deref()));
+        if let (Some(source), Some(columns)) = (&source, &columns) {
+            if let Some(sample) = self.ctx.sample {
+                self.check_sample(sample, source, &directives.transforms, columns, map_ast);
+            }
+        }
+        Some(CheckedSpec {
+            title: title?,
+            source: source?.plan,
+            transforms: directives.transforms.into_iter().map(|(t, _)| t).collect(),
+            columns: columns?.into_iter().map(|(c, _)| c).collect(),
+            target: target?,
+            schedule: directives.schedule,
+            remedy: directives.remedy,
+            on_error: directives.on_error,
+            alerts: directives.alerts,
+            warnings: Vec::new(),
+            explicit_end_rule: directives.paginate.as_ref().is_some_and(|p| p.explicit_end),
+            explicit_records: source_ast.is_some_and(|s| {
+                s.statements
+                    .iter()
+                    .any(|st| matches!(st.node, syntax::ast::SourceStmt::Records(_)))
+            }),
+        })
+    }
+
+    fn check_sync(&mut self, spec: &syntax::Spec) -> Option<String> {
+        let first = self.expect_single(&spec.syncs, "sync", Span::new(0, 0), codes::MISSING_SYNC);
+        let title = first?.node.clone();
+        if title.trim().is_empty() {
+            self.report(
+                CheckDiagnostic::error(codes::MISSING_SYNC, first?.span, "the sync name is empty")
+                    .label("empty name")
+                    .help("name the scheme, e.g. sync \"聚水潭-售后单 -> BI 售后表\""),
+            );
+        }
+        Some(title)
+    }
+
+    /// Exactly one block of a kind: reports a missing one, and every extra one.
+    fn expect_single<'s, T>(
+        &mut self,
+        items: &'s [syntax::Spanned<T>],
+        what: &str,
+        whole: Span,
+        missing_code: &'static str,
+    ) -> Option<&'s syntax::Spanned<T>> {
+        for extra in items.iter().skip(1) {
+            self.report(
+                CheckDiagnostic::error(
+                    codes::DUPLICATE_BLOCK,
+                    block_head(extra.span, what),
+                    format!("a spec has one `{what}`, this is another"),
+                )
+                .label(format!("second `{what}`"))
+                .help("split the scheme into two spec files, one per integration"),
+            );
+        }
+        if items.is_empty() {
+            self.report(
+                CheckDiagnostic::error(missing_code, whole, format!("the spec has no `{what}`"))
+                    .label(format!("`{what}` missing in this file"))
+                    .help(missing_help(what)),
+            );
+        }
+        items.first()
+    }
+}
+
+/// The span of a block's keyword, so labels do not cover a whole block.
+fn block_head(span: Span, keyword: &str) -> Span {
+    Span::new(span.start, span.start + keyword.len())
+}
+
+fn missing_help(what: &str) -> &'static str {
+    match what {
+        "sync" => "start the file with sync \"<scheme name>\"",
+        "source" => "add source <connector> \"<api method>\" { connection <profile entry> ... }",
+        "target" => {
+            "add target mysql \"<table>\" { connection <profile entry> mode replace key id }"
+        }
+        _ => "add map { <column> = <field> ... }",
+    }
+}
+
+/// Results of the directive family, consumed by the others.
+#[derive(Debug, Default)]
+pub(crate) struct Directives {
+    pub transforms: Vec<(TransformStep, Span)>,
+    pub paginate: Option<directives::PaginateAst>,
+    pub rates: Vec<crate::plan::RateLimit>,
+    pub retry: Option<crate::plan::RetryPlan>,
+    pub timeout: Option<std::time::Duration>,
+    pub schedule: Option<String>,
+    pub remedy: Option<RemedyPlan>,
+    pub on_error: OnError,
+    pub alerts: Vec<AlertRule>,
+}
+
+/// Which record fields exist after the transforms, as far as `check` can know.
+#[derive(Debug, Default)]
+pub(crate) struct FieldScope {
+    /// Prefixes produced by `@flatten` (`items` → `items_*`).
+    pub flattened: BTreeSet<String>,
+    /// Arrays known to hold nested rows (vendor knowledge, sample).
+    pub known_arrays: BTreeSet<String>,
+    /// Fields renamed away, with the name they now have.
+    pub renamed: Vec<(String, String)>,
+}
+
+impl FieldScope {
+    fn new(
+        transforms: &[(TransformStep, Span)],
+        source: Option<&source::CheckedSource>,
+        sample: Option<&serde_json::Value>,
+    ) -> FieldScope {
+        let mut scope = FieldScope::default();
+        for (step, _) in transforms {
+            match step {
+                TransformStep::Flatten { prefix, .. } => {
+                    scope.flattened.insert(prefix.clone());
+                }
+                TransformStep::Rename { from, to, .. } => {
+                    scope.renamed.push((from.join("."), to.clone()));
+                }
+                TransformStep::Split { .. } | TransformStep::Filter { .. } => {}
+            }
+        }
+        if let Some(source) = source {
+            let arrays = vendor::known_arrays(source.plan.kind, &source.plan.endpoint);
+            scope
+                .known_arrays
+                .extend(arrays.iter().map(|s| (*s).to_owned()));
+            if let Some(sample) = sample {
+                for record in sample::records(sample, &source.plan.records) {
+                    if let Some(obj) = record.as_object() {
+                        for (key, value) in obj {
+                            if value.is_array() {
+                                scope.known_arrays.insert(key.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        scope
+    }
+}

@@ -154,8 +154,9 @@ pub struct WindowPlan {
     /// Overlap re-read before the stored high-water mark, against clock skew.
     #[serde(with = "duration_secs")]
     pub overlap: Duration,
-    /// Where the very first run starts, a datetime literal `yyyy-MM-dd HH:mm:ss`.
-    pub initial: chrono::NaiveDateTime,
+    /// Where the very first run starts (`yyyy-MM-dd HH:mm:ss`, source time zone); without
+    /// it the first run needs `--since`.
+    pub initial: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -419,10 +420,11 @@ pub struct RemedyPlan {
     pub lookback: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnError {
     /// Bad records go to `_qsync_rejects`; the run continues.
+    #[default]
     Reject,
     /// The first bad record fails the run.
     Fail,

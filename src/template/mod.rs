@@ -1,1 +1,296 @@
-//! template (being built)
+//! The `{{ ... }}` template world: request params and custom SQL, rendered with minijinja.
+//!
+//! Owns the environment (filters `datetime`, `date`, `timestamp`, `millis`), the list of
+//! variables a template may use, compiling templates during `check` and rendering them per
+//! request. It does not own `<field>` interpolation in mappings (that is `transform`).
+
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+/// Variables every request template may use, besides `DAYS_AGO_<n>`.
+pub const VARIABLES: &[&str] = &[
+    "LAST_SYNC_TIME",
+    "CURRENT_TIME",
+    "window",
+    "page",
+    "page_size",
+    "offset",
+    "cursor",
+    "env",
+];
+
+/// Variables of a custom SQL head template.
+pub const SQL_VARIABLES: &[&str] = &["table", "columns", "env"];
+
+/// Formats accepted by the date filters' input, in order of preference.
+const LOCAL_FORMATS: &[&str] = &["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"];
+
+/// Builds the environment in time zone `tz` (the source systems' clocks).
+pub fn environment(tz: Tz) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.add_filter("datetime", move |v: Value, fmt: Option<String>| {
+        let t = to_local(&v, tz)?;
+        Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%d %H:%M:%S"))
+            .to_string())
+    });
+    env.add_filter("date", move |v: Value, fmt: Option<String>| {
+        let t = to_local(&v, tz)?;
+        Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%d")).to_string())
+    });
+    env.add_filter("timestamp", move |v: Value| {
+        Ok(to_local(&v, tz)?.timestamp())
+    });
+    env.add_filter("millis", move |v: Value| {
+        Ok(to_local(&v, tz)?.timestamp_millis())
+    });
+    env
+}
+
+/// Reads a template time value (`yyyy-MM-dd HH:mm:ss` local time, or epoch seconds).
+fn to_local(value: &Value, tz: Tz) -> Result<DateTime<Tz>, Error> {
+    if let Some(text) = value.as_str() {
+        for format in LOCAL_FORMATS {
+            if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+                return local(naive, tz);
+            }
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+            return Ok(t.with_timezone(&tz));
+        }
+        if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return local(date.and_time(chrono::NaiveTime::MIN), tz);
+        }
+    } else if let Ok(secs) = i64::try_from(value.clone()) {
+        if let Some(t) = DateTime::from_timestamp(secs, 0) {
+            return Ok(t.with_timezone(&tz));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::InvalidOperation,
+        format!("`{value}` is not a time (expected yyyy-MM-dd HH:mm:ss)"),
+    ))
+}
+
+fn local(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Tz>, Error> {
+    tz.from_local_datetime(&naive).earliest().ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{naive}` does not exist in time zone {tz}"),
+        )
+    })
+}
+
+/// Why a template was refused during `check`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TemplateProblem {
+    /// minijinja could not compile it; the message and the byte range within the template.
+    Syntax {
+        message: String,
+        range: Option<std::ops::Range<usize>>,
+    },
+    /// It uses a variable that does not exist.
+    UnknownVariable { name: String },
+}
+
+/// Compiles `source` and checks its variables against `allowed` (+ `DAYS_AGO_<n>` when
+/// `days_ago` is true). Returns every problem found.
+pub fn validate(source: &str, allowed: &[&str], days_ago: bool) -> Vec<TemplateProblem> {
+    let env = environment(chrono_tz::Asia::Shanghai);
+    let template = match env.template_from_str(source) {
+        Ok(t) => t,
+        Err(error) => {
+            return vec![TemplateProblem::Syntax {
+                message: error.detail().unwrap_or("invalid template").to_owned(),
+                range: error.range(),
+            }]
+        }
+    };
+    let mut unknown: Vec<String> = template
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|name| !allowed.contains(&name.as_str()))
+        .filter(|name| !(days_ago && days_ago_n(name).is_some()))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| TemplateProblem::UnknownVariable { name })
+        .collect()
+}
+
+/// `DAYS_AGO_7` → 7.
+pub fn days_ago_n(name: &str) -> Option<i64> {
+    name.strip_prefix("DAYS_AGO_")?.parse().ok()
+}
+
+/// Everything a request template can see for one request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The run's clock, in the source time zone.
+    pub now: NaiveDateTime,
+    pub window_start: Option<NaiveDateTime>,
+    pub window_end: Option<NaiveDateTime>,
+    pub page: Option<i64>,
+    pub page_size: Option<u32>,
+    pub offset: Option<i64>,
+    pub cursor: Option<String>,
+    /// Environment variables visible as `env.NAME`.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+fn fmt_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+impl RequestContext {
+    fn to_value(&self, days_ago: &[i64]) -> Value {
+        let mut map = std::collections::BTreeMap::<String, Value>::new();
+        let start = self.window_start.unwrap_or(self.now);
+        let end = self.window_end.unwrap_or(self.now);
+        map.insert("LAST_SYNC_TIME".into(), Value::from(fmt_time(start)));
+        map.insert("CURRENT_TIME".into(), Value::from(fmt_time(end)));
+        let window = std::collections::BTreeMap::from([
+            ("start", Value::from(fmt_time(start))),
+            ("end", Value::from(fmt_time(end))),
+        ]);
+        map.insert("window".into(), Value::from(window));
+        map.insert("page".into(), Value::from(self.page.unwrap_or(1)));
+        map.insert(
+            "page_size".into(),
+            self.page_size.map_or(Value::from(()), Value::from),
+        );
+        map.insert("offset".into(), Value::from(self.offset.unwrap_or(0)));
+        map.insert(
+            "cursor".into(),
+            self.cursor.clone().map_or(Value::from(()), Value::from),
+        );
+        map.insert("env".into(), Value::from(self.env.clone()));
+        for n in days_ago {
+            let t = self.now - ChronoDuration::days(*n);
+            map.insert(format!("DAYS_AGO_{n}"), Value::from(fmt_time(t)));
+        }
+        Value::from(map)
+    }
+}
+
+/// Renders request templates for one run.
+pub struct Renderer {
+    env: Environment<'static>,
+}
+
+impl Renderer {
+    pub fn new(tz: Tz) -> Renderer {
+        Renderer {
+            env: environment(tz),
+        }
+    }
+
+    /// Renders one template against `ctx`.
+    pub fn render(&self, source: &str, ctx: &RequestContext) -> Result<String, String> {
+        let template = self
+            .env
+            .template_from_str(source)
+            .map_err(|e| e.to_string())?;
+        let days: Vec<i64> = template
+            .undeclared_variables(false)
+            .iter()
+            .filter_map(|name| days_ago_n(name))
+            .collect();
+        template
+            .render(ctx.to_value(&days))
+            .map_err(|e| match e.detail() {
+                Some(detail) => format!("{}: {detail}", e.kind()),
+                None => e.to_string(),
+            })
+    }
+
+    /// Renders a custom SQL head with `table` and `columns`.
+    pub fn render_sql(&self, source: &str, table: &str, columns: &str) -> Result<String, String> {
+        let template = self
+            .env
+            .template_from_str(source)
+            .map_err(|e| e.to_string())?;
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        template
+            .render(minijinja::context! { table => table, columns => columns, env => env })
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        let t = |s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+        RequestContext {
+            now: t("2024-03-10 12:00:00"),
+            window_start: Some(t("2024-03-01 00:00:00")),
+            window_end: Some(t("2024-03-08 00:00:00")),
+            page: Some(2),
+            page_size: Some(50),
+            offset: None,
+            cursor: None,
+            env: Default::default(),
+        }
+    }
+
+    #[test]
+    fn filters_render_in_source_time_zone() {
+        let r = Renderer::new(chrono_tz::Asia::Shanghai);
+        let c = ctx();
+        assert_eq!(
+            r.render("{{ LAST_SYNC_TIME | datetime }}", &c).unwrap(),
+            "2024-03-01 00:00:00"
+        );
+        assert_eq!(
+            r.render("{{ window.end | date }}", &c).unwrap(),
+            "2024-03-08"
+        );
+        // 2024-03-01 00:00 in Shanghai is 2024-02-29 16:00 UTC.
+        assert_eq!(
+            r.render("{{ window.start | timestamp }}", &c).unwrap(),
+            "1709222400"
+        );
+        assert_eq!(
+            r.render("{{ window.start | millis }}", &c).unwrap(),
+            "1709222400000"
+        );
+        assert_eq!(
+            r.render("{{ DAYS_AGO_1 | datetime }}", &c).unwrap(),
+            "2024-03-09 12:00:00"
+        );
+        assert_eq!(
+            r.render("{{ CURRENT_TIME | datetime('%Y%m%d') }}", &c)
+                .unwrap(),
+            "20240308"
+        );
+        assert_eq!(r.render("{{ page }}/{{ page_size }}", &c).unwrap(), "2/50");
+    }
+
+    #[test]
+    fn validate_reports_unknown_variables_and_syntax() {
+        assert!(validate("{{ window.start | datetime }}", VARIABLES, true).is_empty());
+        assert!(validate("{{ DAYS_AGO_3 }}", VARIABLES, true).is_empty());
+        assert_eq!(
+            validate("{{ LAST_SYNC }}", VARIABLES, true),
+            vec![TemplateProblem::UnknownVariable {
+                name: "LAST_SYNC".into()
+            }]
+        );
+        assert!(matches!(
+            validate("{{ window.start | ", VARIABLES, true).as_slice(),
+            [TemplateProblem::Syntax { .. }]
+        ));
+    }
+
+    #[test]
+    fn bad_time_is_an_error_not_a_panic() {
+        let r = Renderer::new(chrono_tz::Asia::Shanghai);
+        let err = r.render("{{ 'soon' | datetime }}", &ctx()).unwrap_err();
+        assert!(err.contains("is not a time"), "{err}");
+    }
+}

@@ -1,0 +1,760 @@
+//! The `source` block: connector, connection, params and templates, window, paging.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::directives::{PaginateAst, Style};
+use super::{codes, vendor, CheckDiagnostic, Checker, Directives};
+use crate::plan::{
+    ConnectorKind, EndRule, HttpMethod, PaginationPlan, ParamPlace, ParamPlan, ParamValue,
+    RetryPlan, SourcePlan, WindowPlan,
+};
+use crate::syntax::ast::{Source, SourceStmt, Value, WindowOpt};
+use crate::syntax::{Span, Spanned};
+use crate::template;
+
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedSource {
+    pub plan: SourcePlan,
+}
+
+const WINDOW_VARIABLES: &[&str] = &["window", "LAST_SYNC_TIME", "CURRENT_TIME"];
+
+impl Checker<'_> {
+    pub(crate) fn check_source(
+        &mut self,
+        source: &Spanned<Source>,
+        directives: &Directives,
+    ) -> Option<CheckedSource> {
+        let kind = self.check_connector_kind(&source.kind);
+        let mut connection: Option<Spanned<String>> = None;
+        let mut method: Option<HttpMethod> = None;
+        let mut params: Vec<(ParamPlan, Span)> = Vec::new();
+        let mut window_opts: Option<(&[WindowOpt], Span)> = None;
+        let mut singles: BTreeMap<&str, (Span, Vec<String>)> = BTreeMap::new();
+        let mut uses_window = false;
+        let mut ok = true;
+
+        for stmt in &source.statements {
+            match &stmt.node {
+                SourceStmt::Connection(name) => {
+                    if self.first_statement(&mut singles, "connection", stmt.span, Vec::new()) {
+                        connection = Some(name.clone());
+                    }
+                }
+                SourceStmt::Method(m) => match m.node.to_ascii_uppercase().as_str() {
+                    "GET" => method = Some(HttpMethod::Get),
+                    "POST" => method = Some(HttpMethod::Post),
+                    other => {
+                        self.report(
+                            CheckDiagnostic::error(
+                                codes::UNKNOWN_HTTP_METHOD,
+                                m.span,
+                                format!("unknown HTTP method `{other}`"),
+                            )
+                            .label("not GET or POST")
+                            .help("vendor APIs are read with `method POST` (the default) or `method GET`"),
+                        );
+                        ok = false;
+                    }
+                },
+                SourceStmt::Param { place, name, value } => {
+                    let place_kind = match place.node.as_str() {
+                        "query" => ParamPlace::Query,
+                        "header" => ParamPlace::Header,
+                        _ => ParamPlace::Body,
+                    };
+                    let path: Vec<String> = if place_kind == ParamPlace::Header {
+                        vec![name.node.clone()]
+                    } else {
+                        name.node.split('.').map(str::to_owned).collect()
+                    };
+                    if let Some((_, previous)) = params
+                        .iter()
+                        .find(|(p, _)| p.path == path && p.place == place_kind)
+                    {
+                        let previous = *previous;
+                        self.report(
+                            CheckDiagnostic::error(
+                                codes::DUPLICATE_PARAM,
+                                name.span,
+                                format!("parameter `{}` is set twice", name.node),
+                            )
+                            .label("set again here")
+                            .help(format!(
+                                "remove one of the two; the first is at byte {}",
+                                previous.start
+                            )),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.check_param_value(value, &mut uses_window) {
+                        Some(v) => params.push((
+                            ParamPlan {
+                                path,
+                                place: place_kind,
+                                value: v,
+                            },
+                            name.span,
+                        )),
+                        None => ok = false,
+                    }
+                }
+                SourceStmt::Window(opts) => {
+                    if self.first_statement(&mut singles, "window", stmt.span, Vec::new()) {
+                        window_opts = Some((opts, stmt.span));
+                    }
+                }
+                SourceStmt::Records(p) => {
+                    self.first_statement(&mut singles, "records", stmt.span, p.node.clone());
+                }
+                SourceStmt::Id(p) => {
+                    self.first_statement(&mut singles, "id", stmt.span, p.node.clone());
+                }
+                SourceStmt::Modified(p) => {
+                    self.first_statement(&mut singles, "modified", stmt.span, p.node.clone());
+                }
+                SourceStmt::Total(p) => {
+                    self.first_statement(&mut singles, "total", stmt.span, p.node.clone());
+                }
+                SourceStmt::Directive(_) => {}
+            }
+        }
+
+        let kind = kind?;
+        let info = crate::connectors::endpoint_info(kind, &source.endpoint.node);
+        let connection = self.check_connection(kind, connection, &source.kind.span);
+
+        let window = match window_opts {
+            Some((opts, span)) => {
+                if !uses_window {
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::WINDOW_UNUSED,
+                            Span::new(span.start, span.start + "window".len()),
+                            "the source declares a `window` but no parameter carries it",
+                        )
+                        .label("window not sent")
+                        .help("send its bounds, e.g. param start_time = \"{{ window.start | datetime }}\" and param end_time = \"{{ window.end | datetime }}\""),
+                    );
+                }
+                self.check_window(opts, info.max_window)
+            }
+            // Params that use the window imply one with default settings.
+            None if uses_window => Some(default_window(info.max_window)),
+            None => None,
+        };
+
+        let pagination = match &directives.paginate {
+            Some(p) => self.check_pagination(p, &params, &info),
+            None => Some(PaginationPlan::None),
+        };
+
+        let path_of = |key: &str, singles: &BTreeMap<&str, (Span, Vec<String>)>| {
+            singles.get(key).map(|(_, p)| p.clone())
+        };
+        let records = path_of("records", &singles)
+            .or_else(|| info.records_path.clone())
+            .unwrap_or_default();
+        let total = path_of("total", &singles).or_else(|| info.total_path.clone());
+        let rates = if directives.rates.is_empty() {
+            info.rate
+                .iter()
+                .map(|(requests, per)| crate::plan::RateLimit {
+                    requests: *requests,
+                    per: *per,
+                })
+                .collect()
+        } else {
+            directives.rates.clone()
+        };
+        let plan = SourcePlan {
+            kind,
+            endpoint: source.endpoint.node.clone(),
+            http_method: method.unwrap_or(if kind == ConnectorKind::Http {
+                HttpMethod::Get
+            } else {
+                HttpMethod::Post
+            }),
+            connection: connection?,
+            params: params.into_iter().map(|(p, _)| p).collect(),
+            window,
+            pagination: pagination?,
+            rates,
+            retry: directives.retry.clone().unwrap_or_else(RetryPlan::default),
+            records,
+            id: path_of("id", &singles),
+            modified: path_of("modified", &singles),
+            total,
+            timeout: directives.timeout.unwrap_or(Duration::from_secs(30)),
+        };
+        ok.then_some(CheckedSource { plan })
+    }
+
+    /// Records a once-only statement; reports and returns false for a repeat.
+    fn first_statement<'k>(
+        &mut self,
+        singles: &mut BTreeMap<&'k str, (Span, Vec<String>)>,
+        key: &'k str,
+        span: Span,
+        path: Vec<String>,
+    ) -> bool {
+        if let Some((first, _)) = singles.get(key) {
+            let first = *first;
+            self.report(
+                CheckDiagnostic::error(
+                    codes::DUPLICATE_STATEMENT,
+                    Span::new(span.start, span.start + key.len()),
+                    format!("`{key}` is given twice in the source"),
+                )
+                .label("second one")
+                .help(format!(
+                    "keep one `{key}`; the first is at byte {}",
+                    first.start
+                )),
+            );
+            return false;
+        }
+        singles.insert(key, (span, path));
+        true
+    }
+
+    fn check_connector_kind(&mut self, kind: &Spanned<String>) -> Option<ConnectorKind> {
+        let found = ConnectorKind::from_keyword(&kind.node);
+        if found.is_none() {
+            let names: Vec<&str> = ConnectorKind::ALL.iter().map(|k| k.keyword()).collect();
+            let help = match vendor::closest(&kind.node, &names) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("connectors: {}", names.join(", ")),
+            };
+            self.report(
+                CheckDiagnostic::error(
+                    codes::UNKNOWN_CONNECTOR,
+                    kind.span,
+                    format!("unknown connector `{}`", kind.node),
+                )
+                .label("unknown connector")
+                .help(help),
+            );
+        }
+        found
+    }
+
+    fn check_connection(
+        &mut self,
+        kind: ConnectorKind,
+        connection: Option<Spanned<String>>,
+        kind_span: &Span,
+    ) -> Option<String> {
+        let Some(connection) = connection else {
+            self.report(
+                CheckDiagnostic::error(
+                    codes::MISSING_CONNECTION,
+                    *kind_span,
+                    "the source names no connection",
+                )
+                .label("which credentials?")
+                .help("add `connection <name>` naming an entry of the profile (qsync.yaml)"),
+            );
+            return None;
+        };
+        self.check_profile_entry(&connection, Some(kind.keyword()));
+        Some(connection.node.clone())
+    }
+
+    /// Checks a connection name against the profile, when there is one.
+    pub(crate) fn check_profile_entry(&mut self, name: &Spanned<String>, kind: Option<&str>) {
+        let Some(profile) = self.ctx.profile else {
+            return;
+        };
+        match profile.profile.connections.get(&name.node) {
+            None => {
+                let names: Vec<&str> = profile
+                    .profile
+                    .connections
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                let help = match vendor::closest(&name.node, &names) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if names.is_empty() => {
+                        format!("`{}` defines no connections", profile.path)
+                    }
+                    None => format!("`{}` defines: {}", profile.path, names.join(", ")),
+                };
+                self.report(
+                    CheckDiagnostic::error(
+                        codes::UNKNOWN_PROFILE,
+                        name.span,
+                        format!(
+                            "connection `{}` is not in profile `{}`",
+                            name.node, profile.path
+                        ),
+                    )
+                    .label("unknown connection")
+                    .help(help),
+                );
+            }
+            Some(entry) => {
+                let expected = kind.unwrap_or("mysql");
+                if entry.kind != expected {
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::PROFILE_KIND_MISMATCH,
+                            name.span,
+                            format!(
+                                "connection `{}` is a `{}` connection, this needs `{expected}`",
+                                name.node, entry.kind
+                            ),
+                        )
+                        .label("wrong kind")
+                        .help(format!(
+                            "point this at a `kind: {expected}` entry of the profile"
+                        )),
+                    );
+                }
+                // Expansion works on the whole file, so which entry an unset variable
+                // fed is unknown after parsing: every used connection is flagged.
+                for var in &profile.missing_env {
+                    {
+                        self.report(
+                            CheckDiagnostic::warning(
+                                codes::MISSING_ENV,
+                                name.span,
+                                format!(
+                                    "connection `{}` uses environment variable `{var}`, which is not set",
+                                    name.node
+                                ),
+                            )
+                            .label("incomplete credentials")
+                            .help(format!("set {var} before `qsync plan` or `qsync run`; they refuse to start without it")),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_param_value(
+        &mut self,
+        value: &Spanned<Value>,
+        uses_window: &mut bool,
+    ) -> Option<ParamValue> {
+        match &value.node {
+            Value::String(s) => {
+                self.check_request_template(s, value.span, uses_window)?;
+                Some(ParamValue::Template(s.clone()))
+            }
+            Value::Number(n) => match serde_json::from_str::<serde_json::Number>(n) {
+                Ok(n) => Some(ParamValue::Number(n)),
+                Err(_) => {
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::BAD_NUMBER,
+                            value.span,
+                            format!("`{n}` is not a number"),
+                        )
+                        .label("bad number"),
+                    );
+                    None
+                }
+            },
+            Value::Bool(b) => Some(ParamValue::Bool(*b)),
+            Value::Null => Some(ParamValue::Null),
+            Value::Object(pairs) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for (key, v) in pairs {
+                    if out
+                        .iter()
+                        .any(|(k, _): &(String, ParamValue)| *k == key.node)
+                    {
+                        self.report(
+                            CheckDiagnostic::error(
+                                codes::DUPLICATE_PARAM,
+                                key.span,
+                                format!("key `{}` is set twice in this object", key.node),
+                            )
+                            .label("set again here"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.check_param_value(v, uses_window) {
+                        Some(v) => out.push((key.node.clone(), v)),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(ParamValue::Object(out))
+            }
+            Value::Array(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    out.push(self.check_param_value(item, uses_window)?);
+                }
+                Some(ParamValue::Array(out))
+            }
+            Value::Call { name, args } => {
+                self.check_param_call(name, args, value.span, uses_window)
+            }
+        }
+    }
+
+    fn check_param_call(
+        &mut self,
+        name: &Spanned<String>,
+        args: &[Spanned<Value>],
+        span: Span,
+        uses_window: &mut bool,
+    ) -> Option<ParamValue> {
+        match name.node.as_str() {
+            "json" => {
+                if args.len() != 1 {
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::BAD_ARGUMENTS,
+                            span,
+                            format!("`json` takes one value, got {}", args.len()),
+                        )
+                        .label("wrong number of arguments")
+                        .help("e.g. param searchFieldJson = json({ textField_x: \"销售收款\" })"),
+                    );
+                    return None;
+                }
+                let inner = self.check_param_value(&args[0], uses_window)?;
+                Some(ParamValue::JsonString(Box::new(inner)))
+            }
+            "split" => match args {
+                [Spanned {
+                    node: Value::String(text),
+                    span: text_span,
+                }, Spanned {
+                    node: Value::String(sep),
+                    ..
+                }] if !sep.is_empty() => {
+                    self.check_request_template(text, *text_span, uses_window)?;
+                    Some(ParamValue::Split {
+                        template: text.clone(),
+                        separator: sep.clone(),
+                    })
+                }
+                _ => {
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::BAD_ARGUMENTS,
+                            span,
+                            "`split` takes a string and a non-empty separator string",
+                        )
+                        .label("bad arguments")
+                        .help("e.g. param so_ids = split(\"{{ env.SO_IDS }}\", \",\")"),
+                    );
+                    None
+                }
+            },
+            other => {
+                let help = match vendor::closest(other, &["json", "split"]) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "request values may call `json(...)` and `split(...)`".to_owned(),
+                };
+                self.report(
+                    CheckDiagnostic::error(
+                        codes::UNKNOWN_FUNCTION,
+                        name.span,
+                        format!("unknown function `{other}` in a request value"),
+                    )
+                    .label("unknown function")
+                    .help(help),
+                );
+                None
+            }
+        }
+    }
+
+    /// Compiles a request template and checks its variables.
+    fn check_request_template(
+        &mut self,
+        text: &str,
+        span: Span,
+        uses_window: &mut bool,
+    ) -> Option<()> {
+        if !text.contains("{{") && !text.contains("{%") {
+            return Some(());
+        }
+        let problems = template::validate(text, template::VARIABLES, true);
+        let env = minijinja::Environment::new();
+        if let Ok(t) = env.template_from_str(text) {
+            if t.undeclared_variables(false)
+                .iter()
+                .any(|v| WINDOW_VARIABLES.contains(&v.as_str()))
+            {
+                *uses_window = true;
+            }
+        }
+        self.report_template_problems(problems, span, template::VARIABLES)
+    }
+
+    pub(crate) fn report_template_problems(
+        &mut self,
+        problems: Vec<template::TemplateProblem>,
+        span: Span,
+        allowed: &[&str],
+    ) -> Option<()> {
+        if problems.is_empty() {
+            return Some(());
+        }
+        for problem in problems {
+            match problem {
+                template::TemplateProblem::Syntax { message, .. } => self.report(
+                    CheckDiagnostic::error(
+                        codes::BAD_TEMPLATE,
+                        span,
+                        format!("template does not compile: {message}"),
+                    )
+                    .label("bad template")
+                    .help("templates use minijinja syntax, e.g. \"{{ window.start | datetime }}\""),
+                ),
+                template::TemplateProblem::UnknownVariable { name } => {
+                    let help = match vendor::closest(&name, allowed) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "templates may use {}{}",
+                            allowed.join(", "),
+                            if allowed.contains(&"window") {
+                                " and DAYS_AGO_<n>"
+                            } else {
+                                ""
+                            }
+                        ),
+                    };
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::UNKNOWN_VARIABLE,
+                            span,
+                            format!("template variable `{name}` does not exist"),
+                        )
+                        .label("unknown variable")
+                        .help(help),
+                    );
+                }
+            }
+        }
+        None
+    }
+
+    fn check_window(
+        &mut self,
+        opts: &[WindowOpt],
+        vendor_max: Option<Duration>,
+    ) -> Option<WindowPlan> {
+        let mut window = default_window(vendor_max);
+        let mut seen: Vec<&str> = Vec::new();
+        let mut ok = true;
+        for opt in opts {
+            let key = opt.key.node.as_str();
+            if seen.contains(&key) {
+                self.report(
+                    CheckDiagnostic::error(
+                        codes::BAD_WINDOW,
+                        opt.key.span,
+                        format!("window option `{key}` is given twice"),
+                    )
+                    .label("repeated option"),
+                );
+                ok = false;
+                continue;
+            }
+            seen.push(key);
+            if key == "initial" {
+                match parse_initial(&opt.value.node) {
+                    Some(t) => window.initial = Some(t),
+                    None => {
+                        self.report(
+                            CheckDiagnostic::error(
+                                codes::BAD_WINDOW,
+                                opt.value.span,
+                                format!("`{}` is not a start time", opt.value.node),
+                            )
+                            .label("expected yyyy-MM-dd HH:mm:ss")
+                            .help("e.g. window initial \"2024-01-01 00:00:00\""),
+                        );
+                        ok = false;
+                    }
+                }
+                continue;
+            }
+            let Some(d) = self.check_duration(&opt.value) else {
+                ok = false;
+                continue;
+            };
+            match key {
+                "max" => {
+                    if d.is_zero() {
+                        self.report(
+                            CheckDiagnostic::error(
+                                codes::BAD_WINDOW,
+                                opt.value.span,
+                                "a window of zero length reads nothing",
+                            )
+                            .label("zero"),
+                        );
+                        ok = false;
+                    }
+                    if let Some(limit) = vendor_max {
+                        if d > limit {
+                            self.report(
+                                CheckDiagnostic::warning(
+                                    codes::WINDOW_OVER_LIMIT,
+                                    opt.value.span,
+                                    format!(
+                                        "the vendor allows windows of at most {}, this asks for {}",
+                                        human(limit),
+                                        human(d)
+                                    ),
+                                )
+                                .label("over the vendor's limit")
+                                .help(format!("use `max {}` or less", human(limit))),
+                            );
+                        }
+                    }
+                    window.max_span = d;
+                }
+                "lag" => window.lag = d,
+                _ => window.overlap = d,
+            }
+        }
+        ok.then_some(window)
+    }
+
+    fn check_pagination(
+        &mut self,
+        p: &PaginateAst,
+        params: &[(ParamPlan, Span)],
+        info: &crate::connectors::EndpointInfo,
+    ) -> Option<PaginationPlan> {
+        let size_param = p
+            .per
+            .as_ref()
+            .map_or_else(|| default_size_param(&p.param.node), |s| s.node.clone());
+        let mut ok = true;
+        let mut collide = |checker: &mut Self, path: &[String], span: Span, what: &str| {
+            if let Some((_, declared)) = params.iter().find(|(d, _)| d.path == path) {
+                checker.report(
+                    CheckDiagnostic::error(
+                        codes::PAGINATE_COLLISION,
+                        span,
+                        format!(
+                            "`@paginate` sets {what} `{}`, which is also declared with `param`",
+                            path.join(".")
+                        ),
+                    )
+                    .label("set by paging")
+                    .help(format!(
+                        "remove the `param {}` line at byte {}: paging sets it on every request",
+                        path.join("."),
+                        declared.start
+                    )),
+                );
+                ok = false;
+            }
+        };
+        collide(self, &p.param.node, p.param.span, "the page parameter");
+        if p.style != Style::Cursor || p.size.is_some() {
+            let span = p.per.as_ref().map_or(p.param.span, |s| s.span);
+            collide(self, &size_param, span, "the page-size parameter");
+        }
+        if let (Some(size), Some(max)) = (p.size, info.max_page_size) {
+            if size > max {
+                self.report(
+                    CheckDiagnostic::warning(
+                        codes::PAGE_SIZE_OVER_LIMIT,
+                        p.size_span.unwrap_or(p.span),
+                        format!("the vendor allows at most {max} records per page, this asks for {size}"),
+                    )
+                    .label("over the vendor's maximum")
+                    .help(format!("use `size {max}`: the vendor refuses or truncates larger pages")),
+                );
+            }
+        }
+        let size = p.size.or(info.max_page_size).unwrap_or(50);
+        let until = p.until.clone().unwrap_or_else(|| {
+            info.has_next_path
+                .clone()
+                .map(EndRule::HasNext)
+                .or_else(|| info.total_path.clone().map(EndRule::Total))
+                .unwrap_or(EndRule::ShortPage)
+        });
+        let plan = match p.style {
+            Style::Page => PaginationPlan::Page {
+                param: p.param.node.clone(),
+                size_param,
+                size,
+                first: p.first.or(info.page_base).unwrap_or(1),
+                until,
+            },
+            Style::Offset => PaginationPlan::Offset {
+                param: p.param.node.clone(),
+                size_param,
+                size,
+                until,
+            },
+            Style::Cursor => PaginationPlan::Cursor {
+                param: p.param.node.clone(),
+                from: p.from_path.clone().unwrap_or_default(),
+                size_param: p.size.map(|_| size_param),
+                size: p.size,
+            },
+            Style::Keyset => PaginationPlan::Keyset {
+                param: p.param.node.clone(),
+                field: p.from_path.clone().unwrap_or_default(),
+                size_param,
+                size,
+            },
+        };
+        ok.then_some(plan)
+    }
+}
+
+fn default_window(vendor_max: Option<Duration>) -> WindowPlan {
+    WindowPlan {
+        max_span: vendor_max.unwrap_or(Duration::from_secs(86_400)),
+        lag: Duration::from_secs(60),
+        overlap: Duration::from_secs(300),
+        initial: None,
+    }
+}
+
+fn parse_initial(text: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
+}
+
+/// `pageIndex` → `pageSize`, `page_no` → `page_size`, `pager.page_no` → `pager.page_size`.
+pub(crate) fn default_size_param(param: &[String]) -> Vec<String> {
+    let mut path = param.to_vec();
+    let last = path.pop().unwrap_or_default();
+    let camel = last.chars().any(char::is_uppercase);
+    path.push(if camel { "pageSize" } else { "page_size" }.to_owned());
+    path
+}
+
+/// `604800s` → `7d`.
+pub(crate) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s % 86_400 == 0 && s > 0 {
+        format!("{}d", s / 86_400)
+    } else if s % 3600 == 0 && s > 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 && s > 0 {
+        format!("{}m", s / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

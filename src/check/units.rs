@@ -1,0 +1,183 @@
+//! Durations (`7d`, `1h30m`), rates (`5/s`) and cron expressions.
+
+use std::time::Duration;
+
+use super::{codes, CheckDiagnostic, Checker};
+use crate::plan::RateLimit;
+use crate::syntax::Spanned;
+
+/// `7d` → 7 days. Units: ms, s, m/min, h, d, w.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        let unit_len = rest[digits..]
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .count();
+        if digits == 0 || unit_len == 0 {
+            return Err(format!("`{text}` is not a duration"));
+        }
+        let n: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{}` is too large", &rest[..digits]))?;
+        let unit = &rest[digits..digits + unit_len];
+        let one = match unit {
+            "ms" => Duration::from_millis(1),
+            "s" | "sec" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            "w" => Duration::from_secs(7 * 86_400),
+            other => return Err(format!("`{other}` is not a duration unit")),
+        };
+        let part = u32::try_from(n)
+            .ok()
+            .and_then(|n| one.checked_mul(n))
+            .ok_or_else(|| format!("`{text}` is too long"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| format!("`{text}` is too long"))?;
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
+}
+
+/// `5/s` → 5 per second. Units: s/sec/second, m/min/minute, h/hour, d/day.
+pub(crate) fn parse_rate(text: &str) -> Result<RateLimit, String> {
+    let (n, unit) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}` is not a rate"))?;
+    let requests: u32 = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a request count"))?;
+    if requests == 0 {
+        return Err("a rate of 0 requests never sends anything".to_owned());
+    }
+    let per = match unit {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        "d" | "day" => Duration::from_secs(86_400),
+        other => return Err(format!("`{other}` is not a rate unit")),
+    };
+    Ok(RateLimit { requests, per })
+}
+
+/// Parses a cron expression (5 fields, or 6 with seconds).
+pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+    croner::Cron::new(text)
+        .with_seconds_optional()
+        .with_dom_and_dow()
+        .parse()
+        .map_err(|e| e.to_string())
+}
+
+impl Checker<'_> {
+    pub(crate) fn check_duration(&mut self, text: &Spanned<String>) -> Option<Duration> {
+        match parse_duration(&text.node) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.report(
+                    CheckDiagnostic::error(codes::BAD_DURATION, text.span, message)
+                        .label("not a duration")
+                        .help("write a number and a unit: 500ms, 30s, 5m, 2h, 7d, 1w (or 1h30m)"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn check_rate(&mut self, text: &Spanned<String>) -> Option<RateLimit> {
+        match parse_rate(&text.node) {
+            Ok(r) => Some(r),
+            Err(message) => {
+                self.report(
+                    CheckDiagnostic::error(codes::BAD_RATE, text.span, message)
+                        .label("not a rate")
+                        .help("write requests per unit: 5/s, 100/min, 1000/h"),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn check_cron(&mut self, text: &Spanned<String>) -> Option<String> {
+        match parse_cron(&text.node) {
+            Ok(_) => Some(text.node.clone()),
+            Err(message) => {
+                self.report(
+                    CheckDiagnostic::error(
+                        codes::BAD_CRON,
+                        text.span,
+                        format!("`{}` is not a cron expression: {message}", text.node),
+                    )
+                    .label("bad cron")
+                    .help("five fields: minute hour day-of-month month day-of-week, e.g. \"2 1 * * *\" (a sixth, leading seconds field is optional)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A positive whole number with an upper bound.
+    pub(crate) fn check_count(
+        &mut self,
+        text: &Spanned<String>,
+        what: &str,
+        max: u64,
+    ) -> Option<u64> {
+        match text.node.parse::<u64>() {
+            Ok(n) if n >= 1 && n <= max => Some(n),
+            _ => {
+                self.report(
+                    CheckDiagnostic::error(
+                        codes::BAD_NUMBER,
+                        text.span,
+                        format!("{what} must be between 1 and {max}, not {}", text.node),
+                    )
+                    .label("out of range"),
+                );
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("7x")
+            .unwrap_err()
+            .contains("`x` is not a duration unit"));
+        assert!(parse_duration("99999999999d").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("100/min"),
+            Ok(RateLimit {
+                requests: 100,
+                per: Duration::from_secs(60)
+            })
+        );
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("5/fortnight").is_err());
+    }
+
+    #[test]
+    fn crons() {
+        assert!(parse_cron("2 1 * * *").is_ok());
+        assert!(parse_cron("0 2 1 * * *").is_ok());
+        assert!(parse_cron("61 1 * * *").is_err());
+        assert!(parse_cron("every day").is_err());
+    }
+}

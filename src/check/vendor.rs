@@ -1,0 +1,73 @@
+//! What `check` knows of vendors' records (which fields are nested arrays) and name
+//! suggestions.
+
+use crate::plan::ConnectorKind;
+
+/// Record fields that hold arrays of nested rows, per endpoint: using `items_x` in a map
+/// without `@flatten items` is then a sure mistake.
+pub(crate) fn known_arrays(kind: ConnectorKind, endpoint: &str) -> &'static [&'static str] {
+    let e = endpoint.to_ascii_lowercase();
+    match kind {
+        ConnectorKind::Jushuitan | ConnectorKind::Qimen if e.contains("refund") => {
+            &["items", "batchs", "sns", "images", "order_labels"]
+        }
+        ConnectorKind::Jushuitan | ConnectorKind::Qimen
+            if e.contains("order") || e.contains("saleout") =>
+        {
+            &["items", "batchs", "sns", "cluster_infos"]
+        }
+        ConnectorKind::Wdt | ConnectorKind::Qimen if e.contains("refund") => {
+            &["detail_list", "amount_detail_list"]
+        }
+        ConnectorKind::Wdt if e.contains("trade") => &["detail_list"],
+        ConnectorKind::DingtalkYida => &["actionExecutor"],
+        _ => &[],
+    }
+}
+
+/// The closest name within edit distance 2 (or a case-insensitive match).
+pub(crate) fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
+    let lower = word.to_lowercase();
+    names
+        .iter()
+        .map(|n| (distance(&lower, &n.to_lowercase()), *n))
+        .filter(|(d, n)| {
+            *d <= 2.min(n.chars().count().saturating_sub(1)) || n.eq_ignore_ascii_case(word)
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            closest("jushuitna", &["jushuitan", "wdt"]),
+            Some("jushuitan")
+        );
+        assert_eq!(closest("xyz", &["jushuitan", "wdt"]), None);
+        assert_eq!(closest("REPLACE", &["replace", "insert"]), Some("replace"));
+    }
+}
