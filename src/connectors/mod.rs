@@ -4,6 +4,15 @@
 //! lifecycle (as data: which request fetches a token and how to read the answer), decoding
 //! the envelope and classifying errors. Connectors do no I/O; `source` sends what they
 //! prepare, so every connector is testable with pure unit tests and the published vectors.
+//!
+//! `Data` outcomes carry the response body with the vendor's outer wrapper removed (Qimen's
+//! `response`) and JSON-string payloads parsed (Jikeyun's `result.data`), so the records
+//! paths in [`EndpointInfo`] (`data.datas`, `result.data.warehouseInfo`, ...) apply to it.
+//!
+//! Interface extensions made here (all pure): [`EndpointInfo::rates`] lists every published
+//! limit (Jushuitan has two), and [`Connector::profile_token`] hands the engine a token
+//! written in the profile (Jushuitan `access_token`) so that an expired one can be replaced
+//! through [`Connector::token_request`] like a fetched one.
 
 use std::time::Duration;
 
@@ -12,6 +21,17 @@ use serde_json::Value;
 
 use crate::config::Connection;
 use crate::plan::{ConnectorKind, HttpMethod};
+
+pub mod dingtalk_yida;
+pub mod http;
+pub mod jikeyun;
+pub mod jushuitan;
+pub mod qimen;
+pub mod wdt;
+pub mod wire;
+
+#[cfg(test)]
+mod samples;
 
 /// One API call as the spec describes it, with every template already rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,8 +96,11 @@ pub struct EndpointInfo {
     pub records_path: Option<Vec<String>>,
     pub total_path: Option<Vec<String>>,
     pub has_next_path: Option<Vec<String>>,
-    /// The vendor's published request rate, per connection (app key).
+    /// The vendor's published request rate, per connection (app key): the tightest of
+    /// `rates`, kept for callers that honour a single limit.
     pub rate: Option<(u32, Duration)>,
+    /// Every published limit; all apply at once (Jushuitan: 5/s and 100/min).
+    pub rates: Vec<(u32, Duration)>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -123,6 +146,14 @@ pub trait Connector: Send + Sync {
     /// Reads a token response.
     fn parse_token(&self, now: DateTime<Utc>, body: &[u8]) -> Result<Token, ConnectorError>;
 
+    /// A token written in the profile (Jushuitan `access_token`), used before any token is
+    /// fetched. When the vendor rejects it (`AuthExpired`), pass it to `token_request` as
+    /// `current` to obtain a replacement. `None` for vendors without such a setting.
+    fn profile_token(&self, now: DateTime<Utc>) -> Option<Token> {
+        let _ = now;
+        None
+    }
+
     /// What this connector knows of `endpoint`.
     fn endpoint_info(&self, endpoint: &str) -> EndpointInfo;
 
@@ -130,25 +161,74 @@ pub trait Connector: Send + Sync {
     fn secrets(&self) -> Vec<String>;
 }
 
-/// Builds the connector of `kind` from a profile connection.
+/// Builds the connector of `kind` from a profile connection named `name`.
 pub fn build(
     kind: ConnectorKind,
     name: &str,
     connection: &Connection,
 ) -> Result<Box<dyn Connector>, ConnectorError> {
-    let _ = (kind, name, connection);
-    unimplemented_connectors()
-}
-
-fn unimplemented_connectors() -> Result<Box<dyn Connector>, ConnectorError> {
-    Err(ConnectorError::BadSetting {
-        connection: String::new(),
-        message: "connectors are being built".to_owned(),
+    Ok(match kind {
+        ConnectorKind::Jushuitan => Box::new(jushuitan::Jushuitan::new(name, connection)?),
+        ConnectorKind::Qimen => Box::new(qimen::Qimen::new(name, connection)?),
+        ConnectorKind::Jikeyun => Box::new(jikeyun::Jikeyun::new(name, connection)?),
+        ConnectorKind::Wdt => Box::new(wdt::Wdt::new(name, connection)?),
+        ConnectorKind::DingtalkYida => {
+            Box::new(dingtalk_yida::DingtalkYida::new(name, connection)?)
+        }
+        ConnectorKind::Http => Box::new(http::Http::new(name, connection)?),
     })
 }
 
 /// What connector `kind` knows of `endpoint`, without credentials (used by `check`).
 pub fn endpoint_info(kind: ConnectorKind, endpoint: &str) -> EndpointInfo {
-    let _ = (kind, endpoint);
-    EndpointInfo::default()
+    match kind {
+        ConnectorKind::Jushuitan => jushuitan::endpoint_info(endpoint),
+        ConnectorKind::Qimen => qimen::endpoint_info(endpoint),
+        ConnectorKind::Jikeyun => jikeyun::endpoint_info(endpoint),
+        ConnectorKind::Wdt => wdt::endpoint_info(endpoint),
+        ConnectorKind::DingtalkYida => dingtalk_yida::endpoint_info(endpoint),
+        ConnectorKind::Http => EndpointInfo::default(),
+    }
+}
+
+/// Replaces every occurrence of every non-empty secret in `text` with `***`, longest
+/// secret first so a secret that contains another is never left half-masked.
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in sorted {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_replaces_longest_first() {
+        let secrets = vec!["abc".to_owned(), "abcdef".to_owned(), String::new()];
+        assert_eq!(mask("x=abcdef&y=abc", &secrets), "x=***&y=***");
+        assert_eq!(mask("nothing", &secrets), "nothing");
+    }
+
+    #[test]
+    fn endpoint_info_knows_each_vendor() {
+        let jst = endpoint_info(ConnectorKind::Jushuitan, "/open/refund/single/query");
+        assert_eq!(jst.max_page_size, Some(50));
+        assert_eq!(jst.rates.len(), 2);
+        let wdt = endpoint_info(ConnectorKind::Wdt, "aftersales.refund.Refund.search");
+        assert_eq!(wdt.page_base, Some(0));
+        let yida = endpoint_info(
+            ConnectorKind::DingtalkYida,
+            "/v1.0/yida/processes/instances",
+        );
+        assert_eq!(yida.records_path, Some(vec!["data".to_owned()]));
+        assert_eq!(
+            endpoint_info(ConnectorKind::Http, "/x"),
+            EndpointInfo::default()
+        );
+    }
 }

@@ -1,0 +1,511 @@
+//! The generic JSON-API connector, for vendors without a dedicated file: GET with params in
+//! the query string or POST with a JSON body, one of a few auth schemes, and an optional
+//! signing template so a new vendor's signature can be described in the profile.
+//!
+//! Profile settings (connection `kind: http`):
+//! - `base_url`: prefix of every endpoint path.
+//! - `auth`: `none` (default) | `bearer` (`token`) | `basic` (`username`, `password`) |
+//!   `api_key` (`api_key`, and `api_key_header` or `api_key_query`: where it goes) |
+//!   `sign`:
+//!   - `secret`: the signing key.
+//!   - `sign_template`: a minijinja template producing the string to sign, over `params`
+//!     (every query and top-level body param, timestamp included, as `[key, value]` pairs
+//!     sorted by key), `secret`, `timestamp`, `method` and `path`. Example:
+//!     `{% for p in params %}{{ p[0] }}={{ p[1] }}&{% endfor %}key={{ secret }}`.
+//!   - `sign_algorithm`: `md5` (default) | `sha256` | `hmac_sha256` (keyed by `secret`).
+//!   - `sign_case`: `lower` (default) | `upper`.
+//!   - `sign_param`: the query parameter carrying the signature (default `sign`).
+//!   - `timestamp_param` (optional): a query parameter set to the request time, in
+//!     `timestamp_format` `unix` (default) | `millis` | `datetime` (`yyyy-MM-dd HH:mm:ss`
+//!     in `timezone`, default Asia/Shanghai).
+//! - `error_path` + `success_value` (optional): a 2xx body whose value at `error_path`
+//!   (dotted) is not `success_value` is an error (message from `message_path`, default
+//!   `message` / `msg`).
+//!
+//! No token lifecycle: 401/403 are fatal (nothing to refresh).
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::wire::{self, Settings};
+use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
+use crate::config::Connection;
+use crate::plan::{ConnectorKind, HttpMethod};
+
+const VENDOR: &str = "http";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignAlgorithm {
+    Md5,
+    Sha256,
+    HmacSha256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    Unix,
+    Millis,
+    Datetime,
+}
+
+#[derive(Debug, Clone)]
+struct SignScheme {
+    secret: String,
+    template: String,
+    algorithm: SignAlgorithm,
+    upper: bool,
+    param: String,
+}
+
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Bearer(String),
+    Basic(String, String),
+    ApiKeyHeader(String, String),
+    ApiKeyQuery(String, String),
+    Sign(SignScheme),
+}
+
+/// The generic HTTP/JSON connector.
+#[derive(Debug, Clone)]
+pub struct Http {
+    name: String,
+    base_url: String,
+    auth: Auth,
+    timestamp: Option<(String, TimestampFormat)>,
+    timezone: chrono_tz::Tz,
+    error_path: Option<(Vec<String>, String)>,
+    message_path: Option<Vec<String>>,
+}
+
+impl Http {
+    pub fn new(name: &str, connection: &Connection) -> Result<Self, ConnectorError> {
+        let s = Settings::new(name, VENDOR, connection);
+        let auth_kind = s.optional("auth").unwrap_or_else(|| "none".to_owned());
+        let auth = match auth_kind.as_str() {
+            "none" => Auth::None,
+            "bearer" => Auth::Bearer(s.required("token")?),
+            "basic" => Auth::Basic(s.required("username")?, s.required("password")?),
+            "api_key" => {
+                let key = s.required("api_key")?;
+                match (s.optional("api_key_header"), s.optional("api_key_query")) {
+                    (Some(h), _) => Auth::ApiKeyHeader(h, key),
+                    (None, Some(q)) => Auth::ApiKeyQuery(q, key),
+                    (None, None) => {
+                        return Err(s.bad(
+                            "`auth: api_key` needs `api_key_header` or `api_key_query`".to_owned(),
+                        ))
+                    }
+                }
+            }
+            "sign" => {
+                let template = s.required("sign_template")?;
+                let mut env = minijinja::Environment::new();
+                env.add_template_owned("sign", template.clone())
+                    .map_err(|e| s.bad(format!("`sign_template` does not compile: {e}")))?;
+                let algorithm = match s.optional("sign_algorithm").as_deref() {
+                    None | Some("md5") => SignAlgorithm::Md5,
+                    Some("sha256") => SignAlgorithm::Sha256,
+                    Some("hmac_sha256") => SignAlgorithm::HmacSha256,
+                    Some(other) => {
+                        return Err(s.bad(format!(
+                            "`sign_algorithm` is `{other}`; expected md5, sha256 or hmac_sha256"
+                        )))
+                    }
+                };
+                let upper = match s.optional("sign_case").as_deref() {
+                    None | Some("lower") => false,
+                    Some("upper") => true,
+                    Some(other) => {
+                        return Err(
+                            s.bad(format!("`sign_case` is `{other}`; expected lower or upper"))
+                        )
+                    }
+                };
+                Auth::Sign(SignScheme {
+                    secret: s.required("secret")?,
+                    template,
+                    algorithm,
+                    upper,
+                    param: s
+                        .optional("sign_param")
+                        .unwrap_or_else(|| "sign".to_owned()),
+                })
+            }
+            other => {
+                return Err(s.bad(format!(
+                    "`auth` is `{other}`; expected none, bearer, basic, api_key or sign"
+                )))
+            }
+        };
+        let timestamp = match s.optional("timestamp_param") {
+            None => None,
+            Some(param) => {
+                let format = match s.optional("timestamp_format").as_deref() {
+                    None | Some("unix") => TimestampFormat::Unix,
+                    Some("millis") => TimestampFormat::Millis,
+                    Some("datetime") => TimestampFormat::Datetime,
+                    Some(other) => {
+                        return Err(s.bad(format!(
+                            "`timestamp_format` is `{other}`; expected unix, millis or datetime"
+                        )))
+                    }
+                };
+                Some((param, format))
+            }
+        };
+        let timezone = match s.optional("timezone") {
+            None => chrono_tz::Asia::Shanghai,
+            Some(tz) => tz
+                .parse()
+                .map_err(|_| s.bad(format!("`timezone` `{tz}` is not an IANA time zone")))?,
+        };
+        let error_path = match (s.optional("error_path"), s.optional("success_value")) {
+            (Some(path), Some(value)) => Some((wire::path_of(&path), value)),
+            (None, None) => None,
+            _ => {
+                return Err(s.bad(
+                    "`error_path` and `success_value` go together; set both or neither".to_owned(),
+                ))
+            }
+        };
+        Ok(Http {
+            name: name.to_owned(),
+            base_url: s.base_url()?,
+            auth,
+            timestamp,
+            timezone,
+            error_path,
+            message_path: s.optional("message_path").map(|p| wire::path_of(&p)),
+        })
+    }
+
+    fn timestamp_text(&self, now: DateTime<Utc>, format: TimestampFormat) -> String {
+        match format {
+            TimestampFormat::Unix => now.timestamp().to_string(),
+            TimestampFormat::Millis => now.timestamp_millis().to_string(),
+            TimestampFormat::Datetime => now
+                .with_timezone(&self.timezone)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+        }
+    }
+}
+
+impl SignScheme {
+    /// Renders the signing template over `params` (sorted here) and hashes the text.
+    fn signature(
+        &self,
+        params: &[(String, String)],
+        timestamp: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<String, String> {
+        let mut sorted: Vec<[&str; 2]> = params
+            .iter()
+            .map(|(k, v)| [k.as_str(), v.as_str()])
+            .collect();
+        sorted.sort_by(|a, b| a[0].as_bytes().cmp(b[0].as_bytes()).then(a[1].cmp(b[1])));
+        let mut env = minijinja::Environment::new();
+        env.add_template("sign", &self.template)
+            .map_err(|e| e.to_string())?;
+        let text = env
+            .get_template("sign")
+            .and_then(|t| {
+                t.render(minijinja::context! {
+                    params => sorted,
+                    secret => self.secret,
+                    timestamp => timestamp,
+                    method => method,
+                    path => path,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        let hex = match self.algorithm {
+            SignAlgorithm::Md5 => wire::md5_hex(text.as_bytes()),
+            SignAlgorithm::Sha256 => wire::sha256_hex(text.as_bytes()),
+            SignAlgorithm::HmacSha256 => {
+                wire::hmac_sha256_hex(self.secret.as_bytes(), text.as_bytes())
+            }
+        };
+        Ok(if self.upper {
+            hex.to_ascii_uppercase()
+        } else {
+            hex
+        })
+    }
+}
+
+impl Connector for Http {
+    fn kind(&self) -> ConnectorKind {
+        ConnectorKind::Http
+    }
+
+    fn prepare(
+        &self,
+        call: &ApiCall,
+        now: DateTime<Utc>,
+        _token: Option<&Token>,
+    ) -> Result<PreparedRequest, ConnectorError> {
+        let mut query: Vec<(String, String)> = Vec::new();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let body = match call.http_method {
+            HttpMethod::Get => {
+                query.extend(
+                    call.params
+                        .iter()
+                        .map(|(k, v)| (k.clone(), wire::scalar_text(v))),
+                );
+                None
+            }
+            HttpMethod::Post => {
+                headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+                Some(Value::Object(call.params.clone()).to_string())
+            }
+        };
+        query.extend(call.query.iter().cloned());
+        let mut timestamp = String::new();
+        if let Some((param, format)) = &self.timestamp {
+            timestamp = self.timestamp_text(now, *format);
+            query.push((param.clone(), timestamp.clone()));
+        }
+        if timestamp.is_empty() {
+            timestamp = now.timestamp().to_string();
+        }
+        let path = if call.endpoint.starts_with('/') || call.endpoint.is_empty() {
+            call.endpoint.clone()
+        } else {
+            format!("/{}", call.endpoint)
+        };
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(token) => {
+                headers.push(("Authorization".to_owned(), format!("Bearer {token}")))
+            }
+            Auth::Basic(user, password) => {
+                let encoded =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                headers.push(("Authorization".to_owned(), format!("Basic {encoded}")));
+            }
+            Auth::ApiKeyHeader(name, key) => headers.push((name.clone(), key.clone())),
+            Auth::ApiKeyQuery(name, key) => query.push((name.clone(), key.clone())),
+            Auth::Sign(scheme) => {
+                let mut signed = query.clone();
+                if call.http_method == HttpMethod::Post {
+                    signed.extend(
+                        call.params
+                            .iter()
+                            .map(|(k, v)| (k.clone(), wire::scalar_text(v))),
+                    );
+                }
+                let signature = scheme
+                    .signature(&signed, &timestamp, call.http_method.as_str(), &path)
+                    .map_err(|message| ConnectorError::BadSetting {
+                        connection: self.name.clone(),
+                        message: format!("`sign_template` failed to render: {message}"),
+                    })?;
+                query.push((scheme.param.clone(), signature));
+            }
+        }
+        headers.extend(call.headers.iter().cloned());
+        Ok(PreparedRequest {
+            method: call.http_method,
+            url: wire::with_query(&format!("{}{path}", self.base_url), &query),
+            headers,
+            body,
+        })
+    }
+
+    fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
+        let value = match wire::decode(status, headers, body) {
+            Ok(value) => value,
+            Err(outcome) => return outcome,
+        };
+        let message = |value: &Value| match &self.message_path {
+            Some(path) => {
+                let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+                wire::code_text(wire::path(value, &segments))
+            }
+            None => wire::message_of(value, &["message", "msg", "error"]),
+        };
+        if !(200..300).contains(&status) {
+            return Outcome::Fatal {
+                code: format!("http_{status}"),
+                message: message(&value),
+            };
+        }
+        if let Some((path, success)) = &self.error_path {
+            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+            let code = wire::code_text(wire::path(&value, &segments));
+            if code != *success {
+                return Outcome::Fatal {
+                    code,
+                    message: message(&value),
+                };
+            }
+        }
+        Outcome::Data(value)
+    }
+
+    fn token_request(
+        &self,
+        _now: DateTime<Utc>,
+        _current: Option<&Token>,
+    ) -> Result<Option<PreparedRequest>, ConnectorError> {
+        Ok(None)
+    }
+
+    fn parse_token(&self, _now: DateTime<Utc>, _body: &[u8]) -> Result<Token, ConnectorError> {
+        Err(ConnectorError::BadToken {
+            vendor: VENDOR,
+            message: "the http connector has no token lifecycle".to_owned(),
+        })
+    }
+
+    fn endpoint_info(&self, _endpoint: &str) -> EndpointInfo {
+        EndpointInfo::default()
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        match &self.auth {
+            Auth::None => vec![],
+            Auth::Bearer(token) => vec![token.clone()],
+            Auth::Basic(_, password) => vec![password.clone()],
+            Auth::ApiKeyHeader(_, key) | Auth::ApiKeyQuery(_, key) => vec![key.clone()],
+            Auth::Sign(scheme) => vec![scheme.secret.clone()],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn http(settings: &[(&str, &str)]) -> Result<Http, ConnectorError> {
+        let mut all = vec![("base_url", "http://127.0.0.1:1/http")];
+        all.extend_from_slice(settings);
+        let connection = Connection {
+            kind: VENDOR.to_owned(),
+            settings: all
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
+                .collect(),
+        };
+        Http::new("api", &connection)
+    }
+
+    fn get_call(params: &str) -> ApiCall {
+        ApiCall {
+            endpoint: "/api/v1/orders".to_owned(),
+            http_method: HttpMethod::Get,
+            params: serde_json::from_str(params).unwrap(),
+            query: vec![],
+            headers: vec![],
+        }
+    }
+
+    #[test]
+    fn sign_template_signs_sorted_params() {
+        let h = http(&[
+            ("auth", "sign"),
+            ("secret", "sek"),
+            (
+                "sign_template",
+                "{% for p in params %}{{ p[0] }}={{ p[1] }}&{% endfor %}key={{ secret }}",
+            ),
+            ("sign_case", "upper"),
+            ("timestamp_param", "ts"),
+        ])
+        .unwrap();
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        let req = h
+            .prepare(&get_call(r#"{"page":1,"b":"x y"}"#), now, None)
+            .unwrap();
+        let expected = wire::md5_hex(b"b=x y&page=1&ts=1700000000&key=sek").to_ascii_uppercase();
+        assert_eq!(
+            req.url,
+            format!(
+                "http://127.0.0.1:1/http/api/v1/orders?page=1&b=x+y&ts=1700000000&sign={expected}"
+            )
+        );
+    }
+
+    #[test]
+    fn auth_schemes_place_credentials() {
+        let now = Utc::now();
+        let bearer = http(&[("auth", "bearer"), ("token", "t0k")]).unwrap();
+        let req = bearer.prepare(&get_call("{}"), now, None).unwrap();
+        assert!(req
+            .headers
+            .contains(&("Authorization".to_owned(), "Bearer t0k".to_owned())));
+        let basic = http(&[("auth", "basic"), ("username", "u"), ("password", "p")]).unwrap();
+        let req = basic.prepare(&get_call("{}"), now, None).unwrap();
+        assert!(req
+            .headers
+            .contains(&("Authorization".to_owned(), "Basic dTpw".to_owned())));
+        let key = http(&[
+            ("auth", "api_key"),
+            ("api_key", "k"),
+            ("api_key_query", "apikey"),
+        ])
+        .unwrap();
+        assert!(key
+            .prepare(&get_call("{}"), now, None)
+            .unwrap()
+            .url
+            .ends_with("?apikey=k"));
+        assert!(http(&[("auth", "api_key"), ("api_key", "k")]).is_err());
+        assert!(http(&[("auth", "oauth")]).is_err());
+        let bad = http(&[
+            ("auth", "sign"),
+            ("secret", "s"),
+            ("sign_template", "{% for %}"),
+        ]);
+        assert!(bad.unwrap_err().to_string().contains("does not compile"));
+    }
+
+    #[test]
+    fn post_sends_json_body() {
+        let h = http(&[]).unwrap();
+        let mut call = get_call(r#"{"a":{"b":1}}"#);
+        call.http_method = HttpMethod::Post;
+        let req = h.prepare(&call, Utc::now(), None).unwrap();
+        assert_eq!(req.body.as_deref(), Some(r#"{"a":{"b":1}}"#));
+        assert_eq!(req.url, "http://127.0.0.1:1/http/api/v1/orders");
+    }
+
+    #[test]
+    fn error_path_detects_200_with_error() {
+        let h = http(&[("error_path", "code"), ("success_value", "0")]).unwrap();
+        assert!(matches!(
+            h.classify(200, &[], br#"{"code":0,"data":[]}"#),
+            Outcome::Data(_)
+        ));
+        assert_eq!(
+            h.classify(200, &[], br#"{"code":40001,"message":"bad sign"}"#),
+            Outcome::Fatal {
+                code: "40001".to_owned(),
+                message: "bad sign".to_owned()
+            }
+        );
+        assert!(matches!(
+            h.classify(429, &[], b""),
+            Outcome::Throttled { .. }
+        ));
+        assert!(matches!(
+            h.classify(502, &[], b""),
+            Outcome::Transient { .. }
+        ));
+        assert!(matches!(
+            h.classify(401, &[], br#"{"message":"no"}"#),
+            Outcome::Fatal { .. }
+        ));
+        assert!(matches!(
+            h.classify(200, &[], br#"{"code":0,"da"#),
+            Outcome::Transient { .. }
+        ));
+    }
+}

@@ -1,0 +1,295 @@
+//! Plumbing shared by the vendor connectors and the simulator: profile settings lookup,
+//! hashing, form encoding, JSON paths, and the HTTP-level half of response classification
+//! (429, 5xx, torn bodies). Nothing here knows a vendor's rules; those live in the vendor
+//! files.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use md5::{Digest, Md5};
+use serde_json::Value;
+use sha2::Sha256;
+
+use super::{ConnectorError, Outcome};
+use crate::config::Connection;
+
+/// Typed access to one connection's settings, with errors naming the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub name: &'a str,
+    pub vendor: &'static str,
+    pub connection: &'a Connection,
+}
+
+impl<'a> Settings<'a> {
+    pub fn new(name: &'a str, vendor: &'static str, connection: &'a Connection) -> Self {
+        Settings {
+            name,
+            vendor,
+            connection,
+        }
+    }
+
+    /// A non-empty setting.
+    pub fn optional(&self, key: &str) -> Option<String> {
+        self.connection.get(key).filter(|value| !value.is_empty())
+    }
+
+    /// A setting that must be present and non-empty.
+    pub fn required(&self, key: &str) -> Result<String, ConnectorError> {
+        self.optional(key)
+            .ok_or_else(|| ConnectorError::MissingSetting {
+                connection: self.name.to_owned(),
+                vendor: self.vendor,
+                key: key.to_owned(),
+            })
+    }
+
+    /// `base_url`, validated as an absolute http(s) URL, without a trailing slash.
+    pub fn base_url(&self) -> Result<String, ConnectorError> {
+        let raw = self.required("base_url")?;
+        let parsed = url::Url::parse(&raw).map_err(|e| self.bad(format!("`base_url` {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(self.bad(format!("`base_url` must be http(s), got `{raw}`")));
+        }
+        Ok(raw.trim_end_matches('/').to_owned())
+    }
+
+    pub fn bad(&self, message: String) -> ConnectorError {
+        ConnectorError::BadSetting {
+            connection: self.name.to_owned(),
+            message,
+        }
+    }
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    hex::encode(Md5::digest(data))
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+pub fn hmac_md5_hex(key: &[u8], data: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    let mut mac = <Hmac<Md5> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn hmac_sha256_hex(key: &[u8], data: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `k1v1k2v2...` over the pairs sorted by key bytes (ASCII order), no separators.
+pub fn concat_sorted<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
+    pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(b.1)));
+    let mut out = String::new();
+    for (k, v) in pairs {
+        out.push_str(k);
+        out.push_str(v);
+    }
+    out
+}
+
+/// `application/x-www-form-urlencoded` text of the pairs, in order.
+pub fn form_encode(pairs: &[(String, String)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        serializer.append_pair(k, v);
+    }
+    serializer.finish()
+}
+
+/// Parses form-urlencoded text (a query string or a form body) into pairs.
+pub fn form_decode(text: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(text).into_owned().collect()
+}
+
+/// Appends `query` to `url` with `?` or `&`.
+pub fn with_query(url: &str, query: &[(String, String)]) -> String {
+    if query.is_empty() {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", form_encode(query))
+}
+
+/// A JSON value as a form/query field: strings as-is, null empty, others as JSON text.
+pub fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Follows a dotted path split into segments; array segments are indices.
+pub fn path<'v>(value: &'v Value, segments: &[&str]) -> Option<&'v Value> {
+    segments
+        .iter()
+        .try_fold(value, |current, segment| match current {
+            Value::Object(map) => map.get(*segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        })
+}
+
+/// `data.datas` → `["data", "datas"]`.
+pub fn path_of(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_owned).collect()
+}
+
+/// A code field as text (`0`, `"0"`, `null` → empty).
+pub fn code_text(value: Option<&Value>) -> String {
+    value.map(scalar_text).unwrap_or_default()
+}
+
+/// A header value, name compared case-insensitively.
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// `Retry-After` in whole seconds (the HTTP-date form is not used by these vendors).
+pub fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
+    header(headers, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The first 200 characters of a body, for messages.
+pub fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let cut: String = text.chars().take(200).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+/// HTTP-level outcomes every vendor shares: 429 and 5xx (and 408). A 5xx that says when
+/// to come back (`Retry-After`) is treated as throttling so the wait is honoured.
+pub fn http_failure(status: u16, headers: &[(String, String)], body: &[u8]) -> Option<Outcome> {
+    let code = format!("http_{status}");
+    match status {
+        429 => Some(Outcome::Throttled {
+            code,
+            message: format!("HTTP 429 Too Many Requests: {}", snippet(body)),
+            retry_after: retry_after(headers),
+        }),
+        408 | 500..=599 => match retry_after(headers) {
+            Some(wait) => Some(Outcome::Throttled {
+                code,
+                message: format!("HTTP {status} with Retry-After: {}", snippet(body)),
+                retry_after: Some(wait),
+            }),
+            None => Some(Outcome::Transient {
+                code,
+                message: format!("HTTP {status}: {}", snippet(body)),
+            }),
+        },
+        _ => None,
+    }
+}
+
+/// Parses a JSON body. A 2xx body that is not JSON (empty, cut off, an HTML error page from
+/// a proxy) is transient: it is most often a torn response. A non-2xx non-JSON body is fatal.
+pub fn parse_json(status: u16, body: &[u8]) -> Result<Value, Outcome> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => Ok(value),
+        Err(e) if (200..300).contains(&status) => Err(Outcome::Transient {
+            code: "invalid_json".to_owned(),
+            message: format!(
+                "response body is not valid JSON ({} bytes, {e}); the response may be \
+                 truncated or torn: {}",
+                body.len(),
+                snippet(body)
+            ),
+        }),
+        Err(_) => Err(Outcome::Fatal {
+            code: format!("http_{status}"),
+            message: format!("HTTP {status}: {}", snippet(body)),
+        }),
+    }
+}
+
+/// `http_failure`, then `parse_json`: the common first step of `classify`.
+pub fn decode(status: u16, headers: &[(String, String)], body: &[u8]) -> Result<Value, Outcome> {
+    if let Some(outcome) = http_failure(status, headers, body) {
+        return Err(outcome);
+    }
+    parse_json(status, body)
+}
+
+/// The message field of an envelope, trying the usual names.
+pub fn message_of(value: &Value, keys: &[&str]) -> String {
+    keys.iter()
+        .find_map(|k| value.get(*k).filter(|v| !v.is_null()).map(scalar_text))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concat_sorted_orders_by_ascii() {
+        assert_eq!(
+            concat_sorted([("b", "2"), ("a", "1"), ("B", "3")]),
+            "B3a1b2"
+        );
+    }
+
+    #[test]
+    fn torn_body_is_transient_and_html_404_fatal() {
+        let torn = parse_json(200, br#"{"code":0,"data":{"datas":[{"a""#).unwrap_err();
+        assert!(matches!(torn, Outcome::Transient { ref message, .. } if message.contains("torn")));
+        let html = parse_json(404, b"<html>not found</html>").unwrap_err();
+        assert!(matches!(html, Outcome::Fatal { ref code, .. } if code == "http_404"));
+        assert!(matches!(
+            parse_json(200, b""),
+            Err(Outcome::Transient { .. })
+        ));
+    }
+
+    #[test]
+    fn http_failures_honour_retry_after() {
+        let headers = vec![("Retry-After".to_owned(), "7".to_owned())];
+        assert_eq!(
+            http_failure(429, &headers, b""),
+            Some(Outcome::Throttled {
+                code: "http_429".to_owned(),
+                message: "HTTP 429 Too Many Requests: ".to_owned(),
+                retry_after: Some(Duration::from_secs(7)),
+            })
+        );
+        assert!(matches!(
+            http_failure(502, &[], b"bad"),
+            Some(Outcome::Transient { .. })
+        ));
+        assert!(matches!(
+            http_failure(503, &headers, b""),
+            Some(Outcome::Throttled { retry_after: Some(d), .. }) if d.as_secs() == 7
+        ));
+        assert_eq!(http_failure(200, &[], b""), None);
+        assert_eq!(http_failure(404, &[], b""), None);
+    }
+
+    #[test]
+    fn path_walks_objects_and_arrays() {
+        let v = serde_json::json!({"data": {"datas": [{"id": 1}]}});
+        assert_eq!(
+            path(&v, &["data", "datas", "0", "id"]),
+            Some(&serde_json::json!(1))
+        );
+        assert_eq!(path(&v, &["data", "nope"]), None);
+    }
+}
