@@ -1,0 +1,724 @@
+//! JSON value → [`Cell`] of a [`ColumnType`]: the one place that decides what vendor values
+//! are accepted for each column type.
+//!
+//! Owns the parsing of the date formats these APIs really send (epoch seconds and
+//! milliseconds, `yyyy-MM-dd HH:mm:ss[.SSS]`, `yyyy-MM-dd`, ISO 8601 with `Z` or an offset,
+//! DingTalk's `2024-04-27T07:56Z`), numbers sent as strings, range and precision checks.
+//! It does not own where values come from (`map`) nor how cells are written (`sink`).
+//!
+//! Choices worth knowing:
+//! - `null` and a missing value become [`Cell::Null`] for every type.
+//! - An empty string becomes [`Cell::Null`] for number, date, time and bool types, because
+//!   vendors send `""` for "no value" (Jushuitan's `"qty": ""`); for string types it stays `""`.
+//! - Epoch numbers with an absolute value of at least 10^11 are milliseconds, smaller ones are
+//!   seconds (10^11 seconds is the year 5138, 10^11 milliseconds is 1973).
+//! - Datetimes without an offset are already in the profile time zone; datetimes with an
+//!   offset (or `Z`) and epoch values are converted to it. `DATETIME` columns keep whole
+//!   seconds: the fraction is truncated so that every write path stores the same value.
+//! - `json` serializes the value as it is (a JSON string stays a JSON string literal); JSON
+//!   `null` is SQL `NULL`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
+use chrono_tz::Tz;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value;
+
+use super::Cell;
+use crate::plan::ColumnType;
+
+/// The default profile time zone of Chinese vendor APIs.
+pub const DEFAULT_TZ: Tz = chrono_tz::Asia::Shanghai;
+
+/// Longest `string` column when the spec gives no length (`VARCHAR(255)`).
+pub const DEFAULT_STRING_LENGTH: u32 = 255;
+
+/// Longest value of a MySQL `TEXT` column, in bytes.
+const TEXT_MAX_BYTES: usize = 65_535;
+
+/// A value that does not fit its column type.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot convert value {value} to {ty}: {reason}")]
+pub struct ConvertError {
+    /// The offending value as JSON text, shortened to 80 characters.
+    pub value: String,
+    pub ty: ColumnType,
+    pub reason: ConvertReason,
+}
+
+/// Why a value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConvertReason {
+    /// `"abc"` for `int`.
+    NotANumber,
+    /// `1.5` for `int`.
+    Fraction,
+    /// `3000000000` for `int`, `1000` for `decimal(4,2)`.
+    OutOfRange,
+    /// `"2024-13-01"` for `date`.
+    NotADate,
+    /// `"yes"` for `bool`.
+    NotABool,
+    /// A 300-character string for `string(255)`.
+    TooLong { length: usize, max: usize },
+    /// An object or array for a number, date or bool type.
+    WrongKind,
+}
+
+impl fmt::Display for ConvertReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConvertReason::NotANumber => f.write_str("not a number"),
+            ConvertReason::Fraction => f.write_str("has a fractional part"),
+            ConvertReason::OutOfRange => f.write_str("out of range"),
+            ConvertReason::NotADate => f.write_str("not a recognised date or datetime"),
+            ConvertReason::NotABool => f.write_str("not a boolean"),
+            ConvertReason::TooLong { length, max } => {
+                write!(f, "{length} characters, at most {max} allowed")
+            }
+            ConvertReason::WrongKind => f.write_str("objects and arrays are not allowed"),
+        }
+    }
+}
+
+fn fail(value: &Value, ty: ColumnType, reason: ConvertReason) -> ConvertError {
+    let mut text = value.to_string();
+    if let Some((cut, _)) = text.char_indices().nth(80) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    ConvertError {
+        value: text,
+        ty,
+        reason,
+    }
+}
+
+/// Converts one JSON value (`None` = field missing) to a cell of `ty`, reading zone-less
+/// datetimes and epoch values in `tz`.
+pub fn convert(value: Option<&Value>, ty: ColumnType, tz: Tz) -> Result<Cell, ConvertError> {
+    let Some(value) = value else {
+        return Ok(Cell::Null);
+    };
+    if value.is_null() {
+        return Ok(Cell::Null);
+    }
+    if let Value::String(s) = value {
+        if s.is_empty() && !matches!(ty, ColumnType::String { .. } | ColumnType::Text) {
+            return Ok(Cell::Null);
+        }
+    }
+    match ty {
+        ColumnType::Int => to_int(value, ty, i64::from(i32::MIN), i64::from(i32::MAX)),
+        ColumnType::Bigint => to_int(value, ty, i64::MIN, i64::MAX),
+        ColumnType::Decimal { precision, scale } => to_decimal(value, ty, precision, scale),
+        ColumnType::Double => to_double(value, ty),
+        ColumnType::String { length } => {
+            let max = length.unwrap_or(DEFAULT_STRING_LENGTH) as usize;
+            let text = to_text(value);
+            // Counting characters, not bytes: VARCHAR(n) under utf8mb4 holds n characters.
+            // The byte length bounds the character count, so short strings skip the count.
+            if text.len() > max {
+                let length = text.chars().count();
+                if length > max {
+                    return Err(fail(value, ty, ConvertReason::TooLong { length, max }));
+                }
+            }
+            Ok(Cell::Text(text))
+        }
+        ColumnType::Text => {
+            let text = to_text(value);
+            if text.len() > TEXT_MAX_BYTES {
+                let length = text.len();
+                let reason = ConvertReason::TooLong {
+                    length,
+                    max: TEXT_MAX_BYTES,
+                };
+                return Err(fail(value, ty, reason));
+            }
+            Ok(Cell::Text(text))
+        }
+        ColumnType::Datetime => to_datetime(value, tz)
+            .map(|t| Cell::DateTime(t.with_nanosecond(0).unwrap_or(t)))
+            .ok_or_else(|| fail(value, ty, date_reason(value))),
+        ColumnType::Date => to_datetime(value, tz)
+            .map(|t| Cell::Date(t.date()))
+            .ok_or_else(|| fail(value, ty, date_reason(value))),
+        ColumnType::Bool => to_bool(value).ok_or_else(|| fail(value, ty, ConvertReason::NotABool)),
+        ColumnType::Json => Ok(Cell::Json(value.to_string())),
+    }
+}
+
+fn date_reason(value: &Value) -> ConvertReason {
+    if value.is_object() || value.is_array() {
+        ConvertReason::WrongKind
+    } else {
+        ConvertReason::NotADate
+    }
+}
+
+/// String form of any value: strings as they are, everything else as JSON text.
+pub(crate) fn to_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn to_int(value: &Value, ty: ColumnType, min: i64, max: i64) -> Result<Cell, ConvertError> {
+    let n = match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i
+            } else if n.is_u64() {
+                return Err(fail(value, ty, ConvertReason::OutOfRange));
+            } else {
+                float_to_int(n.as_f64().unwrap_or(f64::NAN), value, ty)?
+            }
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<i64>() {
+                Ok(i) => i,
+                Err(_) => match s.parse::<f64>() {
+                    Ok(x) if x.is_finite() => float_to_int(x, value, ty)?,
+                    _ if is_integer_text(s) => {
+                        return Err(fail(value, ty, ConvertReason::OutOfRange))
+                    }
+                    _ => return Err(fail(value, ty, ConvertReason::NotANumber)),
+                },
+            }
+        }
+        Value::Bool(b) => i64::from(*b),
+        _ => return Err(fail(value, ty, ConvertReason::WrongKind)),
+    };
+    if n < min || n > max {
+        return Err(fail(value, ty, ConvertReason::OutOfRange));
+    }
+    Ok(Cell::Int(n))
+}
+
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn float_to_int(x: f64, value: &Value, ty: ColumnType) -> Result<i64, ConvertError> {
+    if x.fract() != 0.0 {
+        return Err(fail(value, ty, ConvertReason::Fraction));
+    }
+    // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
+    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&x) {
+        return Err(fail(value, ty, ConvertReason::OutOfRange));
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "range and fraction checked above"
+    )]
+    Ok(x as i64)
+}
+
+fn to_double(value: &Value, ty: ColumnType) -> Result<Cell, ConvertError> {
+    let x = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => return Err(fail(value, ty, ConvertReason::WrongKind)),
+    };
+    match x {
+        // MySQL cannot store NaN or infinities.
+        Some(x) if x.is_finite() => Ok(Cell::Double(x)),
+        Some(_) => Err(fail(value, ty, ConvertReason::OutOfRange)),
+        None => Err(fail(value, ty, ConvertReason::NotANumber)),
+    }
+}
+
+fn parse_decimal(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    Decimal::from_str(s)
+        .ok()
+        .or_else(|| Decimal::from_scientific(s).ok())
+}
+
+fn to_decimal(
+    value: &Value,
+    ty: ColumnType,
+    precision: u8,
+    scale: u8,
+) -> Result<Cell, ConvertError> {
+    let parsed = match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Some(Decimal::from(i))
+            } else if let Some(u) = n.as_u64() {
+                Some(Decimal::from(u))
+            } else {
+                // f64's Display is the shortest text that reads back as the same float, so
+                // 12.1 stays 12.1 instead of 12.0999999999999996447.
+                parse_decimal(&n.to_string())
+            }
+        }
+        Value::String(s) => parse_decimal(s),
+        Value::Bool(b) => Some(Decimal::from(u8::from(*b))),
+        _ => return Err(fail(value, ty, ConvertReason::WrongKind)),
+    };
+    let Some(d) = parsed else {
+        return Err(fail(value, ty, ConvertReason::NotANumber));
+    };
+    let d = d.round_dp_with_strategy(u32::from(scale), RoundingStrategy::MidpointAwayFromZero);
+    let int_digits = u32::from(precision.saturating_sub(scale));
+    // rust_decimal holds 28 digits; a wider integer part can never overflow the column.
+    if int_digits < 28 {
+        let limit = Decimal::from_i128_with_scale(10_i128.pow(int_digits), 0);
+        if d.abs().trunc() >= limit {
+            return Err(fail(value, ty, ConvertReason::OutOfRange));
+        }
+    }
+    Ok(Cell::Decimal(d))
+}
+
+fn to_bool(value: &Value) -> Option<Cell> {
+    let b = match value {
+        Value::Bool(b) => *b,
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => false,
+            Some(1) => true,
+            _ => return None,
+        },
+        Value::String(s) => match s.trim() {
+            "1" => true,
+            "0" => false,
+            t if t.eq_ignore_ascii_case("true") => true,
+            t if t.eq_ignore_ascii_case("false") => false,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(Cell::Bool(b))
+}
+
+/// Reads a date or datetime as a local datetime in `tz`.
+pub fn to_datetime(value: &Value, tz: Tz) -> Option<NaiveDateTime> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                from_epoch(i, tz)
+            } else {
+                let x = n.as_f64()?;
+                from_epoch_float(x, tz)
+            }
+        }
+        Value::String(s) => parse_datetime_str(s.trim(), tz),
+        _ => None,
+    }
+}
+
+fn from_epoch(n: i64, tz: Tz) -> Option<NaiveDateTime> {
+    let utc = if n.unsigned_abs() >= 100_000_000_000 {
+        chrono::DateTime::from_timestamp_millis(n)?
+    } else {
+        chrono::DateTime::from_timestamp(n, 0)?
+    };
+    Some(tz.from_utc_datetime(&utc.naive_utc()).naive_local())
+}
+
+fn from_epoch_float(x: f64, tz: Tz) -> Option<NaiveDateTime> {
+    if !x.is_finite() || x.abs() > 1e16 {
+        return None;
+    }
+    let millis = if x.abs() >= 1e11 { x } else { x * 1000.0 };
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "bounded by the check above"
+    )]
+    let utc = chrono::DateTime::from_timestamp_millis(millis.round() as i64)?;
+    Some(tz.from_utc_datetime(&utc.naive_utc()).naive_local())
+}
+
+/// A tiny cursor over ASCII digits: hand-rolled because `NaiveDateTime::parse_from_str`
+/// costs several times more and this runs once per date cell.
+struct Digits<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Digits<'_> {
+    fn number(&mut self, width: usize) -> Option<u32> {
+        let end = self.pos.checked_add(width)?;
+        let slice = self.bytes.get(self.pos..end)?;
+        let mut n = 0u32;
+        for &b in slice {
+            if !b.is_ascii_digit() {
+                return None;
+            }
+            n = n * 10 + u32::from(b - b'0');
+        }
+        self.pos = end;
+        Some(n)
+    }
+
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.bytes.get(self.pos) == Some(&byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn done(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+}
+
+/// Parses the datetime strings vendors send; see the module doc for the list.
+pub fn parse_datetime_str(s: &str, tz: Tz) -> Option<NaiveDateTime> {
+    let bytes = s.as_bytes();
+    if !bytes.is_empty() && is_integer_text(s) {
+        return from_epoch(s.parse().ok()?, tz);
+    }
+    let mut c = Digits { bytes, pos: 0 };
+    let year = c.number(4)?;
+    let sep = c.peek()?;
+    if sep != b'-' && sep != b'/' {
+        return None;
+    }
+    c.pos += 1;
+    let month = c.number(2)?;
+    if !c.eat(sep) {
+        return None;
+    }
+    let day = c.number(2)?;
+    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
+    if c.done() {
+        return Some(date.and_time(NaiveTime::MIN));
+    }
+    if !(c.eat(b' ') || c.eat(b'T')) {
+        return None;
+    }
+    let hour = c.number(2)?;
+    if !c.eat(b':') {
+        return None;
+    }
+    let minute = c.number(2)?;
+    let (mut second, mut nanos) = (0, 0);
+    if c.eat(b':') {
+        second = c.number(2)?;
+        if c.eat(b'.') {
+            let start = c.pos;
+            let mut scale = 100_000_000u32;
+            while let Some(b) = c.peek().filter(u8::is_ascii_digit) {
+                nanos += u32::from(b - b'0') * scale;
+                scale /= 10;
+                c.pos += 1;
+            }
+            if c.pos == start {
+                return None;
+            }
+        }
+    }
+    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    let local = date.and_time(time);
+    if c.done() {
+        return Some(local);
+    }
+    let offset_secs: i32 = match c.peek()? {
+        b'Z' | b'z' => {
+            c.pos += 1;
+            0
+        }
+        sign @ (b'+' | b'-') => {
+            c.pos += 1;
+            let h = c.number(2)?;
+            c.eat(b':');
+            let m = c.number(2)?;
+            let secs = i32::try_from(h * 3600 + m * 60).ok()?;
+            if sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    if !c.done() {
+        return None;
+    }
+    let utc = local.checked_sub_signed(chrono::TimeDelta::seconds(i64::from(offset_secs)))?;
+    Some(tz.from_utc_datetime(&utc).naive_local())
+}
+
+/// The JSON form of a converted cell, for `@rename ... : type` whose result is read again
+/// by the map. Datetimes use the `yyyy-MM-dd HH:mm:ss` form [`parse_datetime_str`] reads.
+pub(crate) fn cell_to_json(cell: Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Int(n) => Value::from(n),
+        Cell::Double(x) => Value::from(x),
+        Cell::Bool(b) => Value::Bool(b),
+        Cell::Text(s) => Value::String(s),
+        Cell::Json(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        other @ (Cell::Decimal(_) | Cell::Date(_) | Cell::DateTime(_)) => {
+            Value::String(other.render())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn dt(s: &str) -> Cell {
+        Cell::DateTime(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").expect("test date"))
+    }
+
+    fn date(s: &str) -> Cell {
+        Cell::Date(NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date"))
+    }
+
+    fn dec(s: &str) -> Cell {
+        Cell::Decimal(Decimal::from_str(s).expect("test decimal"))
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.to_owned())
+    }
+
+    const DEC_12_2: ColumnType = ColumnType::Decimal {
+        precision: 12,
+        scale: 2,
+    };
+    const DEC_4_2: ColumnType = ColumnType::Decimal {
+        precision: 4,
+        scale: 2,
+    };
+    const STR_5: ColumnType = ColumnType::String { length: Some(5) };
+
+    /// Examples: (input, type, expected cell or `None` for a rejection).
+    fn examples() -> Vec<(Value, ColumnType, Option<Cell>)> {
+        use ColumnType::{Bigint, Bool, Date, Datetime, Double, Int, Json, Text};
+        vec![
+            // nulls and empties
+            (Value::Null, Int, Some(Cell::Null)),
+            (json!(""), Int, Some(Cell::Null)),
+            (json!(""), Datetime, Some(Cell::Null)),
+            (json!(""), DEC_12_2, Some(Cell::Null)),
+            (json!(""), Bool, Some(Cell::Null)),
+            (json!(""), STR_5, Some(text(""))),
+            (Value::Null, Json, Some(Cell::Null)),
+            // int / bigint
+            (json!(42), Int, Some(Cell::Int(42))),
+            (json!("42"), Int, Some(Cell::Int(42))),
+            (json!(" -7 "), Int, Some(Cell::Int(-7))),
+            (json!(12.0), Int, Some(Cell::Int(12))),
+            (json!("12.0"), Int, Some(Cell::Int(12))),
+            (json!(1.5), Int, None),
+            (json!("1.5"), Int, None),
+            (json!("abc"), Int, None),
+            (json!(3_000_000_000_i64), Int, None),
+            (
+                json!(3_000_000_000_i64),
+                Bigint,
+                Some(Cell::Int(3_000_000_000)),
+            ),
+            (
+                json!("9223372036854775807"),
+                Bigint,
+                Some(Cell::Int(i64::MAX)),
+            ),
+            (json!("9223372036854775808"), Bigint, None),
+            (json!(u64::MAX), Bigint, None),
+            (json!(true), Int, Some(Cell::Int(1))),
+            (json!([1]), Int, None),
+            // decimal
+            (json!(12.1), DEC_12_2, Some(dec("12.10"))),
+            (json!("12.345"), DEC_12_2, Some(dec("12.35"))),
+            (json!("-12.345"), DEC_12_2, Some(dec("-12.35"))),
+            (json!(7), DEC_12_2, Some(dec("7"))),
+            (json!("1e2"), DEC_12_2, Some(dec("100"))),
+            (json!(99.994), DEC_4_2, Some(dec("99.99"))),
+            (json!(99.995), DEC_4_2, None),
+            (json!("100"), DEC_4_2, None),
+            (json!("x"), DEC_4_2, None),
+            // double
+            (json!(1.25), Double, Some(Cell::Double(1.25))),
+            (json!("1.25"), Double, Some(Cell::Double(1.25))),
+            (json!("NaN"), Double, None),
+            (json!("one"), Double, None),
+            // strings
+            (json!("abcde"), STR_5, Some(text("abcde"))),
+            (json!("售后单退货了"), STR_5, None),
+            (json!("售后单退货"), STR_5, Some(text("售后单退货"))),
+            (json!("abcdef"), STR_5, None),
+            (json!(123), STR_5, Some(text("123"))),
+            (json!({"a": 1}), Text, Some(text(r#"{"a":1}"#))),
+            // bool
+            (json!(true), Bool, Some(Cell::Bool(true))),
+            (json!(0), Bool, Some(Cell::Bool(false))),
+            (json!("1"), Bool, Some(Cell::Bool(true))),
+            (json!("False"), Bool, Some(Cell::Bool(false))),
+            (json!(2), Bool, None),
+            (json!("yes"), Bool, None),
+            // json
+            (
+                json!({"k": [1, "x"]}),
+                Json,
+                Some(Cell::Json(r#"{"k":[1,"x"]}"#.into())),
+            ),
+            (json!("s"), Json, Some(Cell::Json(r#""s""#.into()))),
+            // datetimes (profile zone Asia/Shanghai, UTC+8)
+            (
+                json!("2024-04-27 15:56:01"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!("2024-04-27 15:56:01.789"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!("2024-04-27"),
+                Datetime,
+                Some(dt("2024-04-27 00:00:00")),
+            ),
+            (
+                json!("2024-04-27T07:56Z"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:00")),
+            ),
+            (
+                json!("2024-04-27T07:56:30Z"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:30")),
+            ),
+            (
+                json!("2024-04-27T15:56:30+08:00"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:30")),
+            ),
+            (
+                json!("2024-04-27T01:56:30-0600"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:30")),
+            ),
+            (
+                json!("2024-04-27T15:56:30"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:30")),
+            ),
+            (
+                json!(1_714_204_561_000_i64),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!("1714204561000"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!(1_714_204_561),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!("1714204561"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (
+                json!(1_714_204_561.5),
+                Datetime,
+                Some(dt("2024-04-27 15:56:01")),
+            ),
+            (json!("2024-13-01"), Datetime, None),
+            (json!("2024-02-30 10:00:00"), Datetime, None),
+            (json!("abc"), Datetime, None),
+            (
+                json!("2024-04-27 15:56"),
+                Datetime,
+                Some(dt("2024-04-27 15:56:00")),
+            ),
+            (json!("2024-04-27 15:56:01 junk"), Datetime, None),
+            (json!({}), Datetime, None),
+            // dates
+            (json!("2024-04-27 23:59:59"), Date, Some(date("2024-04-27"))),
+            (
+                json!("2024-04-27T20:00:00Z"),
+                Date,
+                Some(date("2024-04-28")),
+            ),
+            (json!(1_714_204_561_000_i64), Date, Some(date("2024-04-27"))),
+            (json!("2024/04/27"), Date, Some(date("2024-04-27"))),
+        ]
+    }
+
+    #[test]
+    fn examples_convert_as_declared() {
+        let mut failures = Vec::new();
+        for (input, ty, expected) in examples() {
+            let got = convert(Some(&input), ty, DEFAULT_TZ);
+            let ok = match (&got, &expected) {
+                (Ok(cell), Some(want)) => cell == want,
+                (Err(_), None) => true,
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{input} as {ty}: got {got:?}, want {expected:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn missing_is_null() {
+        assert_eq!(convert(None, ColumnType::Int, DEFAULT_TZ), Ok(Cell::Null));
+    }
+
+    #[test]
+    fn error_names_value_and_type() {
+        let err = convert(Some(&json!("abc")), ColumnType::Datetime, DEFAULT_TZ)
+            .expect_err("abc is no datetime");
+        assert_eq!(
+            err.to_string(),
+            r#"cannot convert value "abc" to datetime: not a recognised date or datetime"#
+        );
+        let err = convert(Some(&json!("abcdef")), STR_5, DEFAULT_TZ).expect_err("too long");
+        assert_eq!(
+            err.to_string(),
+            r#"cannot convert value "abcdef" to string(5): 6 characters, at most 5 allowed"#
+        );
+    }
+
+    #[test]
+    fn other_time_zone_is_honoured() {
+        let cell = convert(Some(&json!(0)), ColumnType::Datetime, chrono_tz::UTC);
+        assert_eq!(cell, Ok(dt("1970-01-01 00:00:00")));
+    }
+
+    #[test]
+    fn rename_round_trip_reads_back() {
+        let cell = convert(
+            Some(&json!(1_714_204_561_000_i64)),
+            ColumnType::Datetime,
+            DEFAULT_TZ,
+        )
+        .expect("epoch converts");
+        let back = cell_to_json(cell.clone());
+        assert_eq!(
+            convert(Some(&back), ColumnType::Datetime, DEFAULT_TZ),
+            Ok(cell)
+        );
+    }
+}

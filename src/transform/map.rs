@@ -1,0 +1,349 @@
+//! Evaluation of `map` expressions and `@filter` tests against one flattened row.
+//!
+//! Owns the semantics of each [`Expr`] kind once compiled ([`Compiled`]): how interpolation
+//! renders values, what `coalesce`, `concat` and `case` do with nulls, and how filters compare
+//! numbers sent as strings. It does not own name resolution (`flatten`) nor typed conversion
+//! (`convert`).
+//!
+//! - `Interpolate`: a missing or null field is an error, never the text "null": keys built
+//!   from it would silently collide.
+//! - `Coalesce`: the first value that is present and not null.
+//! - `Concat`: missing and null parts contribute nothing (like `CONCAT_WS`).
+//! - `Case`: the first arm whose value equals the subject (numbers compare numerically, also
+//!   when sent as strings), else the default, else null.
+//! - `Now` / `DaysAgo`: computed once per run from the [`super::RunClock`], as
+//!   `yyyy-MM-dd HH:mm:ss` in the profile zone, then converted like any value.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use chrono::format::Item;
+use serde_json::Value;
+
+use super::flatten::{Binding, Frame};
+use super::{convert, RecordError, Transformer};
+use crate::plan::{ColumnType, FilterOp};
+
+/// A compiled map expression.
+#[derive(Debug, Clone)]
+pub(crate) enum Compiled {
+    Field(Binding),
+    Interpolate(Vec<CompiledPiece>),
+    Const(Value),
+    Coalesce(Vec<Compiled>),
+    Concat(Vec<Compiled>),
+    DateFormat(Box<Compiled>, Vec<Item<'static>>),
+    Case {
+        subject: Box<Compiled>,
+        arms: Vec<(Value, Compiled)>,
+        default: Option<Box<Compiled>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum CompiledPiece {
+    Text(String),
+    Field(Binding),
+}
+
+/// A compiled `@filter`.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledFilter {
+    pub(crate) field: Binding,
+    pub(crate) op: FilterOp,
+    pub(crate) value: Value,
+}
+
+/// The row being evaluated: the record and the current flatten elements.
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'v> {
+    pub(crate) record: &'v Value,
+    pub(crate) frame: &'v Frame<'v>,
+}
+
+impl Transformer {
+    /// The value a binding denotes in `row`; `None` when missing.
+    pub(crate) fn lookup<'v>(
+        &'v self,
+        binding: &'v Binding,
+        row: Row<'v>,
+    ) -> Result<Option<Cow<'v, Value>>, RecordError> {
+        use super::flatten::{walk, walk_owned, Base, Derived};
+        let base: Cow<'v, Value> = match binding.base {
+            Base::Record => return Ok(walk(row.record, &binding.path).map(Cow::Borrowed)),
+            Base::Element(index) => {
+                let found = row
+                    .frame
+                    .element(index)
+                    .and_then(|element| walk(element, &binding.path));
+                return Ok(found.map(Cow::Borrowed));
+            }
+            Base::Derived(index) => match &self.scope.derived[index] {
+                Derived::Rename { from, convert } => {
+                    let Some(value) = self.lookup(from, row)? else {
+                        return Ok(None);
+                    };
+                    match convert {
+                        None => value,
+                        Some(ty) => {
+                            let cell = convert::convert(Some(&value), *ty, self.clock.tz).map_err(
+                                |source| RecordError::Rename {
+                                    field: binding.display.clone(),
+                                    source,
+                                },
+                            )?;
+                            Cow::Owned(convert::cell_to_json(cell))
+                        }
+                    }
+                }
+                Derived::Split { from, separator } => {
+                    let Some(value) = self.lookup(from, row)? else {
+                        return Ok(None);
+                    };
+                    match value.as_ref() {
+                        Value::String(s) if s.is_empty() => Cow::Owned(Value::Array(Vec::new())),
+                        Value::String(s) => Cow::Owned(Value::Array(
+                            s.split(separator.as_str())
+                                .map(|part| Value::String(part.to_owned()))
+                                .collect(),
+                        )),
+                        _ => value,
+                    }
+                }
+            },
+        };
+        Ok(match base {
+            Cow::Borrowed(v) => walk(v, &binding.path).map(Cow::Borrowed),
+            Cow::Owned(v) => walk_owned(v, &binding.path).map(Cow::Owned),
+        })
+    }
+
+    /// Evaluates a compiled expression for column `column`.
+    pub(crate) fn eval<'v>(
+        &'v self,
+        expr: &'v Compiled,
+        row: Row<'v>,
+        column: &str,
+    ) -> Result<Option<Cow<'v, Value>>, RecordError> {
+        match expr {
+            Compiled::Field(binding) => self.lookup(binding, row),
+            Compiled::Const(value) => Ok(Some(Cow::Borrowed(value))),
+            Compiled::Interpolate(pieces) => {
+                let mut out = String::new();
+                for piece in pieces {
+                    match piece {
+                        CompiledPiece::Text(text) => out.push_str(text),
+                        CompiledPiece::Field(binding) => match self.lookup(binding, row)? {
+                            Some(value) if !value.is_null() => push_text(&mut out, &value),
+                            _ => {
+                                return Err(RecordError::MissingField {
+                                    column: column.to_owned(),
+                                    field: binding.display.clone(),
+                                })
+                            }
+                        },
+                    }
+                }
+                Ok(Some(Cow::Owned(Value::String(out))))
+            }
+            Compiled::Coalesce(options) => {
+                for option in options {
+                    if let Some(value) = self.eval(option, row, column)? {
+                        if !value.is_null() {
+                            return Ok(Some(value));
+                        }
+                    }
+                }
+                Ok(None)
+            }
+            Compiled::Concat(parts) => {
+                let mut out = String::new();
+                for part in parts {
+                    if let Some(value) = self.eval(part, row, column)? {
+                        if !value.is_null() {
+                            push_text(&mut out, &value);
+                        }
+                    }
+                }
+                Ok(Some(Cow::Owned(Value::String(out))))
+            }
+            Compiled::DateFormat(inner, items) => {
+                let Some(value) = self.eval(inner, row, column)? else {
+                    return Ok(None);
+                };
+                if value.is_null() || value.as_str() == Some("") {
+                    return Ok(None);
+                }
+                let Some(time) = convert::to_datetime(&value, self.clock.tz) else {
+                    let error = convert::convert(Some(&value), ColumnType::Datetime, self.clock.tz)
+                        .err()
+                        .unwrap_or_else(|| convert::ConvertError {
+                            value: value.to_string(),
+                            ty: ColumnType::Datetime,
+                            reason: convert::ConvertReason::NotADate,
+                        });
+                    return Err(RecordError::Convert {
+                        column: column.to_owned(),
+                        source: error,
+                    });
+                };
+                let mut out = String::new();
+                // Items were validated when compiling, so formatting cannot fail; an error is
+                // still reported instead of panicking like `to_string()` would.
+                write!(out, "{}", time.format_with_items(items.iter())).map_err(|_| {
+                    RecordError::DateFormat {
+                        column: column.to_owned(),
+                    }
+                })?;
+                Ok(Some(Cow::Owned(Value::String(out))))
+            }
+            Compiled::Case {
+                subject,
+                arms,
+                default,
+            } => {
+                let subject = self.eval(subject, row, column)?;
+                let subject = subject.as_deref().unwrap_or(&Value::Null);
+                for (test, result) in arms {
+                    if loose_eq(subject, test) {
+                        return self.eval(result, row, column);
+                    }
+                }
+                match default {
+                    Some(result) => self.eval(result, row, column),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Whether `row` passes `filter`.
+    pub(crate) fn passes(
+        &self,
+        filter: &CompiledFilter,
+        row: Row<'_>,
+    ) -> Result<bool, RecordError> {
+        let value = self.lookup(&filter.field, row)?;
+        Ok(test(value.as_deref(), filter.op, &filter.value))
+    }
+}
+
+/// Appends a value as text: strings raw, everything else as JSON.
+fn push_text(out: &mut String, value: &Value) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A number, also from a numeric string.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        _ => None,
+    }
+}
+
+/// Equality where `"12"` equals `12` and `12.0`; otherwise JSON equality.
+pub(crate) fn loose_eq(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    match (as_number(a), as_number(b)) {
+        (Some(x), Some(y)) if a.is_number() || b.is_number() => x == y,
+        _ => false,
+    }
+}
+
+/// Ordering for `lt`..`ge`: numeric when both sides read as numbers, else by string.
+fn loose_cmp(a: &Value, b: &Value) -> Option<Ordering> {
+    if let (Some(x), Some(y)) = (as_number(a), as_number(b)) {
+        return x.partial_cmp(&y);
+    }
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+/// The filter test. A missing field counts as null; null is only equal to null and never
+/// ordered, so `lt`/`gt` on a missing field drop the row.
+pub(crate) fn test(value: Option<&Value>, op: FilterOp, operand: &Value) -> bool {
+    let value = value.unwrap_or(&Value::Null);
+    let in_list = || match operand {
+        Value::Array(items) => items.iter().any(|item| loose_eq(value, item)),
+        single => loose_eq(value, single),
+    };
+    match op {
+        FilterOp::IsNull => value.is_null(),
+        FilterOp::IsNotNull => !value.is_null(),
+        FilterOp::Eq => loose_eq(value, operand),
+        FilterOp::Ne => !loose_eq(value, operand),
+        FilterOp::In => in_list(),
+        FilterOp::NotIn => !in_list(),
+        FilterOp::Lt => loose_cmp(value, operand) == Some(Ordering::Less),
+        FilterOp::Le => matches!(
+            loose_cmp(value, operand),
+            Some(Ordering::Less | Ordering::Equal)
+        ),
+        FilterOp::Gt => loose_cmp(value, operand) == Some(Ordering::Greater),
+        FilterOp::Ge => matches!(
+            loose_cmp(value, operand),
+            Some(Ordering::Greater | Ordering::Equal)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn filter_examples() {
+        use FilterOp::{Eq, Ge, Gt, In, IsNotNull, IsNull, Le, Lt, Ne, NotIn};
+        // (field value, op, operand, expected)
+        let examples: Vec<(Option<Value>, FilterOp, Value, bool)> = vec![
+            (Some(json!("10")), Gt, json!(9), true),
+            (Some(json!("10")), Gt, json!("9"), true),
+            (Some(json!("10")), Lt, json!(9), false),
+            (Some(json!(10)), Eq, json!("10"), true),
+            (Some(json!(10)), Eq, json!("10.0"), true),
+            (Some(json!("a")), Eq, json!("a"), true),
+            (Some(json!("a")), Ne, json!("b"), true),
+            (Some(json!("b")), Ge, json!("a"), true),
+            (Some(json!(2)), Le, json!(2), true),
+            (Some(json!("x")), Lt, json!(5), false),
+            (Some(json!("退款")), In, json!(["退款", "退货"]), true),
+            (Some(json!(3)), In, json!(["1", "3"]), true),
+            (Some(json!(3)), NotIn, json!([1, 2]), true),
+            (None, IsNull, Value::Null, true),
+            (Some(Value::Null), IsNull, Value::Null, true),
+            (Some(json!(0)), IsNotNull, Value::Null, true),
+            (None, Gt, json!(1), false),
+            (None, Ne, json!(1), true),
+            (Some(json!(true)), Eq, json!(true), true),
+        ];
+        for (value, op, operand, expected) in examples {
+            assert_eq!(
+                test(value.as_ref(), op, &operand),
+                expected,
+                "{value:?} {op:?} {operand}"
+            );
+        }
+    }
+
+    #[test]
+    fn loose_eq_does_not_equate_two_strings_numerically() {
+        // "01" and "1" are different codes when both are strings.
+        assert!(!loose_eq(&json!("01"), &json!("1")));
+        assert!(loose_eq(&json!("01"), &json!(1)));
+    }
+}
