@@ -1,1 +1,237 @@
-//! Command-line front end (being built).
+//! Command-line front end: clap definitions and dispatch. Exit codes are decided in
+//! `main` from the `Outcome` returned here: 0 ok, 1 check or run failure, 2 usage.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use chrono::NaiveDateTime;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::EnvPolicy;
+use crate::frontend::{self, LoadError};
+
+/// qsync: sync SaaS API data into MySQL, driven by declarative `.qsync` specs.
+#[derive(Debug, Parser)]
+#[command(name = "qsync", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check specs: syntax, meaning, profile; non-zero exit on any error.
+    Check(CheckArgs),
+    /// Dry run: windows, the signed first request, paging, rows from a sample, the SQL.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Spec files or folders (searched for `*.qsync`).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// A vendor response to try the map on (warns about absent fields and bad conversions).
+    #[arg(long)]
+    pub sample: Option<PathBuf>,
+    /// Output format of the diagnostics.
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The spec to plan.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// A vendor response to turn into rows; default `samples/<spec name>.json` beside the spec.
+    #[arg(long)]
+    pub sample: Option<PathBuf>,
+    /// The run's clock, `yyyy-MM-dd HH:mm:ss` in the source time zone (default: now).
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<NaiveDateTime>,
+    /// The high-water mark to plan from, as if stored by an earlier run.
+    #[arg(long, value_parser = parse_time)]
+    pub last_sync: Option<NaiveDateTime>,
+    /// Start of the range, overriding the stored mark.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<NaiveDateTime>,
+    /// End of the range (default: now minus the window's lag).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<NaiveDateTime>,
+    /// Plan the omission-remedy run instead.
+    #[arg(long)]
+    pub remedy: bool,
+    /// Rows of the sample to show.
+    #[arg(long, default_value_t = 3)]
+    pub rows: usize,
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd`.
+pub fn parse_time(text: &str) -> Result<NaiveDateTime, String> {
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
+        .map_err(|_| format!("`{text}` is not a time: write \"yyyy-MM-dd HH:mm:ss\""))
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Usage,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Plan(args) => plan(&args),
+    }
+}
+
+fn check(args: &CheckArgs) -> Outcome {
+    let files = match frontend::spec_files(&args.paths) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("error: no `.qsync` files under the given paths");
+            return Outcome::Usage;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Outcome::Usage;
+        }
+    };
+    let mut failed = false;
+    let mut json_files = Vec::new();
+    let mut stderr = std::io::stderr().lock();
+    for file in &files {
+        let result = frontend::load(file, args.profile.as_deref(), EnvPolicy::Tolerate, args.sample.as_deref());
+        let (diagnostics, text) = match result {
+            Ok(loaded) => (loaded.warnings, loaded.text),
+            Err(LoadError::Check(failure)) => {
+                failed |= failure.has_errors();
+                let text = failure.src.inner().clone();
+                (failure.diagnostics, text)
+            }
+            Err(other) => {
+                failed = true;
+                match args.format {
+                    Format::Human => {
+                        let _ = writeln!(stderr, "error: {other}");
+                    }
+                    Format::Json => json_files.push(serde_json::json!({
+                        "file": file.display().to_string(),
+                        "error": other.to_string(),
+                        "diagnostics": [],
+                    })),
+                }
+                continue;
+            }
+        };
+        let name = file.display().to_string();
+        match args.format {
+            Format::Human => {
+                let _ = stderr.write_all(crate::check::render(&name, &text, &diagnostics).as_bytes());
+            }
+            Format::Json => json_files.push(json_report(&name, &text, &diagnostics)),
+        }
+    }
+    let errors_files = files.len();
+    match args.format {
+        Format::Human => {
+            let _ = writeln!(
+                stderr,
+                "{} {} checked: {}",
+                errors_files,
+                if errors_files == 1 { "spec" } else { "specs" },
+                if failed { "errors found" } else { "ok" }
+            );
+        }
+        Format::Json => {
+            let doc = serde_json::json!({ "ok": !failed, "files": json_files });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+    }
+    if failed {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    }
+}
+
+fn json_report(file: &str, text: &str, diagnostics: &[crate::check::CheckDiagnostic]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = diagnostics
+        .iter()
+        .map(|d| {
+            let (line, column) = crate::check::line_col(text, d.span.start);
+            serde_json::json!({
+                "code": d.code,
+                "severity": if d.is_error() { "error" } else { "warning" },
+                "message": d.message,
+                "label": d.label,
+                "help": d.help,
+                "line": line,
+                "column": column,
+                "start": d.span.start,
+                "end": d.span.end,
+            })
+        })
+        .collect();
+    serde_json::json!({ "file": file, "diagnostics": items })
+}
+
+/// Prints a load failure the way `check` would, for `plan` and `run`.
+pub fn report_load_error(error: &LoadError) {
+    match error {
+        LoadError::Check(failure) => {
+            let text = failure.src.inner().clone();
+            eprint!("{}", crate::check::render(&failure.file, &text, &failure.diagnostics));
+        }
+        other => eprintln!("error: {other}"),
+    }
+}
+
+fn plan(args: &PlanArgs) -> Outcome {
+    let sample = args.sample.clone().or_else(|| frontend::find_sample(&args.spec));
+    let loaded = match frontend::load(&args.spec, args.profile.as_deref(), EnvPolicy::Require, sample.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            report_load_error(&e);
+            return Outcome::Failed;
+        }
+    };
+    if !loaded.warnings.is_empty() {
+        eprint!(
+            "{}",
+            crate::check::render(&args.spec.display().to_string(), &loaded.text, &loaded.warnings)
+        );
+    }
+    let inputs = crate::dryrun::DryRunInputs {
+        at: args.at,
+        last_sync: args.last_sync,
+        since: args.since,
+        until: args.until,
+        remedy: args.remedy,
+        profile: loaded.profile.as_ref(),
+        sample: loaded.sample.as_ref(),
+        max_rows: args.rows,
+    };
+    print!("{}", crate::dryrun::explain(&loaded.plan, &inputs));
+    Outcome::Ok
+}

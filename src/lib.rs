@@ -7,6 +7,8 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod dryrun;
+pub mod frontend;
 pub mod plan;
 pub mod sim;
 pub mod sink;

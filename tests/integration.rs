@@ -1,1 +1,8 @@
+//! The one integration-test binary: the real `qsync` binary, a real MariaDB and the
+//! vendor simulator on loopback. One module per area.
 
+mod check_corpus;
+mod cli_check;
+mod cli_plan;
+mod examples;
+mod support;

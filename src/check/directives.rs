@@ -77,8 +77,8 @@ impl Checker<'_> {
                         )
                         .label("second one")
                         .help(format!(
-                            "keep one `@{name}`; the first is at byte {}",
-                            first.start
+                            "keep one `@{name}`; the first is on line {}",
+                            self.line(*first)
                         )),
                     );
                     continue;

@@ -47,8 +47,8 @@ impl Checker<'_> {
                     )
                     .label("mapped again here")
                     .help(format!(
-                        "a target column takes one value; the first mapping is at byte {}",
-                        first.start
+                        "a target column takes one value; the first mapping is on line {}",
+                        self.line(first)
                     )),
                 );
                 continue;
@@ -72,8 +72,8 @@ impl Checker<'_> {
                         )
                         .label("does not fit")
                         .help(format!(
-                            "change the constant or the type at byte {}",
-                            t.span.start
+                            "change the constant or the type on line {}",
+                            self.line(t.span)
                         )),
                     );
                     continue;
@@ -491,74 +491,7 @@ fn default_type(expr: &ast::Expr) -> ColumnType {
 
 /// Whether a constant fits a column type; the reason when it does not.
 pub(crate) fn const_fits(value: &serde_json::Value, ty: ColumnType) -> Result<(), String> {
-    use serde_json::Value as J;
-    if value.is_null() {
-        return Ok(());
-    }
-    let text = match value {
-        J::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let shown = match value {
-        J::String(s) => format!("\"{s}\""),
-        other => other.to_string(),
-    };
-    match ty {
-        ColumnType::Int | ColumnType::Bigint => {
-            let n: i64 = text
-                .parse()
-                .map_err(|_| format!("{shown} (not a whole number)"))?;
-            if ty == ColumnType::Int && i32::try_from(n).is_err() {
-                return Err(format!("{shown} (out of INT range)"));
-            }
-            Ok(())
-        }
-        ColumnType::Double => text
-            .parse::<f64>()
-            .map(|_| ())
-            .map_err(|_| format!("{shown} (not a number)")),
-        ColumnType::Decimal { precision, scale } => {
-            let d: rust_decimal::Decimal = text
-                .parse()
-                .map_err(|_| format!("{shown} (not a number)"))?;
-            let rounded = d.round_dp(u32::from(scale));
-            let int_digits = rounded
-                .trunc()
-                .abs()
-                .to_string()
-                .trim_start_matches('0')
-                .len();
-            if int_digits > usize::from(precision - scale) {
-                return Err(format!(
-                    "{shown} (more than {} digits before the point)",
-                    precision - scale
-                ));
-            }
-            Ok(())
-        }
-        ColumnType::String { length } => {
-            let max = length.unwrap_or(255) as usize;
-            if text.chars().count() > max {
-                return Err(format!(
-                    "{shown} ({} characters, at most {max})",
-                    text.chars().count()
-                ));
-            }
-            Ok(())
-        }
-        ColumnType::Text | ColumnType::Json => Ok(()),
-        ColumnType::Bool => match text.as_str() {
-            "true" | "false" | "0" | "1" => Ok(()),
-            _ => Err(format!("{shown} (not true/false/0/1)")),
-        },
-        ColumnType::Date | ColumnType::Datetime => {
-            let ok = chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S").is_ok()
-                || chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").is_ok();
-            if ok {
-                Ok(())
-            } else {
-                Err(format!("{shown} (not yyyy-MM-dd or yyyy-MM-dd HH:mm:ss)"))
-            }
-        }
-    }
+    crate::transform::convert(Some(value), ty, crate::transform::DEFAULT_TZ)
+        .map(|_| ())
+        .map_err(|e| format!("{} ({})", e.value, e.reason))
 }

@@ -22,7 +22,9 @@ use crate::plan::{
 };
 use crate::syntax::{self, Span};
 
-pub use diagnostic::{render, CheckDiagnostic, CheckFailure};
+pub use diagnostic::{line_col, render, CheckDiagnostic, CheckFailure};
+pub use sample::records as sample_records;
+pub use source::human as human_duration;
 
 /// What `check` may consult besides the text.
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,7 +72,7 @@ pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<CheckedSpe
             return Err(failure(vec![diagnostic]));
         }
     };
-    let mut checker = Checker::new(ctx);
+    let mut checker = Checker::new(ctx, text);
     let checked = checker.check_spec(&spec, text);
     let diagnostics = checker.finish();
     match checked {
@@ -85,15 +87,22 @@ pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<CheckedSpe
 /// Walks one spec, collecting diagnostics and building plan pieces.
 pub(crate) struct Checker<'a> {
     ctx: CheckContext<'a>,
+    text: &'a str,
     diagnostics: Vec<CheckDiagnostic>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(ctx: CheckContext<'a>) -> Checker<'a> {
+    fn new(ctx: CheckContext<'a>, text: &'a str) -> Checker<'a> {
         Checker {
             ctx,
+            text,
             diagnostics: Vec::new(),
         }
+    }
+
+    /// The 1-based line of a span, for "the first is on line N" hints.
+    pub(crate) fn line(&self, span: Span) -> usize {
+        diagnostic::line_col(self.text, span.start).0
     }
 
     fn report(&mut self, diagnostic: CheckDiagnostic) {

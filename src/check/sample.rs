@@ -9,7 +9,7 @@ use crate::syntax::ast::Mapping;
 use crate::syntax::{Span, Spanned};
 
 /// The records of a sample response at `path` (the whole sample when it is an array).
-pub(crate) fn records<'v>(sample: &'v Value, path: &[String]) -> Vec<&'v Value> {
+pub fn records<'v>(sample: &'v Value, path: &[String]) -> Vec<&'v Value> {
     let mut node = sample;
     for segment in path {
         match node.get(segment) {

@@ -82,8 +82,8 @@ impl Checker<'_> {
                             )
                             .label("set again here")
                             .help(format!(
-                                "remove one of the two; the first is at byte {}",
-                                previous.start
+                                "remove one of the two; the first is on line {}",
+                                self.line(previous)
                             )),
                         );
                         ok = false;
@@ -159,7 +159,7 @@ impl Checker<'_> {
             .unwrap_or_default();
         let total = path_of("total", &singles).or_else(|| info.total_path.clone());
         let rates = if directives.rates.is_empty() {
-            info.rate
+            info.rates
                 .iter()
                 .map(|(requests, per)| crate::plan::RateLimit {
                     requests: *requests,
@@ -210,8 +210,8 @@ impl Checker<'_> {
                 )
                 .label("second one")
                 .help(format!(
-                    "keep one `{key}`; the first is at byte {}",
-                    first.start
+                    "keep one `{key}`; the first is on line {}",
+                    self.line(first)
                 )),
             );
             return false;
@@ -650,9 +650,9 @@ impl Checker<'_> {
                     )
                     .label("set by paging")
                     .help(format!(
-                        "remove the `param {}` line at byte {}: paging sets it on every request",
+                        "remove the `param {}` line (line {}): paging sets it on every request",
                         path.join("."),
-                        declared.start
+                        checker.line(*declared)
                     )),
                 );
                 ok = false;
@@ -744,7 +744,7 @@ pub(crate) fn default_size_param(param: &[String]) -> Vec<String> {
 }
 
 /// `604800s` → `7d`.
-pub(crate) fn human(d: Duration) -> String {
+pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     if s % 86_400 == 0 && s > 0 {
         format!("{}d", s / 86_400)

@@ -137,7 +137,8 @@ impl Checker<'_> {
                         text.span,
                         format!("{what} must be between 1 and {max}, not {}", text.node),
                     )
-                    .label("out of range"),
+                    .label("out of range")
+                    .help(format!("write a whole number from 1 to {max}")),
                 );
                 None
             }

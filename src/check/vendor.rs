@@ -7,21 +7,21 @@ use crate::plan::ConnectorKind;
 /// without `@flatten items` is then a sure mistake.
 pub(crate) fn known_arrays(kind: ConnectorKind, endpoint: &str) -> &'static [&'static str] {
     let e = endpoint.to_ascii_lowercase();
-    match kind {
-        ConnectorKind::Jushuitan | ConnectorKind::Qimen if e.contains("refund") => {
-            &["items", "batchs", "sns", "images", "order_labels"]
-        }
-        ConnectorKind::Jushuitan | ConnectorKind::Qimen
-            if e.contains("order") || e.contains("saleout") =>
-        {
-            &["items", "batchs", "sns", "cluster_infos"]
-        }
-        ConnectorKind::Wdt | ConnectorKind::Qimen if e.contains("refund") => {
-            &["detail_list", "amount_detail_list"]
-        }
-        ConnectorKind::Wdt if e.contains("trade") => &["detail_list"],
-        ConnectorKind::DingtalkYida => &["actionExecutor"],
-        _ => &[],
+    let wdt = kind == ConnectorKind::Wdt || (kind == ConnectorKind::Qimen && e.starts_with("wdt."));
+    let jst = kind == ConnectorKind::Jushuitan
+        || (kind == ConnectorKind::Qimen && e.starts_with("jushuitan."));
+    if wdt && e.contains("refund") {
+        &["detail_list", "amount_detail_list"]
+    } else if wdt && e.contains("trade") {
+        &["detail_list"]
+    } else if jst && e.contains("refund") {
+        &["items", "batchs", "sns", "images", "order_labels"]
+    } else if jst && (e.contains("order") || e.contains("saleout")) {
+        &["items", "batchs", "sns", "cluster_infos"]
+    } else if kind == ConnectorKind::DingtalkYida {
+        &["actionExecutor"]
+    } else {
+        &[]
     }
 }
 
@@ -32,7 +32,9 @@ pub(crate) fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
         .iter()
         .map(|n| (distance(&lower, &n.to_lowercase()), *n))
         .filter(|(d, n)| {
-            *d <= 2.min(n.chars().count().saturating_sub(1)) || n.eq_ignore_ascii_case(word)
+            *d <= 2.min(n.chars().count().saturating_sub(1))
+                || n.eq_ignore_ascii_case(word)
+                || (word.len() >= 4 && n.to_lowercase().starts_with(&lower))
         })
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)

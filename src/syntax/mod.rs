@@ -69,17 +69,70 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
         Some(token) => format!("`{token}`"),
         None => "end of file".to_owned(),
     };
+    let expected = collapse(expected);
     let expected_text = match expected.as_slice() {
         [] => "something else".to_owned(),
         [one] => (*one).to_owned(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     };
+    if found.is_none() {
+        if let Some(open) = unclosed_brace(text) {
+            return SyntaxError {
+                message: "unexpected end of file: this `{` is never closed".to_owned(),
+                help: "add the missing `}` at the end of the block".to_owned(),
+                span: (open, 1).into(),
+                label: "opened here".to_owned(),
+            };
+        }
+    }
+    if found.as_deref() == Some("\"") && !text[offset + 1..].split('\n').next().unwrap_or("").contains('"') {
+        return SyntaxError {
+            message: "unterminated string".to_owned(),
+            help: "close the string with `\"` on the same line, or use \"\"\"...\"\"\" for several lines".to_owned(),
+            span: (offset, 1).into(),
+            label: "string starts here".to_owned(),
+        };
+    }
     SyntaxError {
         message: format!("unexpected {found_text}, expected {expected_text}"),
         help: help_for(&expected, found.as_deref()),
         span: (offset, span_len).into(),
         label: "unexpected here".to_owned(),
     }
+}
+
+/// The last `{` left open at the end of the text, ignoring strings and comments.
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let mut open = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '{' => open.push(i),
+            '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 /// The word or symbol at `offset`, for the message.
@@ -94,6 +147,29 @@ fn found_token(text: &str, offset: usize) -> Option<String> {
         first.to_string()
     };
     Some(token)
+}
+
+/// Long expectation lists name the construct instead of every keyword.
+fn collapse(expected: Vec<&'static str>) -> Vec<&'static str> {
+    let source = ["`records <path>`", "`connection <profile entry>`"];
+    let directive = ["`@flatten`", "`@paginate`"];
+    let top = ["a `map` block", "a `source` block"];
+    let mut out: Vec<&'static str> = Vec::new();
+    let has = |names: &[&str]| names.iter().all(|n| expected.contains(n));
+    if has(&top) {
+        return vec!["`sync`, `source`, `target`, `map` or an `@` directive"];
+    }
+    if has(&source) {
+        out.push("a source statement (connection, method, param, query, header, window, records, id, modified, total)");
+    }
+    if has(&directive) {
+        out.push("an `@` directive");
+    }
+    if out.is_empty() {
+        return expected;
+    }
+    out.extend(expected.iter().filter(|e| e.starts_with("`}`") || **e == "end of file"));
+    out
 }
 
 fn help_for(expected: &[&str], found: Option<&str>) -> String {

@@ -1,0 +1,1 @@
+//! `qsync check` from the command line: formats, exit codes, warnings, samples.

@@ -1,0 +1,1 @@
+//! `qsync plan` on the example specs, snapshot-tested.

@@ -1,0 +1,1 @@
+//! Every spec in `specs/` passes `qsync check`.
