@@ -121,7 +121,12 @@ fn check(args: &CheckArgs) -> Outcome {
     let mut json_files = Vec::new();
     let mut stderr = std::io::stderr().lock();
     for file in &files {
-        let result = frontend::load(file, args.profile.as_deref(), EnvPolicy::Tolerate, args.sample.as_deref());
+        let result = frontend::load(
+            file,
+            args.profile.as_deref(),
+            EnvPolicy::Tolerate,
+            args.sample.as_deref(),
+        );
         let (diagnostics, text) = match result {
             Ok(loaded) => (loaded.warnings, loaded.text),
             Err(LoadError::Check(failure)) => {
@@ -147,7 +152,8 @@ fn check(args: &CheckArgs) -> Outcome {
         let name = file.display().to_string();
         match args.format {
             Format::Human => {
-                let _ = stderr.write_all(crate::check::render(&name, &text, &diagnostics).as_bytes());
+                let _ =
+                    stderr.write_all(crate::check::render(&name, &text, &diagnostics).as_bytes());
             }
             Format::Json => json_files.push(json_report(&name, &text, &diagnostics)),
         }
@@ -175,7 +181,11 @@ fn check(args: &CheckArgs) -> Outcome {
     }
 }
 
-fn json_report(file: &str, text: &str, diagnostics: &[crate::check::CheckDiagnostic]) -> serde_json::Value {
+fn json_report(
+    file: &str,
+    text: &str,
+    diagnostics: &[crate::check::CheckDiagnostic],
+) -> serde_json::Value {
     let items: Vec<serde_json::Value> = diagnostics
         .iter()
         .map(|d| {
@@ -201,15 +211,26 @@ pub fn report_load_error(error: &LoadError) {
     match error {
         LoadError::Check(failure) => {
             let text = failure.src.inner().clone();
-            eprint!("{}", crate::check::render(&failure.file, &text, &failure.diagnostics));
+            eprint!(
+                "{}",
+                crate::check::render(&failure.file, &text, &failure.diagnostics)
+            );
         }
         other => eprintln!("error: {other}"),
     }
 }
 
 fn plan(args: &PlanArgs) -> Outcome {
-    let sample = args.sample.clone().or_else(|| frontend::find_sample(&args.spec));
-    let loaded = match frontend::load(&args.spec, args.profile.as_deref(), EnvPolicy::Require, sample.as_deref()) {
+    let sample = args
+        .sample
+        .clone()
+        .or_else(|| frontend::find_sample(&args.spec));
+    let loaded = match frontend::load(
+        &args.spec,
+        args.profile.as_deref(),
+        EnvPolicy::Require,
+        sample.as_deref(),
+    ) {
         Ok(l) => l,
         Err(e) => {
             report_load_error(&e);
@@ -219,7 +240,11 @@ fn plan(args: &PlanArgs) -> Outcome {
     if !loaded.warnings.is_empty() {
         eprint!(
             "{}",
-            crate::check::render(&args.spec.display().to_string(), &loaded.text, &loaded.warnings)
+            crate::check::render(
+                &args.spec.display().to_string(),
+                &loaded.text,
+                &loaded.warnings
+            )
         );
     }
     let inputs = crate::dryrun::DryRunInputs {

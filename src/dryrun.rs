@@ -48,7 +48,10 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
     section_rows(&mut out, plan, inputs, now, tz);
     section_sql(&mut out, plan);
     section_schedule(&mut out, plan);
-    let secrets = inputs.profile.map(LoadedProfile::secrets).unwrap_or_default();
+    let secrets = inputs
+        .profile
+        .map(LoadedProfile::secrets)
+        .unwrap_or_default();
     connectors::mask(&out, &secrets)
 }
 
@@ -70,10 +73,18 @@ fn section_source(out: &mut String, plan: &Plan) {
             .as_ref()
             .map(|m| format!(", latest `{}` wins", path_text(m)))
             .unwrap_or_default();
-        let _ = writeln!(out, "  id `{}`: duplicates within a window removed{by}", path_text(id));
+        let _ = writeln!(
+            out,
+            "  id `{}`: duplicates within a window removed{by}",
+            path_text(id)
+        );
     }
     if let Some(total) = &s.total {
-        let _ = writeln!(out, "  completeness: records fetched must equal `{}`", path_text(total));
+        let _ = writeln!(
+            out,
+            "  completeness: records fetched must equal `{}`",
+            path_text(total)
+        );
     }
     let rates: Vec<String> = s
         .rates
@@ -83,7 +94,11 @@ fn section_source(out: &mut String, plan: &Plan) {
     let _ = writeln!(
         out,
         "  rate {}; {} attempts per request, backoff {}..{}; timeout {}",
-        if rates.is_empty() { "unlimited".to_owned() } else { rates.join(" and ") },
+        if rates.is_empty() {
+            "unlimited".to_owned()
+        } else {
+            rates.join(" and ")
+        },
         s.retry.attempts,
         crate::check::human_duration(s.retry.base),
         crate::check::human_duration(s.retry.max),
@@ -100,7 +115,10 @@ fn section_windows(
 ) -> Vec<source::Window> {
     let _ = writeln!(out, "\nwindows (run at {})", fmt_time(now));
     let Some(window) = &plan.source.window else {
-        let _ = writeln!(out, "  none: every run reads everything the request returns");
+        let _ = writeln!(
+            out,
+            "  none: every run reads everything the request returns"
+        );
         return Vec::new();
     };
     let _ = writeln!(
@@ -345,11 +363,23 @@ fn section_transforms(out: &mut String, plan: &Plan) {
     }
     let _ = writeln!(out, "\ncolumns");
     for c in &plan.columns {
-        let _ = writeln!(out, "  {:<24} {:<14} {}", c.name, c.ty.to_string(), expr_text(&c.expr));
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<14} {}",
+            c.name,
+            c.ty.to_string(),
+            expr_text(&c.expr)
+        );
     }
 }
 
-fn section_rows(out: &mut String, plan: &Plan, inputs: &DryRunInputs<'_>, now: NaiveDateTime, tz: Tz) {
+fn section_rows(
+    out: &mut String,
+    plan: &Plan,
+    inputs: &DryRunInputs<'_>,
+    now: NaiveDateTime,
+    tz: Tz,
+) {
     let Some(sample) = inputs.sample else {
         return;
     };
@@ -391,7 +421,11 @@ fn section_rows(out: &mut String, plan: &Plan, inputs: &DryRunInputs<'_>, now: N
         }
     }
     if rows.len() > inputs.max_rows.max(1) {
-        let _ = writeln!(out, "  ... {} more row(s)", rows.len() - inputs.max_rows.max(1));
+        let _ = writeln!(
+            out,
+            "  ... {} more row(s)",
+            rows.len() - inputs.max_rows.max(1)
+        );
     }
     for r in rejects {
         let _ = writeln!(out, "  rejected {r}");
@@ -400,7 +434,13 @@ fn section_rows(out: &mut String, plan: &Plan, inputs: &DryRunInputs<'_>, now: N
 
 fn section_sql(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "\nsql");
-    let _ = writeln!(out, "  into `{}` ({} mode, batches of {})", plan.target.table.join("."), plan.target.mode.keyword(), plan.target.batch);
+    let _ = writeln!(
+        out,
+        "  into `{}` ({} mode, batches of {})",
+        plan.target.table.join("."),
+        plan.target.mode.keyword(),
+        plan.target.batch
+    );
 }
 
 fn section_schedule(out: &mut String, plan: &Plan) {
@@ -461,8 +501,10 @@ pub fn expr_text(expr: &Expr) -> String {
             arms,
             default,
         } => {
-            let mut parts: Vec<String> =
-                arms.iter().map(|(k, v)| format!("{k} => {}", expr_text(v))).collect();
+            let mut parts: Vec<String> = arms
+                .iter()
+                .map(|(k, v)| format!("{k} => {}", expr_text(v)))
+                .collect();
             if let Some(d) = default {
                 parts.push(format!("_ => {}", expr_text(d)));
             }

@@ -43,7 +43,10 @@ fn every_code_has_a_broken_spec() {
         .iter()
         .filter(|c| !warnings.contains(c) && !snapshots.contains(**c))
         .collect();
-    assert!(missing.is_empty(), "codes without a corpus file: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "codes without a corpus file: {missing:?}"
+    );
 }
 
 #[test]

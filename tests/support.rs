@@ -73,7 +73,10 @@ impl Test {
     }
 
     pub(crate) fn run(self) -> Output {
-        let cwd = self.cwd.clone().unwrap_or_else(|| self.dir.path().to_path_buf());
+        let cwd = self
+            .cwd
+            .clone()
+            .unwrap_or_else(|| self.dir.path().to_path_buf());
         let output = Command::new(BIN)
             .args(&self.args)
             .current_dir(&cwd)
@@ -90,6 +93,10 @@ impl Test {
             self.args
         );
         let dir = self.dir.keep();
-        Output { stdout, stderr, dir }
+        Output {
+            stdout,
+            stderr,
+            dir,
+        }
     }
 }

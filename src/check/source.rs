@@ -7,7 +7,7 @@ use super::directives::{PaginateAst, Style};
 use super::{codes, vendor, CheckDiagnostic, Checker, Directives};
 use crate::plan::{
     ConnectorKind, EndRule, HttpMethod, PaginationPlan, ParamPlace, ParamPlan, ParamValue,
-    RetryPlan, SourcePlan, WindowPlan,
+    SourcePlan, WindowPlan,
 };
 use crate::syntax::ast::{Source, SourceStmt, Value, WindowOpt};
 use crate::syntax::{Span, Spanned};
@@ -182,7 +182,7 @@ impl Checker<'_> {
             window,
             pagination: pagination?,
             rates,
-            retry: directives.retry.clone().unwrap_or_else(RetryPlan::default),
+            retry: directives.retry.clone().unwrap_or_default(),
             records,
             id: path_of("id", &singles),
             modified: path_of("modified", &singles),
@@ -746,11 +746,11 @@ pub(crate) fn default_size_param(param: &[String]) -> Vec<String> {
 /// `604800s` → `7d`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s % 86_400 == 0 && s > 0 {
+    if s.is_multiple_of(86_400) && s > 0 {
         format!("{}d", s / 86_400)
-    } else if s % 3600 == 0 && s > 0 {
+    } else if s.is_multiple_of(3600) && s > 0 {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s > 0 {
+    } else if s.is_multiple_of(60) && s > 0 {
         format!("{}m", s / 60)
     } else if d.subsec_millis() == 0 {
         format!("{s}s")

@@ -85,7 +85,13 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
             };
         }
     }
-    if found.as_deref() == Some("\"") && !text[offset + 1..].split('\n').next().unwrap_or("").contains('"') {
+    if found.as_deref() == Some("\"")
+        && !text[offset + 1..]
+            .split('\n')
+            .next()
+            .unwrap_or("")
+            .contains('"')
+    {
         return SyntaxError {
             message: "unterminated string".to_owned(),
             help: "close the string with `\"` on the same line, or use \"\"\"...\"\"\" for several lines".to_owned(),
@@ -168,7 +174,11 @@ fn collapse(expected: Vec<&'static str>) -> Vec<&'static str> {
     if out.is_empty() {
         return expected;
     }
-    out.extend(expected.iter().filter(|e| e.starts_with("`}`") || **e == "end of file"));
+    out.extend(
+        expected
+            .iter()
+            .filter(|e| e.starts_with("`}`") || **e == "end of file"),
+    );
     out
 }
 
