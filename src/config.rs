@@ -60,9 +60,16 @@ impl Connection {
 /// Keys that hold credentials.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["secret", "token", "password", "sign_key", "key_secret", "salt"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "secret",
+        "token",
+        "password",
+        "sign_key",
+        "key_secret",
+        "salt",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
         || key == "url" // MySQL URLs carry passwords
 }
 

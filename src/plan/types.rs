@@ -59,7 +59,9 @@ impl ConnectorKind {
     }
 
     pub fn from_keyword(word: &str) -> Option<ConnectorKind> {
-        ConnectorKind::ALL.into_iter().find(|kind| kind.keyword() == word)
+        ConnectorKind::ALL
+            .into_iter()
+            .find(|kind| kind.keyword() == word)
     }
 }
 
@@ -103,7 +105,10 @@ pub enum ParamValue {
     /// `json({...})`: the object is sent as a JSON *string* (Yida's `searchFieldJson`).
     JsonString(Box<ParamValue>),
     /// `split("<template>", ",")`: a comma string becomes an array of strings.
-    Split { template: String, separator: String },
+    Split {
+        template: String,
+        separator: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -244,7 +249,10 @@ pub enum TransformStep {
         convert: Option<ColumnType>,
     },
     /// `@split field ","`: a delimited string becomes an array.
-    Split { field: Vec<String>, separator: String },
+    Split {
+        field: Vec<String>,
+        separator: String,
+    },
     /// `@filter field op value`: keep only records for which the test holds.
     Filter {
         field: Vec<String>,
