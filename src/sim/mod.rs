@@ -104,6 +104,8 @@ pub struct ThrottleBurst {
 
 /// Injected faults; all off by default. Changeable at run time ([`SimHandle::set_faults`],
 /// `POST /_sim/faults`). Probabilities are per request, drawn from the seeded generator.
+/// In JSON, `latency` and `hang` are milliseconds and `token_ttl` seconds (fractions
+/// allowed); missing fields take their defaults, e.g. `{"error_rate": 0.1, "drift": true}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -435,7 +437,7 @@ mod opt_secs {
     ) -> Result<Option<Duration>, D::Error> {
         let secs = Option::<f64>::deserialize(d)?;
         Ok(secs
-            .filter(|s| s.is_finite() && *s >= 0.0)
+            .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e12)
             .map(Duration::from_secs_f64))
     }
 }

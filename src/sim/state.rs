@@ -100,7 +100,10 @@ impl Shared {
             burst_counters: HashMap::new(),
             token_counter: 0,
         };
-        let expires = inner.faults.token_ttl.map(|ttl| Instant::now() + ttl);
+        let expires = inner
+            .faults
+            .token_ttl
+            .and_then(|ttl| Instant::now().checked_add(ttl));
         inner.tokens.insert(
             config.credentials.jst_access_token.clone(),
             Issued {
@@ -129,7 +132,9 @@ impl Shared {
 
     pub(crate) fn set_faults(&self, faults: Faults) {
         let mut inner = self.lock();
-        let expires = faults.token_ttl.map(|ttl| Instant::now() + ttl);
+        let expires = faults
+            .token_ttl
+            .and_then(|ttl| Instant::now().checked_add(ttl));
         for issued in inner.tokens.values_mut().filter(|t| t.preissued) {
             issued.expires = expires;
         }
@@ -316,7 +321,8 @@ impl Inner {
             access.clone(),
             Issued {
                 vendor,
-                expires: Some(Instant::now() + ttl),
+                // A lifetime too long to represent never expires.
+                expires: Instant::now().checked_add(ttl),
                 preissued: false,
             },
         );
