@@ -24,6 +24,36 @@ pub enum Command {
     Check(CheckArgs),
     /// Dry run: windows, the signed first request, paging, rows from a sample, the SQL.
     Plan(PlanArgs),
+    /// Serve the vendor API simulator (every vendor at once) until Ctrl-C.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// Address to listen on (loopback).
+    #[arg(long, default_value = "127.0.0.1:8700")]
+    pub listen: std::net::SocketAddr,
+    /// Seed of the generated datasets.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Records per dataset.
+    #[arg(long, default_value_t = 500)]
+    pub records: usize,
+    /// Modified times spread over this many days before now.
+    #[arg(long, default_value_t = 10)]
+    pub span_days: i64,
+    /// Enforce the vendors' rate limits.
+    #[arg(long)]
+    pub rates: bool,
+    /// Added latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of requests answered with HTTP 500/502 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Modify records while windows are being paged (the page-shift that loses orders).
+    #[arg(long)]
+    pub drift: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +132,7 @@ pub fn run(cli: Cli) -> Outcome {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Plan(args) => plan(&args),
+        Command::Sim(args) => sim(&args),
     }
 }
 
@@ -259,4 +290,53 @@ fn plan(args: &PlanArgs) -> Outcome {
     };
     print!("{}", crate::dryrun::explain(&loaded.plan, &inputs));
     Outcome::Ok
+}
+
+fn sim(args: &SimArgs) -> Outcome {
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "error: the simulator listens on loopback only, not {}",
+            args.listen
+        );
+        return Outcome::Usage;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return Outcome::Failed;
+        }
+    };
+    runtime.block_on(async {
+        let config = crate::sim::SimConfig {
+            seed: args.seed,
+            records: args.records,
+            span_days: args.span_days,
+            rates: args.rates,
+            faults: crate::sim::Faults {
+                latency: std::time::Duration::from_millis(args.latency_ms),
+                error_rate: args.error_rate,
+                drift: args.drift,
+                ..crate::sim::Faults::default()
+            },
+            ..crate::sim::SimConfig::default()
+        };
+        let handle = match crate::sim::start(config, args.listen).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: cannot start the simulator on {}: {e}", args.listen);
+                return Outcome::Failed;
+            }
+        };
+        eprintln!(
+            "qsync sim: serving every vendor on http://{} (Ctrl-C to stop)",
+            handle.addr()
+        );
+        for kind in crate::plan::ConnectorKind::ALL {
+            eprintln!("  {:<14} {}", kind.keyword(), handle.base_url(kind));
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        handle.shutdown().await;
+        Outcome::Ok
+    })
 }

@@ -109,6 +109,8 @@ pub struct LoadedProfile {
     pub path: String,
     pub profile: Profile,
     pub missing_env: Vec<String>,
+    /// Unset variables per connection entry.
+    pub missing_by_connection: BTreeMap<String, Vec<String>>,
 }
 
 impl LoadedProfile {
@@ -168,7 +170,30 @@ pub fn parse(
     policy: EnvPolicy,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedProfile, ProfileError> {
-    let (expanded, missing_env) = expand_env(text, env);
+    let parse_error = |message: String| ProfileError::Parse {
+        path: path.to_owned(),
+        message,
+    };
+    let mut doc: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+    // Expand inside values only, so comments may mention `${VAR}` freely.
+    let mut missing_env = Vec::new();
+    let mut per_connection: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(connections) = doc
+        .get_mut("connections")
+        .and_then(serde_yaml::Value::as_mapping_mut)
+    {
+        for (name, entry) in connections.iter_mut() {
+            let mut missing = Vec::new();
+            expand_value(entry, env, &mut missing);
+            if let Some(name) = name.as_str() {
+                per_connection.insert(name.to_owned(), missing.clone());
+            }
+            missing_env.extend(missing);
+        }
+    }
+    expand_value(&mut doc, env, &mut missing_env);
+    missing_env.dedup();
     if policy == EnvPolicy::Require {
         if let Some(var) = missing_env.first() {
             return Err(ProfileError::MissingEnv {
@@ -177,10 +202,8 @@ pub fn parse(
             });
         }
     }
-    let profile: Profile = serde_yaml::from_str(&expanded).map_err(|e| ProfileError::Parse {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+    let profile: Profile = serde_yaml::from_value(doc).map_err(|e| parse_error(e.to_string()))?;
+    per_connection.retain(|_, vars| !vars.is_empty());
     for (name, connection) in &profile.connections {
         let known = connection.kind == "mysql"
             || crate::plan::ConnectorKind::from_keyword(&connection.kind).is_some();
@@ -199,7 +222,38 @@ pub fn parse(
         path: path.to_owned(),
         profile,
         missing_env,
+        missing_by_connection: per_connection,
     })
+}
+
+/// Expands every string inside `value`, collecting unset variables.
+fn expand_value(
+    value: &mut serde_yaml::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+) {
+    match value {
+        serde_yaml::Value::String(s) => {
+            let (expanded, unset) = expand_env(s, env);
+            *s = expanded;
+            for var in unset {
+                if !missing.contains(&var) {
+                    missing.push(var);
+                }
+            }
+        }
+        serde_yaml::Value::Mapping(map) => {
+            for (_, v) in map.iter_mut() {
+                expand_value(v, env, missing);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for v in items {
+                expand_value(v, env, missing);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Replaces `${VAR}` / `${VAR:-default}`; returns the text and the unset variables.
@@ -249,6 +303,18 @@ mod tests {
             "JST_SECRET" => Some("s3cr3t".to_owned()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn comments_are_not_expanded_and_misses_are_per_connection() {
+        let text = "# use ${NOPE} here\nconnections:\n  a:\n    kind: http\n    token: ${MISSING_A}\n  b:\n    kind: mysql\n    url: mysql://x\n";
+        let loaded = parse("p.yaml", text, EnvPolicy::Tolerate, &env).unwrap();
+        assert_eq!(loaded.missing_env, vec!["MISSING_A".to_owned()]);
+        assert_eq!(
+            loaded.missing_by_connection["a"],
+            vec!["MISSING_A".to_owned()]
+        );
+        assert!(!loaded.missing_by_connection.contains_key("b"));
     }
 
     const PROFILE: &str = "connections:\n  jst:\n    kind: jushuitan\n    app_secret: ${JST_SECRET}\n    app_key: ${JST_KEY:-k1}\n  bi:\n    kind: mysql\n    url: ${BI_URL}\n";

@@ -89,7 +89,7 @@ fn section_source(out: &mut String, plan: &Plan) {
     let rates: Vec<String> = s
         .rates
         .iter()
-        .map(|r| format!("{}/{}", r.requests, crate::check::human_duration(r.per)))
+        .map(|r| format!("{}/{}", r.requests, per_unit(r.per)))
         .collect();
     let _ = writeln!(
         out,
@@ -460,6 +460,17 @@ fn section_schedule(out: &mut String, plan: &Plan) {
             r.schedule,
             crate::check::human_duration(r.lookback)
         );
+    }
+}
+
+/// `1s` → `s`, `60s` → `min`: how rates are written in specs.
+fn per_unit(per: std::time::Duration) -> String {
+    match per.as_secs() {
+        1 => "s".to_owned(),
+        60 => "min".to_owned(),
+        3600 => "h".to_owned(),
+        86_400 => "day".to_owned(),
+        _ => crate::check::human_duration(per),
     }
 }
 

@@ -38,6 +38,12 @@ pub struct Loaded {
 pub fn spec_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     let mut out = Vec::new();
     for path in paths {
+        if !path.exists() {
+            return Err(LoadError::Read {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            });
+        }
         if path.is_dir() {
             collect(path, &mut out)?;
         } else {

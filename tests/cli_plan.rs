@@ -1,1 +1,165 @@
-//! `qsync plan` on the example specs, snapshot-tested.
+//! `qsync plan` on every example spec with its sample, snapshot-tested, and plan errors.
+
+use crate::support::{repo, Test};
+
+const SPECS: &[&str] = &[
+    "jst-refunds",
+    "jikeyun-warehouses",
+    "wdt-refunds",
+    "jst-orders",
+    "yida-receipts",
+    "http-orders",
+];
+
+#[test]
+fn example_plans() {
+    for spec in SPECS {
+        let out = Test::new()
+            .args(&[
+                "plan",
+                &format!("specs/{spec}.qsync"),
+                "--at",
+                "2024-03-10 12:00:00",
+            ])
+            .current_dir(&repo())
+            .run();
+        assert!(
+            out.stdout.contains("rows from the sample"),
+            "{spec}: no rows\n{}",
+            out.stdout
+        );
+        assert!(
+            !out.stdout.contains("sim-secret"),
+            "{spec}: secret leaked\n{}",
+            out.stdout
+        );
+        insta::assert_snapshot!(format!("plan_{spec}"), out.stdout);
+    }
+}
+
+#[test]
+fn plan_is_deterministic() {
+    let run = || {
+        Test::new()
+            .args(&[
+                "plan",
+                "specs/wdt-refunds.qsync",
+                "--at",
+                "2024-03-10 12:00:00",
+            ])
+            .current_dir(&repo())
+            .run()
+            .stdout
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn plan_from_a_stated_last_sync_and_remedy() {
+    let out = Test::new()
+        .args(&[
+            "plan",
+            "specs/jst-refunds.qsync",
+            "--at",
+            "2024-03-10 12:00:00",
+            "--last-sync",
+            "2024-03-09 00:00:00",
+        ])
+        .current_dir(&repo())
+        .run();
+    assert!(
+        out.stdout.contains("range 2024-03-08 23:55:00 .. 2024-03-10 11:59:00 (from last sync 2024-03-09 00:00:00 minus overlap): 1 window(s)"),
+        "{}",
+        out.stdout
+    );
+    let out = Test::new()
+        .args(&[
+            "plan",
+            "specs/jst-refunds.qsync",
+            "--at",
+            "2024-03-10 12:00:00",
+            "--remedy",
+        ])
+        .current_dir(&repo())
+        .run();
+    assert!(
+        out.stdout
+            .contains("range 2024-03-09 11:59:00 .. 2024-03-10 11:59:00 (from remedy lookback)"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn plan_requires_env_variables_the_profile_uses() {
+    let out = Test::new()
+        .file(
+            "qsync.yaml",
+            "connections:\n  jst:\n    kind: jushuitan\n    base_url: http://127.0.0.1:9\n    app_key: a\n    app_secret: ${QSYNC_TEST_UNSET_SECRET}\n  bi:\n    kind: mysql\n    url: mysql://root@127.0.0.1/x\n",
+        )
+        .file("s.qsync", &std::fs::read_to_string(repo().join("tests/check/base.qsync")).unwrap())
+        .args(&["plan", "s.qsync"])
+        .status(1)
+        .run();
+    assert_eq!(
+        out.stderr,
+        "error: profile `qsync.yaml` uses environment variable `QSYNC_TEST_UNSET_SECRET`, which is not set\n"
+    );
+}
+
+#[test]
+fn secrets_from_the_environment_are_masked() {
+    let out = Test::new()
+        .file(
+            "qsync.yaml",
+            "connections:\n  jst:\n    kind: jushuitan\n    base_url: http://127.0.0.1:9\n    app_key: a\n    app_secret: ${QSYNC_TEST_SECRET}\n    access_token: tok-123456\n  bi:\n    kind: mysql\n    url: mysql://root:pw-98765@127.0.0.1/x\n",
+        )
+        .file("s.qsync", &std::fs::read_to_string(repo().join("tests/check/base.qsync")).unwrap())
+        .env("QSYNC_TEST_SECRET", "s3cr3t-value")
+        .args(&["plan", "s.qsync", "--at", "2024-03-10 12:00:00"])
+        .run();
+    assert!(out.stdout.contains("access_token=***"), "{}", out.stdout);
+    for secret in ["s3cr3t-value", "tok-123456", "pw-98765"] {
+        assert!(
+            !out.stdout.contains(secret),
+            "{secret} leaked:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn plan_of_a_broken_spec_shows_diagnostics() {
+    let out = Test::new()
+        .file(
+            "bad.qsync",
+            "sync \"x\"\nsource jushuitan \"/a\" { connection }\n",
+        )
+        .args(&["plan", "bad.qsync"])
+        .status(1)
+        .run();
+    assert!(
+        out.stderr.contains("qsync::syntax::unexpected"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_profile_is_a_clear_error() {
+    let out = Test::new()
+        .file("qsync.yaml", "connections:\n  jst: [1, 2]\n")
+        .file(
+            "s.qsync",
+            &std::fs::read_to_string(repo().join("tests/check/base.qsync")).unwrap(),
+        )
+        .args(&["plan", "s.qsync"])
+        .status(1)
+        .run();
+    assert!(
+        out.stderr
+            .starts_with("error: profile `qsync.yaml` is not valid:"),
+        "{}",
+        out.stderr
+    );
+}

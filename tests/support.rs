@@ -24,7 +24,6 @@ pub(crate) struct Test {
 pub(crate) struct Output {
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-    pub(crate) dir: PathBuf,
 }
 
 impl Test {
@@ -68,10 +67,6 @@ impl Test {
         self
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub(crate) fn run(self) -> Output {
         let cwd = self
             .cwd
@@ -92,11 +87,6 @@ impl Test {
             "qsync {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
             self.args
         );
-        let dir = self.dir.keep();
-        Output {
-            stdout,
-            stderr,
-            dir,
-        }
+        Output { stdout, stderr }
     }
 }

@@ -285,3 +285,68 @@ impl FieldScope {
         scope
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! No input panics the parser or the checker: random text, and real specs with random
+    //! bytes inserted, deleted or replaced.
+
+    use proptest::prelude::*;
+
+    const SPECS: &[&str] = &[
+        include_str!("../../specs/jst-refunds.qsync"),
+        include_str!("../../specs/wdt-refunds.qsync"),
+        include_str!("../../specs/yida-receipts.qsync"),
+        include_str!("../../specs/http-orders.qsync"),
+        include_str!("../../tests/check/base.qsync"),
+    ];
+
+    /// Characters that matter to the grammar, plus some that do not.
+    const ALPHABET: &[char] = &[
+        '{', '}', '(', ')', '[', ']', '"', '<', '>', '@', '#', '=', ':', ',', '.', '-', '/', '\\',
+        '\n', ' ', 'a', 'z', '_', '0', '9', '售', '{', '%', '|', '\u{0}', '\u{FEFF}',
+    ];
+
+    fn mutate(text: &str, edits: &[(usize, u8, usize)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for (pos, op, c) in edits {
+            if chars.is_empty() {
+                break;
+            }
+            let at = pos % chars.len();
+            let c = ALPHABET[c % ALPHABET.len()];
+            match op % 3 {
+                0 => chars.insert(at, c),
+                1 => {
+                    chars.remove(at);
+                }
+                _ => chars[at] = c,
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn random_text_never_panics(text in "\\PC{0,300}") {
+            let _ = super::check("fuzz.qsync", &text, super::CheckContext::default());
+        }
+
+        #[test]
+        fn mutated_specs_never_panic(
+            which in 0..SPECS.len(),
+            edits in proptest::collection::vec((0usize..100_000, 0u8..3, 0usize..64), 1..8),
+        ) {
+            let text = mutate(SPECS[which], &edits);
+            let _ = super::check("fuzz.qsync", &text, super::CheckContext::default());
+        }
+
+        #[test]
+        fn truncated_specs_never_panic(which in 0..SPECS.len(), cut in 0usize..100_000) {
+            let text: String = SPECS[which].chars().take(cut % (SPECS[which].chars().count() + 1)).collect();
+            let _ = super::check("fuzz.qsync", &text, super::CheckContext::default());
+        }
+    }
+}

@@ -10,6 +10,11 @@ use crate::syntax::{Span, Spanned};
 
 /// The records of a sample response at `path` (the whole sample when it is an array).
 pub fn records<'v>(sample: &'v Value, path: &[String]) -> Vec<&'v Value> {
+    // Qimen may wrap the vendor's envelope in `response`; the connector unwraps it.
+    let sample = match sample.get("response") {
+        Some(inner) if path.first().is_none_or(|p| p != "response") => inner,
+        _ => sample,
+    };
     let mut node = sample;
     for segment in path {
         match node.get(segment) {

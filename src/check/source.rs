@@ -314,23 +314,22 @@ impl Checker<'_> {
                         )),
                     );
                 }
-                // Expansion works on the whole file, so which entry an unset variable
-                // fed is unknown after parsing: every used connection is flagged.
-                for var in &profile.missing_env {
-                    {
-                        self.report(
-                            CheckDiagnostic::warning(
-                                codes::MISSING_ENV,
-                                name.span,
-                                format!(
-                                    "connection `{}` uses environment variable `{var}`, which is not set",
-                                    name.node
-                                ),
-                            )
-                            .label("incomplete credentials")
-                            .help(format!("set {var} before `qsync plan` or `qsync run`; they refuse to start without it")),
-                        );
-                    }
+                let missing = profile.missing_by_connection.get(&name.node);
+                for var in missing.into_iter().flatten() {
+                    self.report(
+                        CheckDiagnostic::warning(
+                            codes::MISSING_ENV,
+                            name.span,
+                            format!(
+                                "connection `{}` uses environment variable `{var}`, which is not set",
+                                name.node
+                            ),
+                        )
+                        .label("incomplete credentials")
+                        .help(format!(
+                            "set {var} before `qsync plan` or `qsync run`; they refuse to start without it"
+                        )),
+                    );
                 }
             }
         }

@@ -227,6 +227,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::paginate_directive => "`@paginate`",
         Rule::paginate_style => "`page`, `offset`, `cursor` or `keyset`",
         Rule::paginate_opt => "a paginate option",
+        Rule::paginate_keyword => "`size`, `per`, `from`, `until` or `max_pages`",
         Rule::size_opt => "`size <n>`",
         Rule::per_opt => "`per <page size param>`",
         Rule::from_opt => "`from <first page | path>`",

@@ -40,6 +40,12 @@ pub fn environment(tz: Tz) -> Environment<'static> {
         let t = to_local(&v, tz)?;
         Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%d")).to_string())
     });
+    // `utc` turns a source-zone time into the same instant in UTC, for vendors that take
+    // GMT bounds (DingTalk Yida's `modifiedFromTimeGMT`).
+    env.add_filter("utc", move |v: Value| {
+        let t = to_local(&v, tz)?;
+        Ok(t.naive_utc().format("%Y-%m-%d %H:%M:%S").to_string())
+    });
     env.add_filter("timestamp", move |v: Value| {
         Ok(to_local(&v, tz)?.timestamp())
     });
@@ -269,6 +275,10 @@ mod tests {
             "20240308"
         );
         assert_eq!(r.render("{{ page }}/{{ page_size }}", &c).unwrap(), "2/50");
+        assert_eq!(
+            r.render("{{ window.start | utc }}", &c).unwrap(),
+            "2024-02-29 16:00:00"
+        );
     }
 
     #[test]
