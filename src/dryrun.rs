@@ -434,13 +434,48 @@ fn section_rows(
 
 fn section_sql(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "\nsql");
+    let table = match crate::sink::TableSpec::new(&plan.target, &plan.columns) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(out, "  {e}");
+            return;
+        }
+    };
+    let indent = |out: &mut String, text: &str| {
+        for line in text.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    };
+    if plan.target.create {
+        let _ = writeln!(out, "  -- when the table is missing");
+        indent(out, &crate::sink::create_table_sql(&table));
+    }
+    let streamed = plan.target.sql.is_none() && plan.target.mode != crate::plan::WriteMode::Upsert;
     let _ = writeln!(
         out,
-        "  into `{}` ({} mode, batches of {})",
-        plan.target.table.join("."),
-        plan.target.mode.keyword(),
-        plan.target.batch
+        "  -- each batch of up to {} rows{}",
+        plan.target.batch,
+        if streamed {
+            ", streamed through LOAD DATA LOCAL INFILE when the server allows it, else"
+        } else {
+            ""
+        }
     );
+    match crate::sink::statement_sql(&table, 1) {
+        Ok(sql) => indent(
+            out,
+            &format!("{sql}, ... (one tuple per row, values bound)"),
+        ),
+        Err(e) => {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  -- in the same transaction as each window's last batch"
+    );
+    let state = crate::state::cursor_statement(&plan.name, chrono::NaiveDateTime::MIN, "");
+    indent(out, &state.sql);
 }
 
 fn section_schedule(out: &mut String, plan: &Plan) {

@@ -267,7 +267,9 @@ fn to_decimal(
     let Some(d) = parsed else {
         return Err(fail(value, ty, ConvertReason::NotANumber));
     };
-    let d = d.round_dp_with_strategy(u32::from(scale), RoundingStrategy::MidpointAwayFromZero);
+    let mut d = d.round_dp_with_strategy(u32::from(scale), RoundingStrategy::MidpointAwayFromZero);
+    // Carry the column's scale (12800.5 → 12800.50) so plans and LOAD DATA show what MySQL stores.
+    d.rescale(u32::from(scale));
     let int_digits = u32::from(precision.saturating_sub(scale));
     // rust_decimal holds 28 digits; a wider integer part can never overflow the column.
     if int_digits < 28 {
