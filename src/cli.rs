@@ -76,6 +76,9 @@ pub struct CheckArgs {
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Also compare each spec's map with its live target table in MySQL.
+    #[arg(long)]
+    pub db: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +162,21 @@ fn check(args: &CheckArgs) -> Outcome {
             args.sample.as_deref(),
         );
         let (diagnostics, text) = match result {
+            Ok(loaded) if args.db => {
+                let mut diagnostics = loaded.warnings.clone();
+                match live_diagnostics(&loaded) {
+                    Ok(found) => diagnostics.extend(found),
+                    Err(message) => {
+                        failed = true;
+                        let _ = writeln!(stderr, "error: {}: {message}", file.display());
+                    }
+                }
+                failed |= diagnostics
+                    .iter()
+                    .any(crate::check::CheckDiagnostic::is_error);
+                diagnostics.sort_by_key(|d| d.span.start);
+                (diagnostics, loaded.text)
+            }
             Ok(loaded) => (loaded.warnings, loaded.text),
             Err(LoadError::Check(failure)) => {
                 failed |= failure.has_errors();
@@ -210,6 +228,40 @@ fn check(args: &CheckArgs) -> Outcome {
     } else {
         Outcome::Ok
     }
+}
+
+/// `check --db`: reads the live target table and compares the map with it.
+fn live_diagnostics(
+    loaded: &frontend::Loaded,
+) -> Result<Vec<crate::check::CheckDiagnostic>, String> {
+    let plan = &loaded.plan;
+    let profile = loaded
+        .profile
+        .as_ref()
+        .ok_or("--db needs a profile (qsync.yaml) with the target connection")?;
+    let connection = profile
+        .connection(&plan.target.connection)
+        .map_err(|e| e.to_string())?;
+    let url = connection
+        .get("url")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| format!("connection `{}` has no `url`", plan.target.connection))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let live = runtime.block_on(async {
+        let sink = crate::sink::MysqlSink::connect(&url).await?;
+        let live = sink.describe(&plan.target.table).await;
+        sink.disconnect().await;
+        live
+    });
+    let live = live.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))?;
+    Ok(crate::check::compare_live(
+        &loaded.text,
+        plan,
+        live.as_ref(),
+    ))
 }
 
 fn json_report(

@@ -5,6 +5,7 @@
 //! are handed in already read.
 
 pub mod codes;
+mod db;
 pub mod diagnostic;
 mod directives;
 mod map;
@@ -22,6 +23,7 @@ use crate::plan::{
 };
 use crate::syntax::{self, Span};
 
+pub use db::compare_live;
 pub use diagnostic::{line_col, render, CheckDiagnostic, CheckFailure};
 pub use sample::records as sample_records;
 pub use source::human as human_duration;

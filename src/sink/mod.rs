@@ -8,10 +8,12 @@
 //! leaves this module and `state`.
 
 pub mod bench;
+mod describe;
 pub mod mysql;
 #[doc(hidden)]
 pub mod testing;
 
+pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
     create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement, TableSpec,
     WindowWriter, WriteMethod, WriteStats, WriterOptions,

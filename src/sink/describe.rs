@@ -1,0 +1,98 @@
+//! Reading a live table's shape from `information_schema`, for `qsync check --db`.
+
+use mysql_async::prelude::Queryable;
+
+use super::mysql::{MysqlSink, SinkError};
+
+/// One column of a live table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveColumn {
+    pub name: String,
+    /// `int`, `varchar`, `decimal`, ... (lowercase `DATA_TYPE`).
+    pub data_type: String,
+    /// The full type as MySQL prints it (`decimal(12,2)`, `int(11) unsigned`).
+    pub column_type: String,
+    pub char_max: Option<u64>,
+    pub precision: Option<u64>,
+    pub scale: Option<u64>,
+    /// `auto_increment`, `on update current_timestamp()`, ...
+    pub extra: String,
+}
+
+/// A live table: its columns and its unique keys (primary key first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTable {
+    pub columns: Vec<LiveColumn>,
+    pub unique_keys: Vec<Vec<String>>,
+}
+
+type ColumnRow = (
+    String,
+    String,
+    String,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    String,
+);
+
+impl MysqlSink {
+    /// The shape of `table` (`[table]` or `[schema, table]`), or `None` when it does not exist.
+    pub async fn describe(&self, table: &[String]) -> Result<Option<LiveTable>, SinkError> {
+        let (schema, name) = match table {
+            [schema, name] => (schema.clone(), name.clone()),
+            [name] => (self.database().to_owned(), name.clone()),
+            _ => return Ok(None),
+        };
+        let display = table.join(".");
+        let mut conn = self.connection().await?;
+        let columns: Vec<ColumnRow> = conn
+            .exec(
+                "SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), CHARACTER_MAXIMUM_LENGTH, \
+                 NUMERIC_PRECISION, NUMERIC_SCALE, LOWER(EXTRA) \
+                 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 ORDER BY ORDINAL_POSITION",
+                (schema.clone(), name.clone()),
+            )
+            .await
+            .map_err(|e| self.query_error(&display, &e))?;
+        if columns.is_empty() {
+            return Ok(None);
+        }
+        let index_rows: Vec<(String, String)> = conn
+            .exec(
+                "SELECT INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+                 ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| self.query_error(&display, &e))?;
+        let mut unique_keys: Vec<(String, Vec<String>)> = Vec::new();
+        for (index, column) in index_rows {
+            match unique_keys.last_mut() {
+                Some((last, cols)) if *last == index => cols.push(column),
+                _ => unique_keys.push((index, vec![column])),
+            }
+        }
+        Ok(Some(LiveTable {
+            columns: columns
+                .into_iter()
+                .map(
+                    |(name, data_type, column_type, char_max, precision, scale, extra)| {
+                        LiveColumn {
+                            name,
+                            data_type,
+                            column_type,
+                            char_max,
+                            precision,
+                            scale,
+                            extra,
+                        }
+                    },
+                )
+                .collect(),
+            unique_keys: unique_keys.into_iter().map(|(_, cols)| cols).collect(),
+        }))
+    }
+}
