@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{NaiveDateTime, TimeZone, Timelike as _, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -375,9 +375,11 @@ async fn execute(
     let started = Instant::now();
     let spec = plan.name.clone();
     let tz = profile.timezone();
+    // Whole seconds: vendors take times to the second, and marks are stored as such.
     let now = options
         .now
         .unwrap_or_else(|| Utc::now().with_timezone(&tz).naive_local());
+    let now = now.with_nanosecond(0).unwrap_or(now);
     let now_utc = tz
         .from_local_datetime(&now)
         .earliest()

@@ -4,5 +4,6 @@
 mod check_corpus;
 mod cli_check;
 mod cli_plan;
+mod engine;
 mod examples;
 mod support;
