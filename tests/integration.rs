@@ -5,5 +5,6 @@ mod check_corpus;
 mod cli_check;
 mod cli_check_db;
 mod cli_plan;
+mod engine;
 mod examples;
 mod support;
