@@ -102,7 +102,9 @@ pub fn parse_window(text: &str) -> Result<crate::source::Window, String> {
     let start = parse_time(start.trim())?;
     let end = parse_time(end.trim())?;
     if start >= end {
-        return Err(format!("the window `{text}` is empty: its start is not before its end"));
+        return Err(format!(
+            "the window `{text}` is empty: its start is not before its end"
+        ));
     }
     Ok(crate::source::Window { start, end })
 }
@@ -188,6 +190,9 @@ pub struct PlanArgs {
     /// Rows of the sample to show.
     #[arg(long, default_value_t = 3)]
     pub rows: usize,
+    /// Fetch the first page for real and show its rows (the only network access of `plan`).
+    #[arg(long, conflicts_with = "sample")]
+    pub live: bool,
 }
 
 /// Parses `yyyy-MM-dd HH:mm:ss` or `yyyy-MM-dd`.
@@ -386,10 +391,14 @@ pub fn report_load_error(error: &LoadError) {
 }
 
 fn plan(args: &PlanArgs) -> Outcome {
-    let sample = args
-        .sample
-        .clone()
-        .or_else(|| frontend::find_sample(&args.spec));
+    // With --live the first page is the sample; the bundled sample file is not read.
+    let sample = if args.live {
+        None
+    } else {
+        args.sample
+            .clone()
+            .or_else(|| frontend::find_sample(&args.spec))
+    };
     let loaded = match frontend::load(
         &args.spec,
         args.profile.as_deref(),
@@ -412,7 +421,7 @@ fn plan(args: &PlanArgs) -> Outcome {
             )
         );
     }
-    let inputs = crate::dryrun::DryRunInputs {
+    let mut inputs = crate::dryrun::DryRunInputs {
         at: args.at,
         last_sync: args.last_sync,
         since: args.since,
@@ -421,7 +430,37 @@ fn plan(args: &PlanArgs) -> Outcome {
         profile: loaded.profile.as_ref(),
         sample: loaded.sample.as_ref(),
         max_rows: args.rows,
+        live: args.live,
     };
+    let live_sample = if args.live {
+        let Some(profile) = loaded.profile.as_ref() else {
+            eprintln!("error: --live needs a profile (qsync.yaml) with the source connection");
+            return Outcome::Failed;
+        };
+        let fetched = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(crate::dryrun::fetch_live_page(
+                    &loaded.plan,
+                    profile,
+                    &inputs,
+                ))
+            });
+        match fetched {
+            Ok(page) => Some(page),
+            Err(e) => {
+                eprintln!("error: the live first page failed: {e}");
+                return Outcome::Failed;
+            }
+        }
+    } else {
+        None
+    };
+    if live_sample.is_some() {
+        inputs.sample = live_sample.as_ref();
+    }
     print!("{}", crate::dryrun::explain(&loaded.plan, &inputs));
     Outcome::Ok
 }

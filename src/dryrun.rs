@@ -28,6 +28,8 @@ pub struct DryRunInputs<'a> {
     pub sample: Option<&'a serde_json::Value>,
     /// Rows of the sample to show at most.
     pub max_rows: usize,
+    /// The sample is the live first page (`--live`), not a file.
+    pub live: bool,
 }
 
 /// Renders the whole dry run.
@@ -53,6 +55,73 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
         .map(LoadedProfile::secrets)
         .unwrap_or_default();
     connectors::mask(&out, &secrets)
+}
+
+/// `qsync plan --live`: fetches the first page of the first window for real (rate limits
+/// and retries apply) and returns the decoded payload, to be shown as the sample.
+pub async fn fetch_live_page(
+    plan: &Plan,
+    profile: &LoadedProfile,
+    inputs: &DryRunInputs<'_>,
+) -> Result<serde_json::Value, String> {
+    let tz = profile.timezone();
+    let now = inputs
+        .at
+        .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).naive_local());
+    let window = plan.source.window.as_ref().and_then(|w| {
+        let (start, end) = source::resolve_range(
+            w,
+            &RangeInputs {
+                now: Some(now),
+                last_sync: inputs.last_sync,
+                since: inputs.since,
+                until: inputs.until,
+                full: false,
+                remedy: None,
+            },
+        )
+        .ok()?;
+        source::split(start, end, w.max_span).first().copied()
+    });
+    let page = PageState::first(&plan.source.pagination);
+    let ctx = RequestContext {
+        now,
+        window_start: window.map(|w| w.start),
+        window_end: window.map(|w| w.end),
+        page: page.page,
+        page_size: page_size(&plan.source.pagination),
+        offset: page.offset,
+        cursor: None,
+        env: std::env::vars().collect(),
+    };
+    let call = source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)
+        .map_err(|e| e.to_string())?;
+    let connection = profile
+        .connection(&plan.source.connection)
+        .map_err(|e| e.to_string())?;
+    let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)
+        .map_err(|e| e.to_string())?;
+    let limiter = std::sync::Arc::new(source::RateLimiter::new(&plan.source.rates));
+    let http = source::HttpSource::new(
+        connector,
+        limiter,
+        source::SourceOptions {
+            spec: plan.name.clone(),
+            connection: plan.source.connection.clone(),
+            timeout: plan.source.timeout,
+            retry: plan.source.retry.clone(),
+            secrets: profile.secrets(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let site = source::Site {
+        spec: plan.name.clone(),
+        window: window.map_or_else(|| "(no window)".to_owned(), |w| w.to_string()),
+        page: "page 1".to_owned(),
+    };
+    http.call(&call, &site)
+        .await
+        .map_err(|e| http.mask(&e.to_string()))
 }
 
 fn section_source(out: &mut String, plan: &Plan) {
@@ -408,7 +477,12 @@ fn section_rows(
     let names: Vec<&str> = transformer.column_names().collect();
     let _ = writeln!(
         out,
-        "\nrows from the sample ({} record(s) → {} row(s), {} rejected)",
+        "\nrows from the {} ({} record(s) → {} row(s), {} rejected)",
+        if inputs.live {
+            "live first page"
+        } else {
+            "sample"
+        },
         records.len(),
         rows.len(),
         rejects.len()

@@ -163,3 +163,68 @@ fn bad_profile_is_a_clear_error() {
         out.stderr
     );
 }
+
+/// A profile pointing every connection at a running simulator.
+fn sim_profile(sim: &qsync::sim::SimHandle, secret: &str) -> String {
+    std::fs::read_to_string(repo().join("specs/qsync.yaml"))
+        .unwrap()
+        .replace(
+            "${QSYNC_SIM_URL:-http://127.0.0.1:8700}",
+            &format!("http://{}", sim.addr()),
+        )
+        .replace("${JST_APP_SECRET:-sim-secret}", secret)
+}
+
+#[tokio::test]
+async fn live_plan_fetches_the_first_page() {
+    let sim = qsync::sim::start(
+        qsync::sim::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let since = (chrono::Utc::now() - chrono::Duration::days(6))
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let spec = std::fs::read_to_string(repo().join("specs/jst-orders.qsync")).unwrap();
+    let profile = sim_profile(&sim, "sim-secret");
+    let since2 = since.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Test::new()
+            .file("qsync.yaml", &profile)
+            .file("jst-orders.qsync", &spec)
+            .args(&["plan", "jst-orders.qsync", "--live", "--since", &since2])
+            .run()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.stdout.contains("rows from the live first page ("),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("(0 record(s)"), "{}", out.stdout);
+
+    // A wrong secret: the vendor's error code, exit 1, the secret masked.
+    let spec = std::fs::read_to_string(repo().join("specs/jst-orders.qsync")).unwrap();
+    let profile = sim_profile(&sim, "wrong-secret-123");
+    let out = tokio::task::spawn_blocking(move || {
+        Test::new()
+            .file("qsync.yaml", &profile)
+            .file("jst-orders.qsync", &spec)
+            .args(&["plan", "jst-orders.qsync", "--live", "--since", &since])
+            .status(1)
+            .run()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.stderr.starts_with("error: the live first page failed:"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("10"), "{}", out.stderr);
+    assert!(!out.stderr.contains("wrong-secret-123"), "{}", out.stderr);
+    sim.shutdown().await;
+}

@@ -150,13 +150,9 @@ map {{
 
     fn load(&self, spec: &Spec) -> (Plan, LoadedProfile) {
         let path = self.spec(spec);
-        let loaded = qsync::frontend::load(
-            &path,
-            Some(&self.profile_path()),
-            EnvPolicy::Require,
-            None,
-        )
-        .unwrap_or_else(|e| panic!("spec loads: {e}"));
+        let loaded =
+            qsync::frontend::load(&path, Some(&self.profile_path()), EnvPolicy::Require, None)
+                .unwrap_or_else(|e| panic!("spec loads: {e}"));
         (loaded.plan, loaded.profile.expect("profile"))
     }
 
@@ -255,9 +251,7 @@ fn assert_same(actual: &Rows, expected: &Rows) {
         .take(3)
         .map(|(k, v)| (k, v, actual.get(k)))
         .collect();
-    assert!(
-        missing == 0 && extra == 0 && differ == 0,
-        "{sample:?}");
+    assert!(missing == 0 && extra == 0 && differ == 0, "{sample:?}");
     assert!(
         missing == 0 && extra == 0 && differ == 0,
         "table differs from truth: {missing} missing, {extra} extra, {differ} different \
@@ -550,7 +544,10 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
         let _ = child.wait();
         fx.assert_state_not_ahead().await;
     }
-    assert!(interrupted >= 10, "only {interrupted} of 20 runs were interrupted");
+    assert!(
+        interrupted >= 10,
+        "only {interrupted} of 20 runs were interrupted"
+    );
     let status = command(&[]).status().expect("qsync runs");
     assert!(status.success());
     assert_same(&fx.actual().await, &fx.expected(|_| true));
@@ -586,7 +583,11 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_records_are_rejected_with_raw_json_or_fail_the_run() {
     let fx = Fixture::new(600, 2, SimConfig::default()).await;
-    let long = |r: &Value| r["shop_name"].as_str().is_some_and(|s| s.chars().count() > 5);
+    let long = |r: &Value| {
+        r["shop_name"]
+            .as_str()
+            .is_some_and(|s| s.chars().count() > 5)
+    };
     let (plan, profile) = fx.load(&Spec {
         shop_type: "string(5)",
         ..Spec::default()
