@@ -349,21 +349,6 @@ impl Connector for Http {
         Outcome::Data(value)
     }
 
-    fn token_request(
-        &self,
-        _now: DateTime<Utc>,
-        _current: Option<&Token>,
-    ) -> Result<Option<PreparedRequest>, ConnectorError> {
-        Ok(None)
-    }
-
-    fn parse_token(&self, _now: DateTime<Utc>, _body: &[u8]) -> Result<Token, ConnectorError> {
-        Err(ConnectorError::BadToken {
-            vendor: VENDOR,
-            message: "the http connector has no token lifecycle".to_owned(),
-        })
-    }
-
     fn endpoint_info(&self, _endpoint: &str) -> EndpointInfo {
         EndpointInfo::default()
     }

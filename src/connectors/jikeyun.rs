@@ -152,21 +152,6 @@ impl Connector for Jikeyun {
         }
     }
 
-    fn token_request(
-        &self,
-        _now: DateTime<Utc>,
-        _current: Option<&Token>,
-    ) -> Result<Option<PreparedRequest>, ConnectorError> {
-        Ok(None)
-    }
-
-    fn parse_token(&self, _now: DateTime<Utc>, _body: &[u8]) -> Result<Token, ConnectorError> {
-        Err(ConnectorError::BadToken {
-            vendor: VENDOR,
-            message: "Jackyun signs every request; a `token` comes from the profile".to_owned(),
-        })
-    }
-
     fn endpoint_info(&self, endpoint: &str) -> EndpointInfo {
         endpoint_info(endpoint)
     }

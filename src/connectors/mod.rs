@@ -136,15 +136,24 @@ pub trait Connector: Send + Sync {
     fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome;
 
     /// The request that obtains (or refreshes, when `current` is given) a token, for
-    /// vendors that need one; `None` when the vendor signs every request instead.
+    /// vendors that need one; `None` (the default) when the vendor signs every request.
     fn token_request(
         &self,
         now: DateTime<Utc>,
         current: Option<&Token>,
-    ) -> Result<Option<PreparedRequest>, ConnectorError>;
+    ) -> Result<Option<PreparedRequest>, ConnectorError> {
+        let _ = (now, current);
+        Ok(None)
+    }
 
-    /// Reads a token response.
-    fn parse_token(&self, now: DateTime<Utc>, body: &[u8]) -> Result<Token, ConnectorError>;
+    /// Reads a token response; vendors without tokens never get here.
+    fn parse_token(&self, now: DateTime<Utc>, body: &[u8]) -> Result<Token, ConnectorError> {
+        let _ = (now, body);
+        Err(ConnectorError::BadToken {
+            vendor: self.kind().keyword(),
+            message: "this vendor signs every request and issues no tokens".to_owned(),
+        })
+    }
 
     /// A token written in the profile (Jushuitan `access_token`), used before any token is
     /// fetched. When the vendor rejects it (`AuthExpired`), pass it to `token_request` as

@@ -315,21 +315,6 @@ impl Connector for Qimen {
         }
     }
 
-    fn token_request(
-        &self,
-        _now: DateTime<Utc>,
-        _current: Option<&Token>,
-    ) -> Result<Option<PreparedRequest>, ConnectorError> {
-        Ok(None)
-    }
-
-    fn parse_token(&self, _now: DateTime<Utc>, _body: &[u8]) -> Result<Token, ConnectorError> {
-        Err(ConnectorError::BadToken {
-            vendor: VENDOR,
-            message: "Qimen signs every request and issues no tokens".to_owned(),
-        })
-    }
-
     fn endpoint_info(&self, endpoint: &str) -> EndpointInfo {
         endpoint_info(endpoint)
     }
