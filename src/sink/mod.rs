@@ -1,1 +1,17 @@
-//! sink (being built)
+//! The MySQL sink: table DDL, statement text, and the batch writer that commits a window's
+//! last rows together with its state update.
+//!
+//! Owns everything that talks to MySQL for row data ([`mysql`]), the error classification
+//! the executor's retry logic reads ([`SinkError::class`]), and the per-test database helper
+//! ([`testing`]). It does not own what the state rows mean (`state` builds them as
+//! [`SqlStatement`]s) nor how rows are produced (`transform`). Nothing from `mysql_async`
+//! leaves this module and `state`.
+
+pub mod mysql;
+#[doc(hidden)]
+pub mod testing;
+
+pub use self::mysql::{
+    create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement, TableSpec,
+    WindowWriter, WriteMethod, WriteStats, WriterOptions,
+};

@@ -1,0 +1,1263 @@
+//! MySQL writes: identifier checks, DDL, statement text and the window writer.
+//!
+//! Owns how rows reach a table fast and exactly once:
+//! - Values are never spliced into SQL: rows travel as `LOAD DATA LOCAL INFILE` streams
+//!   (tab-separated, escaped) or as bound parameters of multi-row statements. The only
+//!   unparameterized text is a column's `sql("...")` expression and the custom head
+//!   template, both written by the spec author.
+//! - [`WindowWriter`] spreads a window's rows over several connections ("lanes"), each row
+//!   to the lane picked by a hash of its key, so two versions of one record are always
+//!   written in order on the same connection. Rows are buffered per lane and flushed in
+//!   chunks of a few megabytes, each chunk in its own transaction.
+//! - [`WindowWriter::commit`] flushes every other lane, then writes lane 0's last chunk and
+//!   the caller's state statements in **one transaction** (design guarantee 3): a crash
+//!   before that commit leaves the cursor where it was, and re-reading the window rewrites
+//!   rows idempotently. `insert` mode is not idempotent, so it uses one lane and one
+//!   transaction for the whole window.
+//!
+//! `LOAD DATA LOCAL` turns errors into warnings, so every load checks its warning count and
+//! rolls back on anything but the duplicates `ignore` mode expects. When the server refuses
+//! local infile, the writer falls back to multi-row statements for good.
+
+use std::collections::hash_map::DefaultHasher;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value as SqlValue};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+use crate::transform::Cell;
+
+/// Longest identifier MySQL accepts.
+const MAX_IDENTIFIER: usize = 64;
+/// Most placeholders one prepared statement may carry.
+const MAX_PLACEHOLDERS: usize = 65_535;
+/// Rows per multi-row statement.
+const STATEMENT_ROWS: usize = 1000;
+/// A lane flushes once its buffered `LOAD DATA` text reaches this size.
+const CHUNK_BYTES: usize = 4 << 20;
+/// ... or once it buffers this many rows (statement fallback and tiny rows).
+const CHUNK_ROWS: usize = 20_000;
+/// Deadlocks and lock-wait timeouts of a chunk are retried this many times in place.
+const LOCK_RETRIES: usize = 3;
+
+/// Whether an error is worth retrying, the data's fault, or needs a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Connection lost or killed, deadlock, lock wait timeout, server shutting down: the
+    /// transaction was rolled back; re-read the window and write it again.
+    Retriable,
+    /// The rows do not fit the table (data too long, out of range, duplicate key in
+    /// `insert` mode): retrying cannot help; the table or the spec must change.
+    Data,
+    /// Access denied, unknown database or table, bad URL, bad spec: stop.
+    Fatal,
+}
+
+/// A failure of the sink. Messages name the host and database, never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// `connection bi` with `mysql://root@127.0.0.1:1/test`.
+    #[error("cannot connect to MySQL at `{host}` (database `{database}`): {reason}")]
+    Connect {
+        host: String,
+        database: String,
+        reason: String,
+        class: ErrorClass,
+    },
+    /// `mysql://root@127.0.0.1:3306/test?bogus=1`.
+    #[error("invalid MySQL URL: {reason}")]
+    Url { reason: String },
+    /// `target mysql "a`b"`.
+    #[error("invalid identifier `{name}`: {reason}")]
+    Identifier { name: String, reason: &'static str },
+    /// `key id` where `id` is a `text` column.
+    #[error("invalid target `{table}`: {reason}")]
+    Spec { table: String, reason: String },
+    /// `sql "{{ table"` (a custom head that does not render).
+    #[error("cannot render the statement template of `{table}`: {reason}")]
+    Template { table: String, reason: String },
+    /// Any server or connection failure while writing or reading.
+    #[error("MySQL error on `{table}` at `{host}`: {message}")]
+    Query {
+        table: String,
+        host: String,
+        /// Server error code, 0 for connection errors.
+        code: u16,
+        message: String,
+        class: ErrorClass,
+    },
+    /// A `LOAD DATA` that the server accepted with warnings, i.e. changed the data.
+    #[error("rows rejected by `{table}`: {message}")]
+    Rejected {
+        table: String,
+        code: u16,
+        message: String,
+    },
+    /// The window writer's connection task ended without reporting.
+    #[error("window writer for `{table}` stopped unexpectedly")]
+    WriterGone { table: String },
+}
+
+impl SinkError {
+    /// How the executor should react.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SinkError::Connect { class, .. } | SinkError::Query { class, .. } => *class,
+            SinkError::Rejected { .. } => ErrorClass::Data,
+            SinkError::WriterGone { .. } => ErrorClass::Retriable,
+            SinkError::Url { .. }
+            | SinkError::Identifier { .. }
+            | SinkError::Spec { .. }
+            | SinkError::Template { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// Shorthand for `class() == Retriable`.
+    pub fn is_retriable(&self) -> bool {
+        self.class() == ErrorClass::Retriable
+    }
+}
+
+/// Classifies a server error code.
+pub(crate) fn classify_code(code: u16) -> ErrorClass {
+    match code {
+        // lock wait timeout, deadlock, query interrupted/killed, server shutdown,
+        // gone away / lost connection, too many connections, read-only failover
+        1205 | 1213 | 1317 | 1053 | 1927 | 2006 | 2013 | 1040 | 1290 | 1836 => {
+            ErrorClass::Retriable
+        }
+        // duplicate key, data too long, out of range, incorrect value, null in not-null,
+        // truncated, bad JSON, invalid character string
+        1062 | 1406 | 1264 | 1366 | 1292 | 1048 | 1265 | 3140 | 4025 | 1300 | 1367 => {
+            ErrorClass::Data
+        }
+        _ => ErrorClass::Fatal,
+    }
+}
+
+fn class_of(error: &mysql_async::Error) -> (u16, ErrorClass) {
+    match error {
+        mysql_async::Error::Server(server) => (server.code, classify_code(server.code)),
+        // A dropped socket or a driver-detected closed connection: the server rolled back.
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => (0, ErrorClass::Retriable),
+        mysql_async::Error::Other(_) | mysql_async::Error::Url(_) => (0, ErrorClass::Fatal),
+    }
+}
+
+/// A statement with bound parameters, as `state` builds them for the window transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlStatement {
+    pub sql: String,
+    pub params: Vec<Cell>,
+}
+
+impl SqlStatement {
+    pub fn new(sql: impl Into<String>, params: Vec<Cell>) -> SqlStatement {
+        SqlStatement {
+            sql: sql.into(),
+            params,
+        }
+    }
+}
+
+/// Checks an identifier part and returns it backtick-quoted.
+pub fn quote_identifier(name: &str) -> Result<String, SinkError> {
+    let bad = |reason| SinkError::Identifier {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.chars().count() > MAX_IDENTIFIER {
+        return Err(bad("longer than 64 characters"));
+    }
+    if name.contains('`') {
+        return Err(bad("contains a backtick"));
+    }
+    if name.contains('\0') {
+        return Err(bad("contains a NUL character"));
+    }
+    if name.ends_with(' ') {
+        return Err(bad("ends with a space"));
+    }
+    Ok(format!("`{name}`"))
+}
+
+/// One column of the target table.
+#[derive(Debug, Clone)]
+struct SinkColumn {
+    name: String,
+    quoted: String,
+    ty: ColumnType,
+    /// `sql("...")`: written into the statement, no cell in the row.
+    raw: Option<String>,
+    key: bool,
+}
+
+/// The validated target: table, columns, key and write mode.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// `schema.table` as written, for messages.
+    display: String,
+    /// Quoted, dotted name.
+    quoted: String,
+    columns: Vec<SinkColumn>,
+    mode: WriteMode,
+    /// The custom statement head template.
+    head: Option<String>,
+}
+
+impl TableSpec {
+    /// Validates the target and its columns (identifiers, key columns).
+    pub fn new(target: &TargetPlan, columns: &[ColumnPlan]) -> Result<TableSpec, SinkError> {
+        let display = target.table.join(".");
+        if target.table.is_empty() || target.table.len() > 2 {
+            return Err(SinkError::Spec {
+                table: display,
+                reason: "expected `table` or `schema.table`".into(),
+            });
+        }
+        let quoted = target
+            .table
+            .iter()
+            .map(|part| quote_identifier(part))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(".");
+        let spec_error = |reason: String| SinkError::Spec {
+            table: display.clone(),
+            reason,
+        };
+        let mut sink_columns = Vec::with_capacity(columns.len());
+        for column in columns {
+            if sink_columns
+                .iter()
+                .any(|c: &SinkColumn| c.name == column.name)
+            {
+                return Err(spec_error(format!(
+                    "column `{}` is mapped twice",
+                    column.name
+                )));
+            }
+            let key = target.key.contains(&column.name);
+            if key && matches!(column.ty, ColumnType::Text | ColumnType::Json) {
+                return Err(spec_error(format!(
+                    "key column `{}` cannot be {}; use string(n)",
+                    column.name, column.ty
+                )));
+            }
+            sink_columns.push(SinkColumn {
+                quoted: quote_identifier(&column.name)?,
+                name: column.name.clone(),
+                ty: column.ty,
+                raw: match &column.expr {
+                    Expr::Sql(sql) => Some(sql.clone()),
+                    _ => None,
+                },
+                key,
+            });
+        }
+        if let Some(missing) = target
+            .key
+            .iter()
+            .find(|k| !sink_columns.iter().any(|c| &c.name == *k))
+        {
+            return Err(spec_error(format!(
+                "key `{missing}` is not a mapped column"
+            )));
+        }
+        if sink_columns.iter().all(|c| c.raw.is_some()) {
+            return Err(spec_error("no bound column to write".into()));
+        }
+        Ok(TableSpec {
+            display,
+            quoted,
+            columns: sink_columns,
+            mode: target.mode,
+            head: target.sql.clone(),
+        })
+    }
+
+    /// The table as written in the spec.
+    pub fn name(&self) -> &str {
+        &self.display
+    }
+
+    /// Number of cells per row (bound columns).
+    pub fn bound_columns(&self) -> usize {
+        self.columns.iter().filter(|c| c.raw.is_none()).count()
+    }
+
+    /// Positions of the key columns among the bound cells.
+    fn key_cells(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .filter(|c| c.raw.is_none())
+            .enumerate()
+            .filter(|(_, c)| c.key)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    fn has_key(&self) -> bool {
+        self.columns.iter().any(|c| c.key)
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for the spec's columns: utf8mb4, primary key on `key`.
+pub fn create_table_sql(table: &TableSpec) -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.quoted);
+    for column in &table.columns {
+        let null = if column.key { "NOT NULL" } else { "NULL" };
+        let _ = writeln!(sql, "  {} {} {null},", column.quoted, column.ty.sql());
+    }
+    let key: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| c.key)
+        .map(|c| c.quoted.as_str())
+        .collect();
+    if key.is_empty() {
+        // No trailing comma before the closing parenthesis.
+        sql.truncate(sql.len() - 2);
+        sql.push('\n');
+    } else {
+        let _ = writeln!(sql, "  PRIMARY KEY ({})", key.join(", "));
+    }
+    sql.push_str(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci");
+    sql
+}
+
+/// The statement head: `REPLACE INTO t (cols) VALUES`, or the rendered custom template.
+fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
+    let columns = columns.join(", ");
+    if let Some(template) = &table.head {
+        let env = minijinja::Environment::new();
+        let context = minijinja::context! { table => table.quoted, columns => columns };
+        return env
+            .render_str(template, context)
+            .map(|head| head.trim_end().to_owned())
+            .map_err(|error| SinkError::Template {
+                table: table.display.clone(),
+                reason: error.to_string(),
+            });
+    }
+    let verb = match table.mode {
+        WriteMode::Insert | WriteMode::Upsert => "INSERT INTO",
+        WriteMode::Replace => "REPLACE INTO",
+        WriteMode::Ignore => "INSERT IGNORE INTO",
+    };
+    Ok(format!("{verb} {} ({columns}) VALUES", table.quoted))
+}
+
+/// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value.
+fn statement_tail(table: &TableSpec) -> String {
+    if table.mode != WriteMode::Upsert || table.head.is_some() {
+        return String::new();
+    }
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !c.key)
+        .map(|c| format!("{0} = VALUES({0})", c.quoted))
+        .collect();
+    let updates = if updates.is_empty() {
+        // Only key columns: nothing to update, but a duplicate must not fail.
+        let key = table
+            .columns
+            .iter()
+            .find(|c| c.key)
+            .map_or("", |c| c.quoted.as_str());
+        format!("{key} = {key}")
+    } else {
+        updates.join(", ")
+    };
+    format!(" ON DUPLICATE KEY UPDATE {updates}")
+}
+
+/// The multi-row statement for `rows` rows, with `?` for bound cells and raw SQL inline.
+pub fn statement_sql(table: &TableSpec, rows: usize) -> Result<String, SinkError> {
+    let head = statement_head(table)?;
+    let tuple: Vec<&str> = table
+        .columns
+        .iter()
+        .map(|c| c.raw.as_deref().unwrap_or("?"))
+        .collect();
+    let tuple = format!("({})", tuple.join(", "));
+    let mut sql = String::with_capacity(head.len() + rows * (tuple.len() + 2) + 64);
+    sql.push_str(&head);
+    for i in 0..rows {
+        sql.push_str(if i == 0 { " " } else { ", " });
+        sql.push_str(&tuple);
+    }
+    sql.push_str(&statement_tail(table));
+    Ok(sql)
+}
+
+/// The `LOAD DATA LOCAL INFILE` statement, or `None` when the mode needs statements.
+fn load_data_sql(table: &TableSpec) -> Option<String> {
+    let modifier = match (table.head.is_some(), table.mode) {
+        // Custom heads and upserts have no LOAD DATA equivalent.
+        (true, _) | (false, WriteMode::Upsert) => return None,
+        (false, WriteMode::Insert) => "",
+        (false, WriteMode::Replace) => " REPLACE",
+        (false, WriteMode::Ignore) => " IGNORE",
+    };
+    let mut fields = Vec::new();
+    let mut sets = Vec::new();
+    for column in &table.columns {
+        match &column.raw {
+            None => fields.push(column.quoted.as_str()),
+            Some(sql) => sets.push(format!("{} = {sql}", column.quoted)),
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'qsync'{modifier} INTO TABLE {} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        table.quoted,
+        fields.join(", ")
+    );
+    if !sets.is_empty() {
+        let _ = write!(sql, " SET {}", sets.join(", "));
+    }
+    Some(sql)
+}
+
+/// Appends one row as `LOAD DATA` text: tab-separated, `\N` for NULL, backslash escapes.
+pub(crate) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
+    for (i, cell) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match cell {
+            Cell::Null => out.extend_from_slice(b"\\N"),
+            Cell::Int(n) => {
+                let _ = write!(ByteWriter(out), "{n}");
+            }
+            Cell::Double(x) => {
+                let _ = write!(ByteWriter(out), "{x}");
+            }
+            Cell::Decimal(d) => {
+                let _ = write!(ByteWriter(out), "{d}");
+            }
+            Cell::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
+            Cell::Text(s) | Cell::Json(s) => escape_into(s.as_bytes(), out),
+            Cell::Date(d) => {
+                use chrono::Datelike;
+                push_digits(out, d.year(), 4);
+                out.push(b'-');
+                push_digits(out, d.month(), 2);
+                out.push(b'-');
+                push_digits(out, d.day(), 2);
+            }
+            Cell::DateTime(t) => {
+                use chrono::{Datelike, Timelike};
+                push_digits(out, t.year(), 4);
+                out.push(b'-');
+                push_digits(out, t.month(), 2);
+                out.push(b'-');
+                push_digits(out, t.day(), 2);
+                out.push(b' ');
+                push_digits(out, t.hour(), 2);
+                out.push(b':');
+                push_digits(out, t.minute(), 2);
+                out.push(b':');
+                push_digits(out, t.second(), 2);
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
+/// Zero-padded decimal digits; years outside 0..=9999 fall back to `Display`.
+fn push_digits<N: Into<i64>>(out: &mut Vec<u8>, n: N, width: u32) {
+    let n: i64 = n.into();
+    if !(0..10_i64.pow(width)).contains(&n) {
+        let _ = write!(ByteWriter(out), "{n}");
+        return;
+    }
+    for p in (0..width).rev() {
+        let digit = (n / 10_i64.pow(p)) % 10;
+        out.push(b'0' + u8::try_from(digit).unwrap_or(0));
+    }
+}
+
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    // Fast path: most values need no escaping.
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\0'))
+    {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\0' => out.extend_from_slice(b"\\0"),
+            other => out.push(other),
+        }
+    }
+}
+
+/// `fmt::Write` over a byte buffer, so numbers format without a temporary `String`.
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn to_sql_value(cell: &Cell) -> SqlValue {
+    use chrono::{Datelike, Timelike};
+    let narrow = |n: u32| u8::try_from(n).unwrap_or(0);
+    match cell {
+        Cell::Null => SqlValue::NULL,
+        Cell::Int(n) => SqlValue::Int(*n),
+        Cell::Double(x) => SqlValue::Double(*x),
+        Cell::Decimal(d) => SqlValue::Bytes(d.to_string().into_bytes()),
+        Cell::Text(s) | Cell::Json(s) => SqlValue::Bytes(s.as_bytes().to_vec()),
+        Cell::Bool(b) => SqlValue::Int(i64::from(*b)),
+        Cell::Date(d) => SqlValue::Date(
+            u16::try_from(d.year()).unwrap_or(0),
+            narrow(d.month()),
+            narrow(d.day()),
+            0,
+            0,
+            0,
+            0,
+        ),
+        Cell::DateTime(t) => SqlValue::Date(
+            u16::try_from(t.year()).unwrap_or(0),
+            narrow(t.month()),
+            narrow(t.day()),
+            narrow(t.hour()),
+            narrow(t.minute()),
+            narrow(t.second()),
+            t.nanosecond() / 1000,
+        ),
+    }
+}
+
+/// How a writer moves rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMethod {
+    /// `LOAD DATA LOCAL INFILE` where the mode allows it, else statements.
+    Auto,
+    /// Multi-row statements with bound parameters only.
+    Statements,
+}
+
+/// Tuning of a [`WindowWriter`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// Connections writing in parallel (forced to 1 in `insert` mode).
+    pub connections: usize,
+    pub method: WriteMethod,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            connections: 2,
+            method: WriteMethod::Auto,
+        }
+    }
+}
+
+/// What a committed window wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Rows handed to the writer.
+    pub rows: u64,
+    /// Rows the server reported as affected (a replaced row counts twice).
+    pub affected: u64,
+    /// Transactions committed, the final one included.
+    pub transactions: u64,
+}
+
+impl std::ops::AddAssign for WriteStats {
+    fn add_assign(&mut self, other: WriteStats) {
+        self.rows += other.rows;
+        self.affected += other.affected;
+        self.transactions += other.transactions;
+    }
+}
+
+/// A connection to the target database.
+#[derive(Debug, Clone)]
+pub struct MysqlSink {
+    inner: Arc<SinkInner>,
+}
+
+#[derive(Debug)]
+struct SinkInner {
+    opts: Opts,
+    pool: Pool,
+    host: String,
+    database: String,
+    /// Cleared for good once the server refuses `LOAD DATA LOCAL`.
+    infile: AtomicBool,
+}
+
+impl MysqlSink {
+    /// Connects and checks the server answers, so a wrong URL fails here with a clear
+    /// message instead of on the first batch.
+    pub async fn connect(url: &str) -> Result<MysqlSink, SinkError> {
+        let opts = Opts::from_url(url).map_err(|error| SinkError::Url {
+            reason: error.to_string(),
+        })?;
+        let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+        let database = opts.db_name().unwrap_or("").to_owned();
+        let opts: Opts = OptsBuilder::from_opts(opts)
+            // Strict mode makes bad values errors instead of silent truncation; the
+            // statement fallback relies on it.
+            .init(vec![
+                "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
+                "SET NAMES utf8mb4",
+            ])
+            .into();
+        let pool = Pool::new(opts.clone());
+        let sink = MysqlSink {
+            inner: Arc::new(SinkInner {
+                opts,
+                pool,
+                host,
+                database,
+                infile: AtomicBool::new(true),
+            }),
+        };
+        let mut conn = sink.connection().await?;
+        conn.ping()
+            .await
+            .map_err(|error| sink.connect_error(&error))?;
+        Ok(sink)
+    }
+
+    /// `host:port` of the server.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The database named in the URL.
+    pub fn database(&self) -> &str {
+        &self.inner.database
+    }
+
+    fn connect_error(&self, error: &mysql_async::Error) -> SinkError {
+        let (_, class) = class_of(error);
+        let reason = match error {
+            mysql_async::Error::Server(server) => server.message.clone(),
+            other => other.to_string(),
+        };
+        SinkError::Connect {
+            host: self.inner.host.clone(),
+            database: self.inner.database.clone(),
+            reason,
+            class,
+        }
+    }
+
+    pub(crate) fn query_error(&self, table: &str, error: &mysql_async::Error) -> SinkError {
+        let (code, class) = class_of(error);
+        let message = match error {
+            mysql_async::Error::Server(server) => server.message.clone(),
+            other => other.to_string(),
+        };
+        SinkError::Query {
+            table: table.to_owned(),
+            host: self.inner.host.clone(),
+            code,
+            message,
+            class,
+        }
+    }
+
+    /// A pooled connection (state reads and short transactions).
+    pub(crate) async fn connection(&self) -> Result<Conn, SinkError> {
+        self.inner
+            .pool
+            .get_conn()
+            .await
+            .map_err(|error| self.connect_error(&error))
+    }
+
+    /// A connection of its own, closed (and its transaction rolled back by the server) when
+    /// dropped, so an abandoned window can never leak an open transaction into the pool.
+    pub(crate) async fn dedicated_connection(&self) -> Result<Conn, SinkError> {
+        Conn::new(self.inner.opts.clone())
+            .await
+            .map_err(|error| self.connect_error(&error))
+    }
+
+    /// Creates the table when the target says `create`, else checks it exists.
+    pub async fn ensure_table(&self, table: &TableSpec, create: bool) -> Result<(), SinkError> {
+        let mut conn = self.connection().await?;
+        let sql = if create {
+            create_table_sql(table)
+        } else {
+            format!("SELECT 1 FROM {} LIMIT 0", table.quoted)
+        };
+        conn.query_drop(sql)
+            .await
+            .map_err(|error| self.query_error(&table.display, &error))
+    }
+
+    /// Runs statements in one transaction on a pooled connection.
+    pub async fn execute(&self, statements: &[SqlStatement]) -> Result<(), SinkError> {
+        let mut conn = self.connection().await?;
+        let result = async {
+            conn.query_drop("BEGIN").await?;
+            for statement in statements {
+                exec_statement(&mut conn, statement).await?;
+            }
+            conn.query_drop("COMMIT").await
+        }
+        .await;
+        if let Err(error) = result {
+            // Best effort: a broken connection is discarded by the pool anyway.
+            let _ = conn.query_drop("ROLLBACK").await;
+            return Err(self.query_error("state", &error));
+        }
+        Ok(())
+    }
+
+    /// Starts writing one window into `table`.
+    pub async fn window(
+        &self,
+        table: &TableSpec,
+        options: WriterOptions,
+    ) -> Result<WindowWriter, SinkError> {
+        WindowWriter::open(self.clone(), table, options).await
+    }
+
+    /// Closes the pool's idle connections.
+    pub async fn disconnect(self) {
+        // Other clones may still use the pool; only the last one disconnects it.
+        if let Ok(inner) = Arc::try_unwrap(self.inner) {
+            let _ = inner.pool.disconnect().await;
+        }
+    }
+}
+
+pub(crate) async fn exec_statement(
+    conn: &mut Conn,
+    statement: &SqlStatement,
+) -> Result<(), mysql_async::Error> {
+    if statement.params.is_empty() {
+        conn.query_drop(&statement.sql).await
+    } else {
+        let params: Vec<SqlValue> = statement.params.iter().map(to_sql_value).collect();
+        conn.exec_drop(&statement.sql, Params::Positional(params))
+            .await
+    }
+}
+
+/// SQL texts shared by the lanes of one window.
+#[derive(Debug)]
+struct Statements {
+    table: String,
+    load: Option<String>,
+    /// Bound cells per row.
+    width: usize,
+    /// Rows per full multi-row statement and its text.
+    rows_per_statement: usize,
+    full: String,
+    spec: TableSpec,
+    mode: WriteMode,
+}
+
+enum LaneMessage {
+    Rows(Vec<Vec<Cell>>),
+    /// Flush everything; lane 0 also writes these state statements in its last transaction.
+    Finish(Option<Vec<SqlStatement>>),
+}
+
+struct Lane {
+    sender: mpsc::Sender<LaneMessage>,
+    task: JoinHandle<Result<WriteStats, SinkError>>,
+}
+
+/// Writes one window; see the module doc for the transaction layout. Dropping it without
+/// [`commit`](WindowWriter::commit) rolls back whatever is not yet committed.
+pub struct WindowWriter {
+    table: String,
+    lanes: Vec<Lane>,
+    key_cells: Vec<usize>,
+    width: usize,
+}
+
+impl WindowWriter {
+    async fn open(
+        sink: MysqlSink,
+        table: &TableSpec,
+        options: WriterOptions,
+    ) -> Result<WindowWriter, SinkError> {
+        let width = table.bound_columns();
+        let rows_per_statement = STATEMENT_ROWS.min(MAX_PLACEHOLDERS / width.max(1)).max(1);
+        let load = match options.method {
+            WriteMethod::Auto if sink.inner.infile.load(Ordering::Relaxed) => load_data_sql(table),
+            _ => None,
+        };
+        let statements = Arc::new(Statements {
+            table: table.display.clone(),
+            load,
+            width,
+            rows_per_statement,
+            full: statement_sql(table, rows_per_statement)?,
+            spec: table.clone(),
+            mode: table.mode,
+        });
+        // Without a key rows cannot be routed consistently, and insert needs one transaction.
+        let single = table.mode == WriteMode::Insert;
+        let count = if single || !table.has_key() {
+            1
+        } else {
+            options.connections.max(1)
+        };
+        let mut lanes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let conn = sink.dedicated_connection().await?;
+            let (sender, receiver) = mpsc::channel(2);
+            let worker = LaneWorker {
+                sink: sink.clone(),
+                statements: Arc::clone(&statements),
+                conn,
+                single,
+                buffer: Chunk::default(),
+                in_transaction: false,
+                stats: WriteStats::default(),
+            };
+            lanes.push(Lane {
+                sender,
+                task: tokio::spawn(worker.run(receiver)),
+            });
+        }
+        Ok(WindowWriter {
+            table: table.display.clone(),
+            lanes,
+            key_cells: table.key_cells(),
+            width,
+        })
+    }
+
+    /// Hands one batch to the lanes. Waits when the lanes are busy (backpressure), so the
+    /// caller can fetch and transform the next batch meanwhile.
+    pub async fn write_batch(&mut self, rows: Vec<Vec<Cell>>) -> Result<(), SinkError> {
+        if let Some(row) = rows.iter().find(|row| row.len() != self.width) {
+            return Err(SinkError::Spec {
+                table: self.table.clone(),
+                reason: format!(
+                    "row has {} cells, table has {} bound columns",
+                    row.len(),
+                    self.width
+                ),
+            });
+        }
+        if self.lanes.len() == 1 {
+            return self.send(0, rows).await;
+        }
+        let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); self.lanes.len()];
+        for row in rows {
+            let lane = self.lane_of(&row);
+            parts[lane].push(row);
+        }
+        for (lane, part) in parts.into_iter().enumerate() {
+            if !part.is_empty() {
+                self.send(lane, part).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lane_of(&self, row: &[Cell]) -> usize {
+        let mut hasher = DefaultHasher::new();
+        for &i in &self.key_cells {
+            hash_cell(&row[i], &mut hasher);
+        }
+        // The modulo keeps the value below the lane count, which is a usize.
+        #[allow(clippy::cast_possible_truncation, reason = "result < lanes.len()")]
+        let lane = (hasher.finish() % self.lanes.len() as u64) as usize;
+        lane
+    }
+
+    async fn send(&mut self, lane: usize, rows: Vec<Vec<Cell>>) -> Result<(), SinkError> {
+        if self.lanes[lane]
+            .sender
+            .send(LaneMessage::Rows(rows))
+            .await
+            .is_err()
+        {
+            // The lane stopped: its task holds the reason.
+            return Err(self.failure(lane).await);
+        }
+        Ok(())
+    }
+
+    async fn failure(&mut self, lane: usize) -> SinkError {
+        let gone = SinkError::WriterGone {
+            table: self.table.clone(),
+        };
+        let lane = self.lanes.remove(lane);
+        match lane.task.await {
+            Ok(Err(error)) => error,
+            _ => gone,
+        }
+    }
+
+    /// Flushes every lane, then commits the last rows together with `state` in one
+    /// transaction. On error nothing of the last transaction (and so no state) is committed.
+    pub async fn commit(mut self, state: Vec<SqlStatement>) -> Result<WriteStats, SinkError> {
+        let mut total = WriteStats::default();
+        let lanes = std::mem::take(&mut self.lanes);
+        let mut first = None;
+        // Lane 0 commits last, after every other lane's rows are durable, so a later
+        // version of a row can never be overtaken by an earlier one.
+        for (index, lane) in lanes.into_iter().enumerate() {
+            if index == 0 {
+                first = Some(lane);
+                continue;
+            }
+            total += finish(&self.table, lane, None).await?;
+        }
+        if let Some(lane) = first {
+            total += finish(&self.table, lane, Some(state)).await?;
+        }
+        Ok(total)
+    }
+
+    /// Abandons the window: nothing uncommitted is written, the state is untouched.
+    pub async fn abort(mut self) {
+        for lane in std::mem::take(&mut self.lanes) {
+            drop(lane.sender);
+            let _ = lane.task.await;
+        }
+    }
+}
+
+async fn finish(
+    table: &str,
+    lane: Lane,
+    state: Option<Vec<SqlStatement>>,
+) -> Result<WriteStats, SinkError> {
+    // A send error means the lane already stopped; its result below says why.
+    let _ = lane.sender.send(LaneMessage::Finish(state)).await;
+    drop(lane.sender);
+    match lane.task.await {
+        Ok(result) => result,
+        Err(_) => Err(SinkError::WriterGone {
+            table: table.to_owned(),
+        }),
+    }
+}
+
+fn hash_cell(cell: &Cell, hasher: &mut DefaultHasher) {
+    std::mem::discriminant(cell).hash(hasher);
+    match cell {
+        Cell::Null => {}
+        Cell::Int(n) => n.hash(hasher),
+        Cell::Double(x) => x.to_bits().hash(hasher),
+        Cell::Decimal(d) => d.normalize().hash(hasher),
+        // Keys compare case-insensitively under utf8mb4_unicode_ci; hashing the lowercase
+        // form keeps rows MySQL sees as one key on one lane.
+        Cell::Text(s) | Cell::Json(s) => {
+            for c in s.chars().flat_map(char::to_lowercase) {
+                c.hash(hasher);
+            }
+        }
+        Cell::Date(d) => d.hash(hasher),
+        Cell::DateTime(t) => t.hash(hasher),
+        Cell::Bool(b) => b.hash(hasher),
+    }
+}
+
+/// Rows buffered by a lane, already encoded for `LOAD DATA` when that is the method.
+#[derive(Default)]
+struct Chunk {
+    rows: Vec<Vec<Cell>>,
+    text: Vec<u8>,
+    count: usize,
+}
+
+struct LaneWorker {
+    sink: MysqlSink,
+    statements: Arc<Statements>,
+    conn: Conn,
+    /// One transaction for the whole window (`insert` mode).
+    single: bool,
+    buffer: Chunk,
+    in_transaction: bool,
+    stats: WriteStats,
+}
+
+impl LaneWorker {
+    async fn run(
+        mut self,
+        mut receiver: mpsc::Receiver<LaneMessage>,
+    ) -> Result<WriteStats, SinkError> {
+        while let Some(message) = receiver.recv().await {
+            match message {
+                LaneMessage::Rows(rows) => {
+                    self.stats.rows += rows.len() as u64;
+                    self.buffer.count += rows.len();
+                    if self.statements.load.is_some() {
+                        for row in &rows {
+                            encode_row(row, &mut self.buffer.text);
+                        }
+                    } else {
+                        self.buffer.rows.extend(rows);
+                    }
+                    if self.buffer.text.len() >= CHUNK_BYTES || self.buffer.count >= CHUNK_ROWS {
+                        let chunk = std::mem::take(&mut self.buffer);
+                        self.flush(chunk, None).await?;
+                    }
+                }
+                LaneMessage::Finish(state) => {
+                    let chunk = std::mem::take(&mut self.buffer);
+                    if chunk.count > 0 || state.is_some() || self.in_transaction {
+                        self.flush(chunk, state.as_deref()).await?;
+                    }
+                    return Ok(self.stats);
+                }
+            }
+        }
+        // The writer was dropped or aborted: roll back explicitly, then the connection
+        // closes with the worker.
+        if self.in_transaction {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+        Ok(self.stats)
+    }
+
+    /// Writes a chunk (plus `state`) and commits, unless this is a single-transaction lane
+    /// that is not finishing. Lock conflicts retry the chunk in place when nothing else is
+    /// in the transaction.
+    async fn flush(
+        &mut self,
+        chunk: Chunk,
+        state: Option<&[SqlStatement]>,
+    ) -> Result<(), SinkError> {
+        let finishing = state.is_some() || !self.single;
+        let text = Bytes::from(chunk.text);
+        let mut attempt = 0;
+        loop {
+            let result = self
+                .try_flush(&text, &chunk.rows, chunk.count, state, finishing)
+                .await;
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    let lock_conflict = matches!(
+                        &error,
+                        SinkError::Query {
+                            code: 1213 | 1205,
+                            ..
+                        }
+                    );
+                    if self.in_transaction || !self.single {
+                        let _ = self.conn.query_drop("ROLLBACK").await;
+                        self.in_transaction = false;
+                    }
+                    // A single-transaction lane loses earlier chunks on rollback: only the
+                    // caller (re-reading the window) can retry it.
+                    if lock_conflict && !self.single && attempt < LOCK_RETRIES {
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    async fn try_flush(
+        &mut self,
+        text: &Bytes,
+        rows: &[Vec<Cell>],
+        count: usize,
+        state: Option<&[SqlStatement]>,
+        commit: bool,
+    ) -> Result<(), SinkError> {
+        let table = self.statements.table.clone();
+        let sink = self.sink.clone();
+        let fail = |error: mysql_async::Error| sink.query_error(&table, &error);
+        if !self.in_transaction {
+            self.conn.query_drop("BEGIN").await.map_err(fail)?;
+            self.in_transaction = true;
+        }
+        if count > 0 {
+            match &self.statements.load {
+                Some(load) => {
+                    let load = load.clone();
+                    match self.load(&load, text.clone()).await {
+                        Ok(()) => {}
+                        Err(error) if refuses_infile(&error) => {
+                            // Fall back for good; this chunk goes through statements.
+                            self.sink.inner.infile.store(false, Ordering::Relaxed);
+                            let decoded = decode_chunk(text, &self.statements.spec)?;
+                            self.statements = Arc::new(Statements {
+                                load: None,
+                                ..clone_statements(&self.statements)
+                            });
+                            self.insert_rows(&decoded).await?;
+                        }
+                        Err(error) => return Err(self.sink.load_error(&table, error)),
+                    }
+                }
+                None => self.insert_rows(rows).await?,
+            }
+        }
+        if let Some(state) = state {
+            for statement in state {
+                exec_statement(&mut self.conn, statement)
+                    .await
+                    .map_err(|error| self.sink.query_error("state", &error))?;
+            }
+        }
+        if commit {
+            self.conn.query_drop("COMMIT").await.map_err(fail)?;
+            self.in_transaction = false;
+            self.stats.transactions += 1;
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, sql: &str, text: Bytes) -> Result<(), LoadError> {
+        self.conn.set_infile_handler(async move {
+            // Pieces of 1 MiB keep each packet well under `max_allowed_packet`.
+            let pieces: Vec<std::io::Result<Bytes>> = (0..text.len())
+                .step_by(1 << 20)
+                .map(|start| Ok(text.slice(start..text.len().min(start + (1 << 20)))))
+                .collect();
+            Ok(futures::stream::iter(pieces).boxed())
+        });
+        self.conn.query_drop(sql).await.map_err(LoadError::Mysql)?;
+        self.stats.affected += self.conn.affected_rows();
+        if self.conn.get_warnings() > 0 {
+            let warnings: Vec<(String, u16, String)> = self
+                .conn
+                .query("SHOW WARNINGS")
+                .await
+                .map_err(LoadError::Mysql)?;
+            // `ignore` mode expects duplicate-key notes; anything else changed the data.
+            let expected = |code: u16| self.statements.mode == WriteMode::Ignore && code == 1062;
+            if let Some((_, code, message)) = warnings.into_iter().find(|w| !expected(w.1)) {
+                return Err(LoadError::Rejected { code, message });
+            }
+        }
+        Ok(())
+    }
+
+    async fn insert_rows(&mut self, rows: &[Vec<Cell>]) -> Result<(), SinkError> {
+        let per = self.statements.rows_per_statement;
+        for part in rows.chunks(per) {
+            let sql = if part.len() == per {
+                self.statements.full.clone()
+            } else {
+                statement_sql(&self.statements.spec, part.len())?
+            };
+            let mut params = Vec::with_capacity(part.len() * self.statements.width);
+            for row in part {
+                params.extend(row.iter().map(to_sql_value));
+            }
+            self.conn
+                .exec_drop(sql, Params::Positional(params))
+                .await
+                .map_err(|error| self.sink.query_error(&self.statements.table, &error))?;
+            self.stats.affected += self.conn.affected_rows();
+        }
+        Ok(())
+    }
+}
+
+fn clone_statements(s: &Statements) -> Statements {
+    Statements {
+        table: s.table.clone(),
+        load: s.load.clone(),
+        width: s.width,
+        rows_per_statement: s.rows_per_statement,
+        full: s.full.clone(),
+        spec: s.spec.clone(),
+        mode: s.mode,
+    }
+}
+
+enum LoadError {
+    Mysql(mysql_async::Error),
+    Rejected { code: u16, message: String },
+}
+
+impl MysqlSink {
+    fn load_error(&self, table: &str, error: LoadError) -> SinkError {
+        match error {
+            LoadError::Mysql(error) => self.query_error(table, &error),
+            LoadError::Rejected { code, message } => SinkError::Rejected {
+                table: table.to_owned(),
+                code,
+                message,
+            },
+        }
+    }
+}
+
+/// Whether the server (or its configuration) refuses `LOAD DATA LOCAL`.
+fn refuses_infile(error: &LoadError) -> bool {
+    // 1148: command not allowed; 3948: local infile disabled (MySQL 8);
+    // 4166: the client lacks the capability (MariaDB).
+    matches!(error, LoadError::Mysql(mysql_async::Error::Server(e)) if matches!(e.code, 1148 | 3948 | 4166))
+}
+
+/// Turns a buffered `LOAD DATA` chunk back into rows of text cells, for the one chunk that
+/// was encoded before the server refused local infile.
+fn decode_chunk(text: &[u8], spec: &TableSpec) -> Result<Vec<Vec<Cell>>, SinkError> {
+    let bad = || SinkError::Spec {
+        table: spec.display.clone(),
+        reason: "buffered rows are not valid UTF-8".into(),
+    };
+    let mut rows = Vec::new();
+    for line in text.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
+        let mut row = Vec::new();
+        for field in line.split(|&b| b == b'\t') {
+            if field == b"\\N" {
+                row.push(Cell::Null);
+                continue;
+            }
+            let mut out = Vec::with_capacity(field.len());
+            let mut escaped = false;
+            for &b in field {
+                if escaped {
+                    out.push(match b {
+                        b't' => b'\t',
+                        b'n' => b'\n',
+                        b'0' => b'\0',
+                        other => other,
+                    });
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else {
+                    out.push(b);
+                }
+            }
+            row.push(Cell::Text(String::from_utf8(out).map_err(|_| bad())?));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,502 @@
+//! Sink tests: statement text as examples, then writes against a real MariaDB/MySQL, each
+//! test in its own database.
+
+use mysql_async::prelude::Queryable;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+use super::*;
+use crate::plan::ColumnType;
+use crate::sink::testing::fresh_database;
+
+fn target(table: &str, mode: WriteMode, sql: Option<&str>) -> TargetPlan {
+    TargetPlan {
+        connection: "bi".into(),
+        table: table.split('.').map(str::to_owned).collect(),
+        mode,
+        key: vec!["id".into()],
+        batch: 1000,
+        create: true,
+        sql: sql.map(str::to_owned),
+    }
+}
+
+fn columns() -> Vec<ColumnPlan> {
+    let col = |name: &str, ty, expr| ColumnPlan {
+        name: name.into(),
+        ty,
+        expr,
+    };
+    let field = |name: &str| Expr::Field(vec![name.into()]);
+    vec![
+        col("id", ColumnType::String { length: Some(32) }, field("id")),
+        col("qty", ColumnType::Int, field("qty")),
+        col(
+            "refund",
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 2,
+            },
+            field("refund"),
+        ),
+        col(
+            "note",
+            ColumnType::String { length: Some(8) },
+            field("note"),
+        ),
+        col("at", ColumnType::Datetime, field("at")),
+        col("created", ColumnType::Datetime, Expr::Sql("NOW()".into())),
+        col("extra", ColumnType::Json, field("extra")),
+    ]
+}
+
+fn spec(mode: WriteMode) -> TableSpec {
+    TableSpec::new(&target("refunds", mode, None), &columns()).expect("valid spec")
+}
+
+fn row(id: &str, qty: i64, note: &str) -> Vec<Cell> {
+    vec![
+        Cell::Text(id.into()),
+        Cell::Int(qty),
+        Cell::Decimal(Decimal::new(1234, 2)),
+        Cell::Text(note.into()),
+        Cell::DateTime(
+            chrono::NaiveDate::from_ymd_opt(2024, 4, 27)
+                .and_then(|d| d.and_hms_opt(15, 56, 1))
+                .expect("valid"),
+        ),
+        Cell::Json(json!({"k": [1, "\t\n\\"]}).to_string()),
+    ]
+}
+
+#[test]
+fn identifier_examples() {
+    let long = "x".repeat(65);
+    let examples = [
+        ("refund_list", Some("`refund_list`")),
+        ("售后表", Some("`售后表`")),
+        ("a b", Some("`a b`")),
+        ("", None),
+        ("a`b", None),
+        ("a\0b", None),
+        ("trailing ", None),
+        (long.as_str(), None),
+    ];
+    for (name, expected) in examples {
+        assert_eq!(quote_identifier(name).ok().as_deref(), expected, "{name:?}");
+    }
+}
+
+#[test]
+fn create_table_text() {
+    assert_eq!(
+        create_table_sql(&spec(WriteMode::Replace)),
+        "CREATE TABLE IF NOT EXISTS `refunds` (\n  `id` VARCHAR(32) NOT NULL,\n  `qty` INT NULL,\n  \
+         `refund` DECIMAL(12,2) NULL,\n  `note` VARCHAR(8) NULL,\n  `at` DATETIME NULL,\n  \
+         `created` DATETIME NULL,\n  `extra` JSON NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB \
+         DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+    );
+}
+
+#[test]
+fn statement_text_examples() {
+    let tuple = "(?, ?, ?, ?, ?, NOW(), ?)";
+    let cols = "(`id`, `qty`, `refund`, `note`, `at`, `created`, `extra`)";
+    let examples = [
+        (
+            WriteMode::Insert,
+            format!("INSERT INTO `refunds` {cols} VALUES {tuple}, {tuple}"),
+        ),
+        (
+            WriteMode::Replace,
+            format!("REPLACE INTO `refunds` {cols} VALUES {tuple}, {tuple}"),
+        ),
+        (
+            WriteMode::Ignore,
+            format!("INSERT IGNORE INTO `refunds` {cols} VALUES {tuple}, {tuple}"),
+        ),
+        (
+            WriteMode::Upsert,
+            format!(
+                "INSERT INTO `refunds` {cols} VALUES {tuple}, {tuple} ON DUPLICATE KEY UPDATE \
+                 `qty` = VALUES(`qty`), `refund` = VALUES(`refund`), `note` = VALUES(`note`), \
+                 `at` = VALUES(`at`), `created` = VALUES(`created`), `extra` = VALUES(`extra`)"
+            ),
+        ),
+    ];
+    for (mode, expected) in examples {
+        assert_eq!(statement_sql(&spec(mode), 2).expect("renders"), expected);
+    }
+    let custom = TableSpec::new(
+        &target(
+            "bi.refunds",
+            WriteMode::Replace,
+            Some("REPLACE DELAYED INTO {{ table }} ({{ columns }}) VALUES"),
+        ),
+        &columns(),
+    )
+    .expect("valid");
+    assert_eq!(
+        statement_sql(&custom, 1).expect("renders"),
+        format!("REPLACE DELAYED INTO `bi`.`refunds` {cols} VALUES {tuple}")
+    );
+    let broken = TableSpec::new(
+        &target("t", WriteMode::Replace, Some("INSERT INTO {{ table")),
+        &columns(),
+    )
+    .expect("valid");
+    assert!(matches!(
+        statement_sql(&broken, 1),
+        Err(SinkError::Template { .. })
+    ));
+}
+
+#[test]
+fn load_data_text() {
+    assert_eq!(
+        load_data_sql(&spec(WriteMode::Replace)).expect("replace loads"),
+        "LOAD DATA LOCAL INFILE 'qsync' REPLACE INTO TABLE `refunds` CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' \
+         (`id`, `qty`, `refund`, `note`, `at`, `extra`) SET `created` = NOW()"
+    );
+    assert!(load_data_sql(&spec(WriteMode::Upsert)).is_none());
+}
+
+#[test]
+fn spec_errors() {
+    let mut bad_key = target("t", WriteMode::Replace, None);
+    bad_key.key = vec!["nope".into()];
+    let err = TableSpec::new(&bad_key, &columns()).expect_err("unknown key");
+    assert_eq!(
+        err.to_string(),
+        "invalid target `t`: key `nope` is not a mapped column"
+    );
+    let err =
+        TableSpec::new(&target("a`b", WriteMode::Replace, None), &columns()).expect_err("backtick");
+    assert_eq!(
+        err.to_string(),
+        "invalid identifier `a`b`: contains a backtick"
+    );
+}
+
+#[test]
+fn encoding_escapes_and_reads_back() {
+    let cells = vec![
+        Cell::Text("a\tb\nc\\d\0".into()),
+        Cell::Null,
+        Cell::Int(-5),
+        Cell::Bool(true),
+        Cell::Date(chrono::NaiveDate::from_ymd_opt(2024, 1, 2).expect("valid")),
+    ];
+    let mut out = Vec::new();
+    encode_row(&cells, &mut out);
+    assert_eq!(out, b"a\\tb\\nc\\\\d\\0\t\\N\t-5\t1\t2024-01-02\n");
+    let back = decode_chunk(&out, &spec(WriteMode::Replace)).expect("decodes");
+    assert_eq!(back[0][0], Cell::Text("a\tb\nc\\d\0".into()));
+    assert_eq!(back[0][1], Cell::Null);
+}
+
+async fn table_rows(
+    url: &str,
+    table: &str,
+) -> Vec<(String, Option<i64>, Option<String>, Option<String>)> {
+    let mut conn = Conn::new(Opts::from_url(url).expect("url"))
+        .await
+        .expect("connects");
+    conn.query(format!(
+        "SELECT id, qty, CAST(refund AS CHAR), note FROM `{table}` ORDER BY id"
+    ))
+    .await
+    .expect("reads")
+}
+
+async fn setup(
+    mode: WriteMode,
+) -> (
+    MysqlSink,
+    TableSpec,
+    String,
+    crate::sink::testing::DatabaseGuard,
+) {
+    let (url, guard) = fresh_database().await;
+    let sink = MysqlSink::connect(&url).await.expect("connects");
+    let table = spec(mode);
+    sink.ensure_table(&table, true).await.expect("creates");
+    sink.execute(&[SqlStatement::new(
+        "CREATE TABLE marks (k INT PRIMARY KEY)",
+        vec![],
+    )])
+    .await
+    .expect("marks table");
+    (sink, table, url, guard)
+}
+
+fn mark(k: i64) -> SqlStatement {
+    SqlStatement::new("INSERT INTO marks (k) VALUES (?)", vec![Cell::Int(k)])
+}
+
+async fn marks(url: &str) -> Vec<i64> {
+    let mut conn = Conn::new(Opts::from_url(url).expect("url"))
+        .await
+        .expect("connects");
+    conn.query("SELECT k FROM marks ORDER BY k")
+        .await
+        .expect("reads")
+}
+
+fn many(n: usize, qty: i64) -> Vec<Vec<Cell>> {
+    (0..n).map(|i| row(&format!("r{i:06}"), qty, "n")).collect()
+}
+
+#[tokio::test]
+async fn every_mode_and_method_writes_and_rewrites_identically() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        for mode in [
+            WriteMode::Replace,
+            WriteMode::Upsert,
+            WriteMode::Ignore,
+            WriteMode::Insert,
+        ] {
+            let (sink, table, url, _guard) = setup(mode).await;
+            let options = WriterOptions {
+                connections: 3,
+                method,
+            };
+            let mut writer = sink.window(&table, options).await.expect("opens");
+            for batch in many(2500, 1).chunks(1000) {
+                writer.write_batch(batch.to_vec()).await.expect("writes");
+            }
+            let stats = writer.commit(vec![mark(1)]).await.expect("commits");
+            assert_eq!(stats.rows, 2500, "{mode:?} {method:?}");
+            let first = table_rows(&url, "refunds").await;
+            assert_eq!(first.len(), 2500);
+            assert_eq!(
+                first[0],
+                (
+                    "r000000".into(),
+                    Some(1),
+                    Some("12.34".into()),
+                    Some("n".into())
+                )
+            );
+            assert_eq!(marks(&url).await, vec![1]);
+            // Auto must really have used LOAD DATA where the mode allows it.
+            assert!(
+                sink.inner.infile.load(Ordering::Relaxed),
+                "fell back to statements"
+            );
+            if mode == WriteMode::Insert {
+                continue;
+            }
+            // Re-running the window leaves the table identical.
+            let mut writer = sink.window(&table, options).await.expect("opens");
+            writer.write_batch(many(2500, 1)).await.expect("writes");
+            writer.commit(vec![mark(2)]).await.expect("commits");
+            assert_eq!(
+                table_rows(&url, "refunds").await,
+                first,
+                "{mode:?} {method:?}"
+            );
+            // JSON with escapes survived the trip.
+            let mut conn = Conn::new(Opts::from_url(&url).expect("url"))
+                .await
+                .expect("c");
+            let extra: Option<String> = conn
+                .query_first("SELECT extra FROM refunds WHERE id = 'r000001'")
+                .await
+                .expect("reads");
+            let extra: serde_json::Value =
+                serde_json::from_str(&extra.expect("json stored")).expect("valid json");
+            assert_eq!(extra, json!({"k": [1, "\t\n\\"]}));
+        }
+    }
+}
+
+#[tokio::test]
+async fn later_versions_of_a_key_win_across_lanes() {
+    let (sink, table, url, _guard) = setup(WriteMode::Replace).await;
+    let options = WriterOptions {
+        connections: 4,
+        method: WriteMethod::Auto,
+    };
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    for version in 1..=5 {
+        writer
+            .write_batch(many(300, version))
+            .await
+            .expect("writes");
+    }
+    writer.commit(vec![]).await.expect("commits");
+    let rows = table_rows(&url, "refunds").await;
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r.1 == Some(5)), "an older version won");
+}
+
+#[tokio::test]
+async fn dropped_writer_commits_neither_rows_nor_state() {
+    for mode in [WriteMode::Replace, WriteMode::Insert] {
+        let (sink, table, url, _guard) = setup(mode).await;
+        let mut writer = sink
+            .window(&table, WriterOptions::default())
+            .await
+            .expect("opens");
+        writer.write_batch(many(10, 1)).await.expect("writes");
+        drop(writer);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(table_rows(&url, "refunds").await.is_empty(), "{mode:?}");
+        assert!(marks(&url).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn killed_connection_before_commit_leaves_neither_rows_nor_state() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        let (sink, table, url, guard) = setup(WriteMode::Replace).await;
+        let options = WriterOptions {
+            connections: 1,
+            method,
+        };
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        writer.write_batch(many(50, 1)).await.expect("writes");
+        // The state update is written, then the transaction sleeps before its COMMIT
+        // while another session kills the connection.
+        let state = vec![mark(7), SqlStatement::new("DO SLEEP(5)", vec![])];
+        let database = guard.name().to_owned();
+        let killer = tokio::spawn(async move {
+            let mut conn = Conn::new(Opts::from_url(&url).expect("url"))
+                .await
+                .expect("c");
+            for _ in 0..100 {
+                let id: Option<u64> = conn
+                    .exec_first(
+                        "SELECT id FROM information_schema.processlist \
+                         WHERE db = ? AND info LIKE 'DO SLEEP%'",
+                        (database.as_str(),),
+                    )
+                    .await
+                    .expect("processlist");
+                if let Some(id) = id {
+                    conn.query_drop(format!("KILL {id}")).await.expect("kills");
+                    return url;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("the window transaction never reached its sleep");
+        });
+        let err = writer
+            .commit(state)
+            .await
+            .expect_err("killed before commit");
+        assert_eq!(err.class(), ErrorClass::Retriable, "{err}");
+        let url = killer.await.expect("killer ran");
+        assert!(table_rows(&url, "refunds").await.is_empty(), "{method:?}");
+        assert!(marks(&url).await.is_empty(), "{method:?}");
+    }
+}
+
+#[tokio::test]
+async fn rows_the_table_cannot_hold_are_data_errors() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        let (url, _guard) = fresh_database().await;
+        let sink = MysqlSink::connect(&url).await.expect("connects");
+        let table = spec(WriteMode::Replace);
+        // An existing table narrower than the spec says.
+        let narrow = create_table_sql(&table).replace("VARCHAR(8)", "VARCHAR(2)");
+        sink.execute(&[SqlStatement::new(narrow, vec![])])
+            .await
+            .expect("creates");
+        sink.ensure_table(&table, false).await.expect("exists");
+        let options = WriterOptions {
+            connections: 1,
+            method,
+        };
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        writer
+            .write_batch(vec![row("a", 1, "toolong")])
+            .await
+            .expect("buffers");
+        let err = writer.commit(vec![]).await.expect_err("too long");
+        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
+        assert!(err.to_string().contains("note"), "{err}");
+        assert!(table_rows(&url, "refunds").await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn insert_mode_duplicate_fails_the_whole_window() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+        let options = WriterOptions {
+            connections: 2,
+            method,
+        };
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        writer.write_batch(many(10, 1)).await.expect("buffers");
+        writer.write_batch(many(1, 1)).await.expect("buffers");
+        let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
+        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
+        assert!(table_rows(&url, "refunds").await.is_empty());
+        assert!(marks(&url).await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn missing_table_is_fatal() {
+    let (url, _guard) = fresh_database().await;
+    let sink = MysqlSink::connect(&url).await.expect("connects");
+    let err = sink
+        .ensure_table(&spec(WriteMode::Replace), false)
+        .await
+        .expect_err("no table");
+    assert_eq!(err.class(), ErrorClass::Fatal);
+    assert!(err.to_string().contains("refunds"), "{err}");
+}
+
+#[tokio::test]
+async fn connect_errors_name_host_and_database_not_password() {
+    let err = MysqlSink::connect("mysql://root:hunter2@127.0.0.1:1/shop")
+        .await
+        .expect_err("nothing listens on port 1");
+    let text = err.to_string();
+    assert!(
+        text.contains("`127.0.0.1:1`") && text.contains("`shop`"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(err.class(), ErrorClass::Retriable);
+
+    let base = url::Url::parse(&crate::sink::testing::mysql_url()).expect("test url");
+    let mut denied = base.clone();
+    let _ = denied.set_username("qsync_nobody");
+    let _ = denied.set_password(Some("hunter2"));
+    let err = MysqlSink::connect(denied.as_str())
+        .await
+        .expect_err("access denied");
+    let text = err.to_string();
+    assert!(
+        text.contains("denied") && !text.contains("hunter2"),
+        "{text}"
+    );
+    assert_eq!(err.class(), ErrorClass::Fatal);
+
+    let err = MysqlSink::connect("postgres://x@y/z")
+        .await
+        .expect_err("not mysql");
+    assert!(matches!(err, SinkError::Url { .. }), "{err}");
+}
+
+#[test]
+fn classification_examples() {
+    let examples = [
+        (1213, ErrorClass::Retriable),
+        (1205, ErrorClass::Retriable),
+        (2013, ErrorClass::Retriable),
+        (1406, ErrorClass::Data),
+        (1062, ErrorClass::Data),
+        (1146, ErrorClass::Fatal),
+        (1045, ErrorClass::Fatal),
+    ];
+    for (code, class) in examples {
+        assert_eq!(classify_code(code), class, "{code}");
+    }
+}

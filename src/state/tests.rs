@@ -1,0 +1,294 @@
+//! State tests against a real server, each in its own database.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use super::*;
+use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+use crate::sink::testing::fresh_database;
+use crate::sink::{ErrorClass, TableSpec, WriterOptions};
+
+fn at(day: u32, hour: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(2024, 4, day)
+        .and_then(|d| d.and_hms_opt(hour, 0, 0))
+        .expect("valid")
+}
+
+async fn store() -> (StateStore, crate::sink::testing::DatabaseGuard) {
+    let (url, guard) = fresh_database().await;
+    let sink = MysqlSink::connect(&url).await.expect("connects");
+    let store = StateStore::open(&sink).await.expect("creates state tables");
+    // Opening twice is harmless.
+    StateStore::open(&sink).await.expect("idempotent");
+    (store, guard)
+}
+
+fn window(status: WindowStatus, attempts: u32) -> WindowRecord {
+    WindowRecord {
+        spec: "jst-refunds".into(),
+        start: at(1, 0),
+        end: at(8, 0),
+        pages: 3,
+        reported_total: Some(120),
+        fetched: 120,
+        written: 130,
+        rejects: 1,
+        status,
+        attempts,
+    }
+}
+
+#[tokio::test]
+async fn cursor_reads_back_and_moves() {
+    let (store, _guard) = store().await;
+    assert_eq!(store.cursor("jst-refunds").await.expect("reads"), None);
+    store
+        .set_cursor("jst-refunds", at(1, 0), "abc")
+        .await
+        .expect("sets");
+    store
+        .set_cursor("jst-refunds", at(2, 12), "def")
+        .await
+        .expect("moves");
+    let cursor = store
+        .cursor("jst-refunds")
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(
+        (cursor.high_water, cursor.spec_hash.as_str()),
+        (at(2, 12), "def")
+    );
+    assert_eq!(store.cursor("other").await.expect("reads"), None);
+}
+
+#[tokio::test]
+async fn window_ledger_is_unique_per_window() {
+    let (store, _guard) = store().await;
+    store
+        .record_window(&window(WindowStatus::Running, 1))
+        .await
+        .expect("writes");
+    store
+        .record_window(&window(WindowStatus::Done, 2))
+        .await
+        .expect("updates");
+    let mut other = window(WindowStatus::Failed, 1);
+    other.start = at(8, 0);
+    other.end = at(15, 0);
+    other.reported_total = None;
+    store.record_window(&other).await.expect("writes");
+    let windows = store.windows("jst-refunds").await.expect("reads");
+    assert_eq!(windows, vec![window(WindowStatus::Done, 2), other]);
+}
+
+#[tokio::test]
+async fn runs_and_rejects_read_back_newest_first() {
+    let (store, _guard) = store().await;
+    let run = |outcome, error: Option<&str>| RunRecord {
+        spec: "jst-refunds".into(),
+        range_start: Some(at(1, 0)),
+        range_end: Some(at(8, 0)),
+        pages: 4,
+        records: 180,
+        rows_written: 530,
+        rejects: 2,
+        retries: 1,
+        duration: Duration::from_millis(1234),
+        outcome,
+        error: error.map(str::to_owned),
+        started_at: at(9, 1),
+        finished_at: Some(at(9, 2)),
+    };
+    let first = store
+        .record_run(&run(RunOutcome::Success, None))
+        .await
+        .expect("writes");
+    let second = store
+        .record_run(&run(RunOutcome::Failed, Some("vendor error `10001`")))
+        .await
+        .expect("writes");
+    assert!(second > first);
+    let runs = store.runs("jst-refunds", 10).await.expect("reads");
+    assert_eq!(
+        runs,
+        vec![
+            run(RunOutcome::Failed, Some("vendor error `10001`")),
+            run(RunOutcome::Success, None)
+        ]
+    );
+
+    let reject = |raw: &str| Reject {
+        spec: "jst-refunds".into(),
+        window_start: Some(at(1, 0)),
+        window_end: Some(at(8, 0)),
+        raw: raw.into(),
+        reason: "cannot convert `as_date` value \"abc\" to datetime".into(),
+    };
+    store.add_rejects(&[]).await.expect("nothing to do");
+    store
+        .add_rejects(&[reject(r#"{"as_id":1}"#), reject(r#"{"as_id":"售后"}"#)])
+        .await
+        .expect("writes");
+    let rejects = store.rejects("jst-refunds", 1).await.expect("reads");
+    assert_eq!(rejects, vec![reject(r#"{"as_id":"售后"}"#)]);
+}
+
+#[tokio::test]
+async fn state_commits_with_the_last_batch_or_not_at_all() {
+    let (store, guard) = store().await;
+    let sink = store.sink().clone();
+    let target = TargetPlan {
+        connection: "bi".into(),
+        table: vec!["t".into()],
+        mode: WriteMode::Replace,
+        key: vec!["id".into()],
+        batch: 1000,
+        create: true,
+        sql: None,
+    };
+    let columns = [ColumnPlan {
+        name: "id".into(),
+        ty: ColumnType::Bigint,
+        expr: Expr::Field(vec!["id".into()]),
+    }];
+    let table = TableSpec::new(&target, &columns).expect("valid");
+    sink.ensure_table(&table, true).await.expect("creates");
+    let rows = |n: i64| (0..n).map(|i| vec![Cell::Int(i)]).collect::<Vec<_>>();
+    let state = || {
+        let mut statements = vec![
+            cursor_statement("s", at(8, 0), "h"),
+            window_statement(&window(WindowStatus::Done, 1)),
+        ];
+        statements.extend(rejects_statement(&[Reject {
+            spec: "s".into(),
+            window_start: None,
+            window_end: None,
+            raw: "{}".into(),
+            reason: "r".into(),
+        }]));
+        statements
+    };
+
+    // A state statement that fails rolls back the last batch with it. One connection, so
+    // every row is in the last batch (with more, other lanes commit theirs earlier).
+    let one = WriterOptions {
+        connections: 1,
+        ..WriterOptions::default()
+    };
+    let mut writer = sink.window(&table, one).await.expect("opens");
+    writer.write_batch(rows(5)).await.expect("writes");
+    let mut broken = state();
+    broken.push(SqlStatement::new(
+        "INSERT INTO `_qsync_nope` VALUES (1)",
+        vec![],
+    ));
+    let err = writer.commit(broken).await.expect_err("missing table");
+    assert_eq!(err.class(), ErrorClass::Fatal);
+    assert_eq!(store.cursor("s").await.expect("reads"), None);
+    assert!(store
+        .windows("jst-refunds")
+        .await
+        .expect("reads")
+        .is_empty());
+    assert!(store.rejects("s", 10).await.expect("reads").is_empty());
+    let mut conn = sink.connection().await.expect("connects");
+    let count: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("counts");
+    assert_eq!(count, Some(0));
+
+    // A good commit writes rows, cursor, ledger and rejects together.
+    let mut writer = sink
+        .window(&table, WriterOptions::default())
+        .await
+        .expect("opens");
+    writer.write_batch(rows(5)).await.expect("writes");
+    writer.commit(state()).await.expect("commits");
+    assert_eq!(
+        store
+            .cursor("s")
+            .await
+            .expect("reads")
+            .map(|c| c.high_water),
+        Some(at(8, 0))
+    );
+    assert_eq!(store.windows("jst-refunds").await.expect("reads").len(), 1);
+    assert_eq!(store.rejects("s", 10).await.expect("reads").len(), 1);
+    let count: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .expect("counts");
+    assert_eq!(count, Some(5));
+    drop(guard);
+}
+
+#[tokio::test]
+async fn a_lease_has_one_owner_until_it_expires() {
+    let (store, _guard) = store().await;
+    let ttl = Duration::from_secs(30);
+    // Ten owners race for one spec: exactly one wins.
+    let racers: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_lease("spec", &format!("owner{i}"), ttl).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        if racer.await.expect("ran").expect("no error") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    let holder = store
+        .lease("spec")
+        .await
+        .expect("reads")
+        .expect("held")
+        .owner;
+    assert!(!store
+        .take_lease("spec", "intruder", ttl)
+        .await
+        .expect("runs"));
+    assert!(store
+        .take_lease("spec", &holder, ttl)
+        .await
+        .expect("re-take extends"));
+    assert!(store
+        .renew_lease("spec", &holder, ttl)
+        .await
+        .expect("renews"));
+    assert!(!store
+        .renew_lease("spec", "intruder", ttl)
+        .await
+        .expect("runs"));
+
+    // Release frees it at once.
+    assert!(store
+        .release_lease("spec", &holder)
+        .await
+        .expect("releases"));
+    assert_eq!(store.lease("spec").await.expect("reads"), None);
+    assert!(store
+        .take_lease("spec", "b", Duration::from_millis(300))
+        .await
+        .expect("takes"));
+
+    // Expiry: b stops renewing, c takes over, and b can no longer renew.
+    assert!(!store.take_lease("spec", "c", ttl).await.expect("still b's"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store
+        .take_lease("spec", "c", ttl)
+        .await
+        .expect("expired, taken over"));
+    assert!(!store.renew_lease("spec", "b", ttl).await.expect("runs"));
+    assert!(!store.release_lease("spec", "b").await.expect("runs"));
+    assert_eq!(
+        store.lease("spec").await.expect("reads").map(|l| l.owner),
+        Some("c".into())
+    );
+    assert!(store.take_lease("spec", "", ttl).await.is_err());
+}
