@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod dryrun;
 pub mod frontend;
 pub mod plan;
+pub mod serve;
 pub mod sim;
 pub mod sink;
 pub mod source;
