@@ -5,4 +5,5 @@ mod check_corpus;
 mod cli_check;
 mod cli_plan;
 mod examples;
+mod serve;
 mod support;

@@ -1262,7 +1262,10 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
         addr: config.listen,
         source,
     })?;
-    let secrets = profile.as_ref().map(LoadedProfile::secrets).unwrap_or_default();
+    // Secrets under four characters would turn every message into asterisks and reveal
+    // next to nothing; they are left as they are.
+    let mut secrets = profile.as_ref().map(LoadedProfile::secrets).unwrap_or_default();
+    secrets.retain(|s| s.chars().count() >= 4);
     let alerter = Alerter::start(
         channels,
         services.clock.clone(),

@@ -1,0 +1,913 @@
+//! `qsync serve`: schedules on a manual clock, no overlapping runs, leases across three
+//! instances on one MariaDB, reload of good and broken edits, graceful shutdown, metrics,
+//! alerts (dedupe, recovery, DingTalk signature checked by a local receiver), the token
+//! check, and the status page as a headless browser renders it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use hmac::{Hmac, Mac};
+use qsync::serve::clock::ManualClock;
+use qsync::serve::lease::MysqlCoordinator;
+use qsync::serve::runner::{RunFailure, RunReport, RunRequest, Runner};
+use qsync::serve::{self, RunKind, ServeConfig, ServeHandle, Services};
+use qsync::sink::testing::{fresh_database, DatabaseGuard};
+use sha2::Sha256;
+
+const SPEC: &str = r#"sync "聚水潭-售后单 -> BI 售后表"
+
+source jushuitan "/open/refund/single/query" {
+    connection jst
+    window max 7d lag 1m initial "2024-01-01 00:00:00"
+    param modified_begin = "{{ window.start | datetime }}"
+    param modified_end = "{{ window.end | datetime }}"
+    @paginate page_index size 50
+    @rate 5/s
+    records data.datas
+    id as_id
+}
+
+@flatten items
+DIRECTIVES
+
+target mysql "refund_list_query" {
+    connection bi
+    mode replace
+    key id
+    batch 1000
+    create
+}
+
+map {
+    id = "<as_id>-<items_asi_id>"
+    as_id = as_id : bigint
+    refund = refund : decimal(12,2)
+}
+"#;
+
+const DINGTALK_SECRET: &str = "SECtest-robot-secret";
+const JST_SECRET: &str = "jst-super-secret-value";
+
+fn spec(directives: &str) -> String {
+    SPEC.replace("DIRECTIVES", directives)
+}
+
+/// A folder of specs with its profile, and the test database the profile points at.
+struct Fixture {
+    dir: tempfile::TempDir,
+    url: String,
+    _db: DatabaseGuard,
+}
+
+impl Fixture {
+    async fn new(alerts: &str) -> Fixture {
+        let (url, db) = fresh_database().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let profile = format!(
+            "timezone: Asia/Shanghai\nconnections:\n  jst:\n    kind: jushuitan\n    \
+             base_url: http://127.0.0.1:9/jushuitan\n    app_key: k\n    app_secret: \
+             {JST_SECRET}\n    access_token: jst-token\n  bi:\n    kind: mysql\n    url: {url}\n\
+             api_token: tok-123456\n{alerts}"
+        );
+        std::fs::write(dir.path().join("qsync.yaml"), profile).expect("profile");
+        Fixture { dir, url, _db: db }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write(&self, name: &str, text: &str) {
+        let path = self.path().join(format!("{name}.qsync"));
+        // Make the change visible to an mtime+size watcher even within one clock tick.
+        let before = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
+        std::fs::write(&path, text).expect("spec");
+        if let Some(before) = before {
+            let later = before + Duration::from_secs(2);
+            let file = std::fs::File::options().write(true).open(&path).expect("open");
+            file.set_modified(later).expect("mtime");
+        }
+    }
+}
+
+fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-03-01T00:00:05Z")
+        .expect("time")
+        .with_timezone(&Utc)
+}
+
+/// One call the scripted runner received.
+#[derive(Debug, Clone)]
+struct Call {
+    instance: String,
+    spec: String,
+    remedy: bool,
+    schedule: Option<String>,
+    start: Instant,
+    end: Option<Instant>,
+}
+
+type Script = Arc<dyn Fn(RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> + Send + Sync>;
+
+/// A runner that does what the test's script says and logs every call.
+#[derive(Clone)]
+struct ScriptRunner {
+    instance: String,
+    log: Arc<Mutex<Vec<Call>>>,
+    script: Arc<Mutex<Script>>,
+}
+
+impl ScriptRunner {
+    fn new(instance: &str, log: &Arc<Mutex<Vec<Call>>>, script: Script) -> ScriptRunner {
+        ScriptRunner {
+            instance: instance.to_owned(),
+            log: log.clone(),
+            script: Arc::new(Mutex::new(script)),
+        }
+    }
+
+    fn set(&self, script: Script) {
+        *self.script.lock().unwrap() = script;
+    }
+}
+
+impl Runner for ScriptRunner {
+    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> {
+        let index = {
+            let mut log = self.log.lock().unwrap();
+            log.push(Call {
+                instance: self.instance.clone(),
+                spec: request.plan.name.clone(),
+                remedy: request.remedy,
+                schedule: request.plan.schedule.clone(),
+                start: Instant::now(),
+                end: None,
+            });
+            log.len() - 1
+        };
+        let script = self.script.lock().unwrap().clone();
+        let log = self.log.clone();
+        Box::pin(async move {
+            let result = script(request).await;
+            log.lock().unwrap()[index].end = Some(Instant::now());
+            result
+        })
+    }
+}
+
+fn ok_after(delay: Duration, report: RunReport) -> Script {
+    Arc::new(move |_| {
+        let report = report.clone();
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(report)
+        })
+    })
+}
+
+fn fail_with(message: &str) -> Script {
+    let message = message.to_owned();
+    Arc::new(move |_| {
+        let message = message.clone();
+        Box::pin(async move {
+            Err(RunFailure {
+                message,
+                report: Some(RunReport {
+                    range: Some("2024-03-01 00:00:00 .. 2024-03-01 08:00:00".into()),
+                    ..RunReport::default()
+                }),
+            })
+        })
+    })
+}
+
+fn config(dir: &Path, instance: &str) -> ServeConfig {
+    let mut config = ServeConfig::new(dir.to_path_buf());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.instance = instance.to_owned();
+    config.watch_interval = Duration::from_millis(100);
+    config.lease_ttl = Duration::from_secs(2);
+    config.grace = Duration::from_secs(5);
+    config.alerts.retries = 1;
+    config.alerts.backoff = Duration::from_millis(50);
+    config
+}
+
+async fn start(config: ServeConfig, clock: &ManualClock, runner: &ScriptRunner) -> ServeHandle {
+    let services = Services {
+        clock: Arc::new(clock.clone()),
+        runner: Arc::new(runner.clone()),
+        coordinator: Arc::new(MysqlCoordinator::new()),
+    };
+    serve::start(config, services).await.expect("serve starts")
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn calls(log: &Arc<Mutex<Vec<Call>>>) -> Vec<Call> {
+    log.lock().unwrap().clone()
+}
+
+fn finished(log: &Arc<Mutex<Vec<Call>>>) -> usize {
+    log.lock().unwrap().iter().filter(|c| c.end.is_some()).count()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// The value of one sample line of the exposition.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schedules_fire_on_the_clock_and_missed_slots_run_once() {
+    let fixture = Fixture::new("").await;
+    fixture.write("every10s", &spec("@schedule \"*/10 * * * * *\""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+
+    let specs = handle.specs();
+    assert_eq!(specs.len(), 1);
+    assert_eq!(specs[0].schedule.as_deref(), Some("*/10 * * * * *"));
+    assert_eq!(
+        specs[0].next_run,
+        Some(start_time() + chrono::Duration::seconds(5))
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(finished(&log), 0, "nothing runs before the first slot");
+
+    clock.advance(Duration::from_secs(5));
+    eventually("first slot", Duration::from_secs(5), || finished(&log) == 1).await;
+    clock.advance(Duration::from_secs(10));
+    eventually("second slot", Duration::from_secs(5), || finished(&log) == 2).await;
+
+    // An hour passes at once (360 slots): one run, not 360.
+    clock.advance(Duration::from_secs(3600));
+    eventually("catch-up run", Duration::from_secs(5), || finished(&log) == 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(finished(&log), 3);
+    assert!(calls(&log).iter().all(|c| !c.remedy && c.instance == "a"));
+
+    handle.shutdown();
+    assert_eq!(handle.wait().await.unfinished, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_run_is_never_started_twice() {
+    let fixture = Fixture::new("").await;
+    fixture.write("slow", &spec("@schedule \"*/10 * * * * *\""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let blocked: Script = {
+        let gate = gate.clone();
+        Arc::new(move |_| {
+            let gate = gate.clone();
+            Box::pin(async move {
+                let _permit = gate.acquire().await;
+                Ok(RunReport::default())
+            })
+        })
+    };
+    let runner = ScriptRunner::new("a", &log, blocked);
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+
+    clock.advance(Duration::from_secs(5));
+    eventually("run starts", Duration::from_secs(5), || calls(&log).len() == 1).await;
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(calls(&log).len(), 1, "slots while running start nothing");
+    let metrics = get(handle.addr(), "/metrics").await;
+    assert_eq!(
+        metric(&metrics, "qsync_runs_skipped_total{spec=\"slow\",reason=\"overlap\"}"),
+        5.0
+    );
+    assert_eq!(metric(&metrics, "qsync_spec_running{spec=\"slow\"}"), 1.0);
+
+    gate.add_permits(100);
+    eventually("run ends", Duration::from_secs(5), || finished(&log) == 1).await;
+    clock.advance(Duration::from_secs(10));
+    eventually("next slot runs", Duration::from_secs(5), || finished(&log) == 2).await;
+    let all = calls(&log);
+    assert!(all[0].end.unwrap() <= all[1].start, "runs never overlap");
+
+    handle.shutdown();
+    handle.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_a_spec_through_leases() {
+    let fixture = Fixture::new("").await;
+    fixture.write("shared", &spec("@schedule \"*/10 * * * * *\""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut runners = Vec::new();
+    let mut handles = Vec::new();
+    for name in ["a", "b", "c"] {
+        let runner = ScriptRunner::new(
+            name,
+            &log,
+            ok_after(Duration::from_millis(300), RunReport::default()),
+        );
+        handles.push(start(config(fixture.path(), name), &clock, &runner).await);
+        runners.push(runner);
+    }
+
+    // Five slots: each is run by exactly one instance; the others find the lease taken.
+    clock.advance(Duration::from_secs(5));
+    for slot in 1..=5 {
+        eventually("a slot's run", Duration::from_secs(10), || finished(&log) == slot).await;
+        // Let the losers notice the lease before the next slot.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(Duration::from_secs(10));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let done: Vec<Call> = calls(&log).into_iter().filter(|c| c.end.is_some()).collect();
+    assert!(done.len() >= 5, "{done:?}");
+    for (i, x) in done.iter().enumerate() {
+        for y in &done[i + 1..] {
+            let apart = x.end.unwrap() <= y.start || y.end.unwrap() <= x.start;
+            assert!(apart, "runs on {} and {} overlap", x.instance, y.instance);
+        }
+    }
+    let skipped: u64 = handles
+        .iter()
+        .map(|h| h.specs()[0].skipped_lease)
+        .sum();
+    assert!(skipped >= 5, "the other instances saw the lease ({skipped})");
+
+    // The holder crashes mid-run: its lease blocks the others until it expires (2 s).
+    for runner in &runners {
+        runner.set(Arc::new(|_| Box::pin(std::future::pending())));
+    }
+    let before = calls(&log).len();
+    clock.advance(Duration::from_secs(10));
+    eventually("a hanging run", Duration::from_secs(5), || calls(&log).len() == before + 1).await;
+    let holder = calls(&log).last().unwrap().instance.clone();
+    let crashed_at = Instant::now();
+    let index = ["a", "b", "c"].iter().position(|n| *n == holder).unwrap();
+    let crashed = handles.remove(index);
+    runners.remove(index);
+    crashed.kill();
+    for runner in &runners {
+        runner.set(ok_after(Duration::from_millis(50), RunReport::default()));
+    }
+    let survivors_before = finished(&log);
+    // Slots keep coming; until the lease expires nobody else runs the spec.
+    while crashed_at.elapsed() < Duration::from_millis(1500) {
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(finished(&log), survivors_before, "nobody runs while the lease is live");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while finished(&log) == survivors_before {
+        assert!(Instant::now() < deadline, "no instance took over the expired lease");
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let taker = calls(&log).into_iter().rfind(|c| c.end.is_some()).unwrap();
+    assert_ne!(taker.instance, holder);
+    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "taken only after expiry");
+
+    for handle in handles {
+        handle.shutdown();
+        handle.wait().await;
+    }
+}
+
+/// Records what alert channels receive; the DingTalk route checks the robot signature.
+#[derive(Clone, Default)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<(String, serde_json::Value)>>>,
+    bad_signatures: Arc<Mutex<u32>>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, SocketAddr) {
+        let receiver = Receiver::default();
+        let app = Router::new()
+            .route("/hook", post(webhook))
+            .route("/robot/send", post(dingtalk))
+            .route("/wecom", post(wecom))
+            .route("/down", post(down))
+            .with_state(receiver.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, addr)
+    }
+
+    fn on(&self, route: &str) -> Vec<serde_json::Value> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _)| r == route)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+}
+
+async fn webhook(State(r): State<Receiver>, Json(body): Json<serde_json::Value>) -> &'static str {
+    r.hits.lock().unwrap().push(("hook".into(), body));
+    "ok"
+}
+
+async fn wecom(
+    State(r): State<Receiver>,
+    Json(body): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
+    r.hits.lock().unwrap().push(("wecom".into(), body));
+    Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+async fn down() -> (axum::http::StatusCode, &'static str) {
+    (axum::http::StatusCode::BAD_GATEWAY, "down")
+}
+
+/// Recomputes the signature as DingTalk does: HMAC-SHA256 over "timestamp\nsecret".
+async fn dingtalk(
+    State(r): State<Receiver>,
+    Query(query): Query<HashMap<String, String>>,
+    Json(body): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
+    let timestamp = query.get("timestamp").cloned().unwrap_or_default();
+    let mut mac = Hmac::<Sha256>::new_from_slice(DINGTALK_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}\n{DINGTALK_SECRET}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let fresh = timestamp
+        .parse::<i64>()
+        .is_ok_and(|t| (Utc::now().timestamp_millis() - t).abs() < 3_600_000);
+    if query.get("access_token").map(String::as_str) != Some("robot-token")
+        || query.get("sign") != Some(&expected)
+        || !fresh
+    {
+        *r.bad_signatures.lock().unwrap() += 1;
+        return Json(serde_json::json!({"errcode": 310000, "errmsg": "sign not match"}));
+    }
+    r.hits.lock().unwrap().push(("dingtalk".into(), body));
+    Json(serde_json::json!({"errcode": 0, "errmsg": "ok"}))
+}
+
+fn alert_channels(addr: SocketAddr) -> String {
+    format!(
+        "alerts:\n  - kind: webhook\n    url: http://{addr}/hook\n  - kind: dingtalk\n    \
+         url: http://{addr}/robot/send?access_token=robot-token\n    secret: {DINGTALK_SECRET}\n  \
+         - kind: wecom\n    url: http://{addr}/wecom?key=wecom-key\n  - kind: webhook\n    url: \
+         http://{addr}/down\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
+    let (receiver, addr) = Receiver::start().await;
+    let fixture = Fixture::new(&alert_channels(addr)).await;
+    fixture.write("orders", &spec("@alert rejects > 5"));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new(
+        "a",
+        &log,
+        fail_with(&format!("vendor error 10001: bad app_secret {JST_SECRET}")),
+    );
+    let mut config = config(fixture.path(), "a");
+    config.alerts.quiet = Duration::from_secs(3600);
+    let handle = start(config, &clock, &runner).await;
+
+    // Three failures in a row: one alert per channel.
+    for n in 1..=3 {
+        handle.trigger("orders", RunKind::Regular).unwrap();
+        eventually("failed run", Duration::from_secs(5), || finished(&log) == n).await;
+    }
+    eventually("webhook alert", Duration::from_secs(5), || receiver.on("hook").len() == 1).await;
+    eventually("dingtalk alert", Duration::from_secs(5), || receiver.on("dingtalk").len() == 1)
+        .await;
+    eventually("wecom alert", Duration::from_secs(5), || receiver.on("wecom").len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.on("hook").len(), 1, "deduplicated");
+    let hook = &receiver.on("hook")[0];
+    assert_eq!(hook["event"], "run_failed");
+    assert_eq!(hook["spec"], "orders");
+    let message = hook["message"].as_str().unwrap();
+    assert!(message.contains("vendor error 10001"), "{message}");
+    assert!(message.contains("window: 2024-03-01 00:00:00 .. 2024-03-01 08:00:00"), "{message}");
+    assert!(!message.contains(JST_SECRET), "secrets are masked: {message}");
+    let ding = &receiver.on("dingtalk")[0];
+    assert_eq!(ding["msgtype"], "text");
+    assert!(ding["text"]["content"].as_str().unwrap().contains("orders: run failed"));
+    assert_eq!(receiver.on("wecom")[0]["msgtype"], "text");
+    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0, "DingTalk signature verified");
+
+    // After the quiet period the same condition alerts again.
+    clock.advance(Duration::from_secs(3601));
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    eventually("second alert", Duration::from_secs(5), || receiver.on("hook").len() == 2).await;
+
+    // Recovery is always announced; too many rejects is its own condition.
+    runner.set(ok_after(
+        Duration::ZERO,
+        RunReport {
+            records: 50,
+            rows_written: 40,
+            rejects: 10,
+            ..RunReport::default()
+        },
+    ));
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    eventually("recovery and rejects", Duration::from_secs(5), || receiver.on("hook").len() == 4)
+        .await;
+    let events: Vec<String> = receiver.on("hook")[2..]
+        .iter()
+        .map(|h| format!("{}/{}", h["event"], h["condition"]))
+        .collect();
+    assert!(events.contains(&"\"recovered\"/\"run_failed\"".to_owned()), "{events:?}");
+    assert!(events.contains(&"\"rejects\"/\"rejects\"".to_owned()), "{events:?}");
+
+    // The dead channel failed each alert (after its retry) and the daemon carried on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = get(handle.addr(), "/metrics").await;
+        let failed = metric(&metrics, "qsync_alerts_total{result=\"failed\"}");
+        let sent = metric(&metrics, "qsync_alerts_total{result=\"sent\"}");
+        if failed == 4.0 && sent == 12.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "failed {failed}, sent {sent}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown();
+    handle.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones() {
+    let (receiver, addr) = Receiver::start().await;
+    let fixture = Fixture::new(&format!("alerts:\n  - kind: webhook\n    url: http://{addr}/hook\n"))
+        .await;
+    fixture.write("orders", &spec("@schedule \"0 * * * * *\""));
+    fixture.write("refunds", "sync \"never good\"\nsource nowhere {");
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+
+    // A spec failing check at start is reported and skipped; the rest run.
+    let view = |name: &str| handle.specs().into_iter().find(|s| s.name == name).unwrap();
+    assert_eq!(view("refunds").status, "invalid");
+    assert!(view("refunds").error.unwrap().contains("refunds.qsync:"));
+    eventually("broken-at-start alert", Duration::from_secs(5), || {
+        receiver.on("hook").iter().any(|h| h["spec"] == "refunds")
+    })
+    .await;
+    assert_eq!(
+        handle.trigger("refunds", RunKind::Regular),
+        Err(serve::TriggerError::Broken)
+    );
+
+    // A good edit is swapped in.
+    fixture.write("orders", &spec("@schedule \"30 * * * * *\""));
+    eventually("good edit", Duration::from_secs(5), || {
+        view("orders").schedule.as_deref() == Some("30 * * * * *")
+    })
+    .await;
+
+    // A broken edit keeps the last good version running and alerts.
+    fixture.write("orders", &spec("@schedule \"30 * * * * *\"\n@paginate sideways"));
+    eventually("broken edit", Duration::from_secs(5), || view("orders").status == "broken").await;
+    eventually("broken alert", Duration::from_secs(5), || {
+        receiver
+            .on("hook")
+            .iter()
+            .any(|h| h["spec"] == "orders" && h["event"] == "spec_broken")
+    })
+    .await;
+    clock.advance(Duration::from_secs(25)); // 00:00:30: the good version's slot
+    eventually("last good version runs", Duration::from_secs(5), || finished(&log) == 1).await;
+    assert_eq!(calls(&log)[0].schedule.as_deref(), Some("30 * * * * *"));
+    let page = get(handle.addr(), "/").await;
+    assert!(page.contains("the last good version keeps running"), "{page}");
+
+    // Fixing it announces the recovery.
+    fixture.write("orders", &spec("@schedule \"45 * * * * *\""));
+    eventually("fixed", Duration::from_secs(5), || view("orders").status == "idle").await;
+    eventually("recovered alert", Duration::from_secs(5), || {
+        receiver
+            .on("hook")
+            .iter()
+            .any(|h| h["spec"] == "orders" && h["event"] == "recovered")
+    })
+    .await;
+
+    // New and deleted files.
+    fixture.write("extra", &spec(""));
+    eventually("new spec", Duration::from_secs(5), || handle.specs().len() == 3).await;
+    std::fs::remove_file(fixture.path().join("extra.qsync")).unwrap();
+    eventually("removed spec", Duration::from_secs(5), || handle.specs().len() == 2).await;
+
+    handle.shutdown();
+    handle.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec(""));
+    fixture.write("stubborn", &spec(""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let batches = Arc::new(Mutex::new(0u32));
+    let cooperative: Script = {
+        let batches = batches.clone();
+        Arc::new(move |request: RunRequest| {
+            let batches = batches.clone();
+            Box::pin(async move {
+                if request.plan.name == "stubborn" {
+                    // Ignores the stop signal: the grace period must bound the wait.
+                    std::future::pending::<()>().await;
+                }
+                let mut stop = request.shutdown.clone();
+                loop {
+                    // A "batch": committed as a whole, then the signal is checked.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    *batches.lock().unwrap() += 1;
+                    if *stop.borrow_and_update() {
+                        return Ok(RunReport {
+                            rows_written: 1,
+                            ..RunReport::default()
+                        });
+                    }
+                }
+            })
+        })
+    };
+    let runner = ScriptRunner::new("a", &log, cooperative);
+    let mut config = config(fixture.path(), "a");
+    config.grace = Duration::from_secs(1);
+    let handle = start(config, &clock, &runner).await;
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    handle.trigger("stubborn", RunKind::Regular).unwrap();
+    eventually("both running", Duration::from_secs(5), || calls(&log).len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let asked = Instant::now();
+    handle.shutdown();
+    let report = handle.wait().await;
+    let waited = asked.elapsed();
+    assert_eq!(report.unfinished, 1, "the stubborn run is abandoned");
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "{waited:?}");
+    let orders = calls(&log).into_iter().find(|c| c.spec == "orders").unwrap();
+    assert!(orders.end.is_some(), "the cooperative run finished its batch and returned");
+    assert!(orders.end.unwrap() < asked + Duration::from_millis(500));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_and_api_match_the_runs() {
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec("@schedule \"2 1 * * *\"\n@remedy \"0 3 * * *\" lookback 1d"));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mark = chrono::NaiveDateTime::parse_from_str("2024-03-01 06:00:05", "%Y-%m-%d %H:%M:%S")
+        .unwrap();
+    let report = RunReport {
+        range: Some("2024-02-29 00:00:00 .. 2024-03-01 06:00:05".into()),
+        windows: 2,
+        pages: 7,
+        records: 120,
+        rows_written: 300,
+        rejects: 0,
+        retries: 2,
+        throttled: 3,
+        high_water_mark: Some(mark),
+    };
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, report.clone()));
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+    for n in 1..=2 {
+        handle.trigger("orders", RunKind::Regular).unwrap();
+        eventually("run", Duration::from_secs(5), || finished(&log) == n).await;
+    }
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/specs/orders/run?remedy=true", handle.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    eventually("remedy run", Duration::from_secs(5), || finished(&log) == 3).await;
+    assert!(calls(&log)[2].remedy);
+    runner.set(fail_with("mysql is down"));
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    eventually("failed run", Duration::from_secs(5), || finished(&log) == 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_secs(60));
+
+    let text = get(handle.addr(), "/metrics").await;
+    let m = |s: &str| metric(&text, s);
+    assert_eq!(m("qsync_runs_total{spec=\"orders\",outcome=\"success\"}"), 3.0);
+    assert_eq!(m("qsync_runs_total{spec=\"orders\",outcome=\"failed\"}"), 1.0);
+    assert_eq!(m("qsync_records_total{spec=\"orders\"}"), 360.0);
+    assert_eq!(m("qsync_rows_written_total{spec=\"orders\"}"), 900.0);
+    assert_eq!(m("qsync_retries_total{spec=\"orders\"}"), 6.0);
+    assert_eq!(m("qsync_throttled_requests_total{spec=\"orders\"}"), 9.0);
+    assert_eq!(m("qsync_run_duration_seconds_count{spec=\"orders\"}"), 4.0);
+    assert_eq!(m("qsync_run_duration_seconds_bucket{spec=\"orders\",le=\"+Inf\"}"), 4.0);
+    let since = m("qsync_seconds_since_last_success{spec=\"orders\"}");
+    assert!((60.0..61.0).contains(&since), "{since}");
+    // Clock 00:01:05 UTC = 08:01:05 Shanghai; the mark is 06:00:05.
+    assert_eq!(m("qsync_data_lag_seconds{spec=\"orders\"}"), 7260.0);
+
+    let specs: serde_json::Value =
+        serde_json::from_str(&get(handle.addr(), "/api/specs").await).unwrap();
+    let orders = &specs[0];
+    assert_eq!(orders["name"], "orders");
+    assert_eq!(orders["runs"], 4);
+    assert_eq!(orders["failures"], 1);
+    assert_eq!(orders["rows_written"], 900);
+    assert_eq!(orders["last_run"]["outcome"], "failed");
+    assert_eq!(orders["last_run"]["error"], "mysql is down");
+    assert_eq!(orders["remedy_schedule"], "0 3 * * *");
+    let runs: serde_json::Value =
+        serde_json::from_str(&get(handle.addr(), "/api/runs?spec=orders").await).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 4);
+    assert_eq!(runs[0]["outcome"], "failed");
+    assert_eq!(runs[1]["kind"], "remedy");
+    assert_eq!(runs[1]["trigger"], "manual");
+    assert_eq!(runs[1]["rows_written"], 300);
+    let missing = reqwest::get(format!("http://{}/api/runs?spec=nope", handle.addr()))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // The daemon wrote its runs to `_qsync_runs` in the target database.
+    let store = qsync::state::StateStore::open(
+        &qsync::sink::MysqlSink::connect(&fixture.url).await.unwrap(),
+    )
+    .await
+    .unwrap();
+    let history = store.runs("orders", 10).await.unwrap();
+    assert_eq!(history.len(), 4);
+    assert_eq!(history[0].error.as_deref(), Some("mysql is down"));
+    handle.shutdown();
+    handle.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn non_loopback_listeners_require_the_api_token() {
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec(""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let mut config = config(fixture.path(), "a");
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    let handle = start(config, &clock, &runner).await;
+    let url = format!("http://127.0.0.1:{}/api/specs", handle.addr().port());
+    let client = reqwest::Client::new();
+    let denied = client.get(&url).send().await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let wrong = client.get(&url).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let allowed = client.get(&url).bearer_auth("tok-123456").send().await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    handle.shutdown();
+    handle.wait().await;
+
+    // Without a token in the profile, a non-loopback listener is refused.
+    let bare = tempfile::tempdir().unwrap();
+    std::fs::write(bare.path().join("qsync.yaml"), "connections: {}\n").unwrap();
+    let mut config = ServeConfig::new(bare.path().to_path_buf());
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 0));
+    let services = Services {
+        clock: Arc::new(clock.clone()),
+        runner: Arc::new(runner.clone()),
+        coordinator: Arc::new(MysqlCoordinator::new()),
+    };
+    let error = serve::start(config, services).await.unwrap_err();
+    assert!(error.to_string().contains("needs `api_token`"), "{error}");
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|p| p.is_file())
+            })
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "\n\n!!!!!!!! SKIPPED status page browser test: chromium is not installed !!!!!!!!\n\
+             !!!!!!!! install it with `apt-get install -y chromium` (see ci-packages.txt) !!!!!!!!\n\n"
+        );
+        return;
+    };
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec("@schedule \"2 1 * * *\""));
+    fixture.write("refunds", &spec("@schedule \"*/5 * * * *\""));
+    fixture.write("broken", "sync \"broken\"\nsource jushuitan {");
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new(
+        "a",
+        &log,
+        ok_after(
+            Duration::ZERO,
+            RunReport {
+                records: 42,
+                rows_written: 84,
+                ..RunReport::default()
+            },
+        ),
+    );
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    eventually("orders ran", Duration::from_secs(5), || finished(&log) == 1).await;
+    runner.set(fail_with(&format!(
+        "jushuitan error 10000012: signature invalid (app_secret {JST_SECRET})"
+    )));
+    handle.trigger("refunds", RunKind::Regular).unwrap();
+    eventually("refunds failed", Duration::from_secs(5), || finished(&log) == 2).await;
+
+    let profile_dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/", handle.addr());
+    let output = tokio::process::Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile_dir.path().display()))
+        .args(["--dump-dom", &url])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("chromium finishes")
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        dom.contains("<table id=\"specs\">"),
+        "chromium rendered no status table\n--- stderr\n{}\n--- dom\n{dom}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What a person sees: every spec, the last outcome, the error text, a chart.
+    for name in ["orders", "refunds", "broken"] {
+        assert!(dom.contains(&format!("data-spec=\"{name}\"")), "{name} missing:\n{dom}");
+    }
+    let row = |name: &str| {
+        let start = dom.find(&format!("data-spec=\"{name}\"")).unwrap();
+        let end = dom[start..].find("</tr>").unwrap() + start;
+        dom[start..end].to_owned()
+    };
+    assert!(row("orders").contains(">success<"), "{}", row("orders"));
+    assert!(row("orders").contains("<svg"), "{}", row("orders"));
+    assert!(row("orders").contains("84"), "rows written shown");
+    assert!(row("refunds").contains(">failed<"), "{}", row("refunds"));
+    assert!(dom.contains("jushuitan error 10000012: signature invalid"), "{dom}");
+    assert!(!dom.contains(JST_SECRET), "secrets are masked on the page");
+    assert!(dom.contains("Recent failures"));
+    assert!(row("broken").contains("invalid"), "{}", row("broken"));
+    assert!(dom.contains("broken.qsync:"), "the check error is shown");
+    handle.shutdown();
+    handle.wait().await;
+}
