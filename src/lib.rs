@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod dryrun;
+pub mod exec;
 pub mod frontend;
 pub mod plan;
 pub mod serve;

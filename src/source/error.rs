@@ -1,0 +1,114 @@
+//! Errors of fetching: each names the spec, the window and the page it happened on, and
+//! for vendor errors the vendor's code and message and the request URL, secrets masked.
+
+/// A failure to fetch a window's records.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    /// `connection jst` whose profile entry lacks `app_secret`.
+    #[error("spec `{spec}`: connection `{connection}`: {message}")]
+    Connector {
+        spec: String,
+        connection: String,
+        message: String,
+    },
+    /// `param start = "{{ window.start | datetime('%Q') }}"`.
+    #[error("spec `{spec}`, window {window}, {page}: cannot build the request: {message}")]
+    Request {
+        spec: String,
+        window: String,
+        page: String,
+        message: String,
+    },
+    /// A wrong `app_secret`: the vendor answers "bad signature".
+    #[error(
+        "spec `{spec}`, window {window}, {page}: the vendor refused the request with code \
+         {code}: {message} (request {url}); not retried"
+    )]
+    Vendor {
+        spec: String,
+        window: String,
+        page: String,
+        code: String,
+        message: String,
+        url: String,
+    },
+    /// A token refused again right after it was refreshed.
+    #[error(
+        "spec `{spec}`, window {window}, {page}: the vendor refused a freshly obtained token \
+         with code {code}: {message} (request {url})"
+    )]
+    TokenRefused {
+        spec: String,
+        window: String,
+        page: String,
+        code: String,
+        message: String,
+        url: String,
+    },
+    /// The token endpoint answered with an error (wrong `app_secret` on Yida).
+    #[error("spec `{spec}`: cannot obtain a token from connection `{connection}`: {message}")]
+    Token {
+        spec: String,
+        connection: String,
+        message: String,
+    },
+    /// 500s on every attempt of `@retry 3`.
+    #[error(
+        "spec `{spec}`, window {window}, {page}: gave up after {attempts} attempts; last \
+         error: {last} (request {url})"
+    )]
+    GaveUp {
+        spec: String,
+        window: String,
+        page: String,
+        attempts: u32,
+        last: String,
+        url: String,
+    },
+    /// `records data.datas` where `datas` is an object.
+    #[error(
+        "spec `{spec}`, window {window}, {page}: `records {path}` is {found}, not a list of \
+         records"
+    )]
+    Records {
+        spec: String,
+        window: String,
+        page: String,
+        path: String,
+        found: String,
+    },
+    /// A vendor that ignores the page parameter and keeps answering page 1.
+    #[error(
+        "spec `{spec}`, window {window}, {page}: the page is identical to the previous one; \
+         the vendor ignores the paging parameter (endless paging)"
+    )]
+    EndlessPaging {
+        spec: String,
+        window: String,
+        page: String,
+    },
+    /// `until has_next data.has_next` that stays true past the reported page count.
+    #[error(
+        "spec `{spec}`, window {window}, {page}: paging went past the {reported} pages the \
+         vendor reported; the end rule never ends"
+    )]
+    PageCountGrew {
+        spec: String,
+        window: String,
+        page: String,
+        reported: u64,
+    },
+    /// More than the bound of pages in one window.
+    #[error(
+        "spec `{spec}`, window {window}: more than {max} pages; narrow the window (`window max`) \
+         or check the end rule"
+    )]
+    TooManyPages {
+        spec: String,
+        window: String,
+        max: u64,
+    },
+    /// The consumer of the pages stopped (the writer failed); its error is the one to show.
+    #[error("spec `{spec}`, window {window}: fetching stopped because writing stopped")]
+    Stopped { spec: String, window: String },
+}
