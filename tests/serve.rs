@@ -911,3 +911,219 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
     handle.shutdown();
     handle.wait().await;
 }
+
+/// `qsync serve` as a process, with a timeout on everything it is asked.
+struct Daemon {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Daemon {
+    async fn spawn(folder: &Path, instance: &str) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = std::process::Command::new(crate::support::BIN)
+            .arg("serve")
+            .arg(folder)
+            .args(["--listen", &addr.to_string(), "--instance", instance])
+            .args(["--grace", "20s", "--watch-interval", "200ms"])
+            .env_remove("QSYNC_PROFILE")
+            .env("RUST_LOG", "info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("qsync serve starts");
+        let daemon = Daemon { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("http://{addr}/api/specs")).await.is_err() {
+            assert!(Instant::now() < deadline, "qsync serve never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        daemon
+    }
+
+    async fn spec(&self, name: &str) -> serde_json::Value {
+        let specs: serde_json::Value =
+            serde_json::from_str(&get(self.addr, "/api/specs").await).expect("JSON");
+        specs
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no spec {name} in {specs}"))
+    }
+
+    /// SIGTERM, then the exit status and what it logged.
+    async fn terminate(mut self) -> (Option<i32>, String, Duration) {
+        let asked = Instant::now();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status.code();
+            }
+            assert!(Instant::now() < deadline, "qsync serve did not exit after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let waited = asked.elapsed();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            use std::io::Read as _;
+            let _ = stderr.read_to_string(&mut log);
+        }
+        (code, log, waited)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn count(url: &str, sql: &str) -> u64 {
+    use mysql_async::prelude::Queryable as _;
+    let mut conn = mysql_async::Conn::from_url(url).await.expect("test MySQL");
+    let n: Option<u64> = conn.query_first(sql).await.expect("query");
+    let _ = conn.disconnect().await;
+    n.unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
+    use qsync::plan::ConnectorKind;
+    use qsync::sim::{self, Dataset, Faults, SimConfig};
+
+    let config = SimConfig {
+        records: 400,
+        ..SimConfig::default()
+    };
+    let sim = sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator");
+    let (url, _db) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = format!(
+        "timezone: Asia/Shanghai\nconnections:\n  jst:\n    kind: jushuitan\n    base_url: {}\n    \
+         app_key: sim-app\n    app_secret: sim-secret\n    access_token: sim-jst-access-token\n    \
+         refresh_token: sim-jst-refresh-token\n  bi:\n    kind: mysql\n    url: {url}\n",
+        sim.base_url(ConnectorKind::Jushuitan)
+    );
+    std::fs::write(dir.path().join("qsync.yaml"), profile).expect("profile");
+    let initial = (Utc::now() - chrono::Duration::days(7))
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .format("%Y-%m-%d 00:00:00");
+    let text = format!(
+        r#"sync "jst refunds"
+
+source jushuitan "/open/refund/single/query" {{
+    connection jst
+    window max 12h lag 1m initial "{initial}"
+    param modified_begin = "{{{{ window.start | datetime }}}}"
+    param modified_end = "{{{{ window.end | datetime }}}}"
+    @paginate page_index size 20
+    records data.datas
+    id as_id
+}}
+
+@flatten items
+@schedule "0 0 1 1 *"
+
+target mysql "refunds" {{
+    connection bi
+    mode replace
+    key id
+    batch 500
+    create
+}}
+
+map {{
+    id = "<as_id>-<items_asi_id>"
+    as_id = as_id : bigint
+    amount = items_amount : decimal(12,2)
+    qty = items_qty : int
+}}
+"#
+    );
+    std::fs::write(dir.path().join("refunds.qsync"), text).expect("spec");
+    let expected: u64 = sim
+        .truth(Dataset::JstRefunds)
+        .iter()
+        .map(|r| r["items"].as_array().map_or(0, |i| i.len() as u64))
+        .sum();
+    // Slow answers, so the run is still going when SIGTERM arrives.
+    sim.set_faults(Faults {
+        latency: Duration::from_millis(150),
+        ..Faults::default()
+    });
+
+    let first = Daemon::spawn(dir.path(), "e2e-1").await;
+    assert_eq!(first.spec("refunds").await["status"], "idle");
+    let started = reqwest::Client::new()
+        .post(format!("http://{}/api/specs/refunds/run", first.addr))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'refunds'").await == 0
+        || count(&url, "SELECT COUNT(*) FROM refunds").await == 0
+    {
+        assert!(Instant::now() < deadline, "no window committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, log, waited) = first.terminate().await;
+    assert_eq!(code, Some(0), "graceful exit\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(waited < Duration::from_secs(20), "bounded by the grace period: {waited:?}");
+    let partial = count(&url, "SELECT COUNT(*) FROM refunds").await;
+    assert!(partial > 0 && partial < expected, "stopped mid-run: {partial} of {expected}");
+    // What was committed is consistent: the lease was released, the cursor is set.
+    assert_eq!(
+        count(&url, "SELECT COUNT(*) FROM _qsync_leases WHERE owner <> ''").await,
+        0
+    );
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM _qsync_state").await, 1);
+
+    // A second instance picks up from the cursor; nothing lost, nothing doubled.
+    sim.set_faults(Faults::default());
+    let second = Daemon::spawn(dir.path(), "e2e-2").await;
+    let started = reqwest::Client::new()
+        .post(format!("http://{}/api/specs/refunds/run", second.addr))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let spec = second.spec("refunds").await;
+        if spec["last_run"]["outcome"] == "success" {
+            break;
+        }
+        assert!(
+            spec["last_run"]["outcome"] != "failed",
+            "the run failed: {}",
+            spec["last_run"]
+        );
+        assert!(Instant::now() < deadline, "the second run never finished: {spec}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM refunds").await, expected);
+    assert_eq!(count(&url, "SELECT COUNT(DISTINCT id) FROM refunds").await, expected);
+    let metrics = get(second.addr, "/metrics").await;
+    let written = metric(&metrics, "qsync_rows_written_total{spec=\"refunds\"}");
+    assert!(written >= (expected - partial) as f64, "{written}");
+    assert_eq!(metric(&metrics, "qsync_runs_total{spec=\"refunds\",outcome=\"success\"}"), 1.0);
+    assert!(metric(&metrics, "qsync_data_lag_seconds{spec=\"refunds\"}") < 3600.0);
+    // Both runs are in the history the engine keeps.
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM _qsync_runs").await, 2);
+    let (code, log, _) = second.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    sim.shutdown().await;
+}

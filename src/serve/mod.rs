@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod clock;
+pub mod engine;
 mod http;
 pub mod lease;
 pub mod metrics;
@@ -687,10 +688,10 @@ impl Daemon {
         let clock_start = Instant::now();
         let result = match &start.url {
             Ok(url) => self.run_leased(&start, url).await,
-            Err(e) => Some(Err(RunFailure::new(e.clone()))),
+            Err(e) => Some((Err(RunFailure::new(e.clone())), false)),
         };
         drop(permit);
-        let Some(result) = result else {
+        let Some((result, asked_to_stop)) = result else {
             // Another instance holds the lease: that instance runs the spec.
             if let Some(entry) = self.specs().get_mut(&start.spec) {
                 entry.stats.skipped(SkipReason::Lease);
@@ -701,8 +702,10 @@ impl Daemon {
         };
         let finished = self.services.clock.now();
         let duration = clock_start.elapsed();
-        let stopped = self.stopping();
+        let stopped = asked_to_stop || self.stopping();
         let (outcome, report, error) = match result {
+            // Told to stop, it committed what it had and returned early: not a full run.
+            Ok(report) if stopped => (Outcome::Stopped, report, None),
             Ok(report) if report.rejects > 0 => (Outcome::Partial, report, None),
             Ok(report) => (Outcome::Success, report, None),
             Err(failure) => (
@@ -755,7 +758,11 @@ impl Daemon {
     }
 
     /// Takes the lease, runs with renewal, releases. `None` when another instance holds it.
-    async fn run_leased(&self, start: &Start, url: &str) -> Option<Result<RunReport, RunFailure>> {
+    async fn run_leased(
+        &self,
+        start: &Start,
+        url: &str,
+    ) -> Option<(Result<RunReport, RunFailure>, bool)> {
         let owner = &self.config.instance;
         let ttl = self.config.lease_ttl;
         let coordinator = self.services.coordinator.clone();
@@ -763,11 +770,12 @@ impl Daemon {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
-                return Some(Err(RunFailure::new(format!(
+                let failure = RunFailure::new(format!(
                     "cannot take the lease on `{}`: {}",
                     start.spec,
                     self.mask(&e)
-                ))))
+                ));
+                return Some((Err(failure), false));
             }
         }
         let (run_stop, run_stop_rx) = watch::channel(false);
@@ -818,7 +826,14 @@ impl Daemon {
             now: self.now_local(self.services.clock.now()),
             shutdown: run_stop_rx.clone(),
         };
-        let result = self.services.runner.run(request).await;
+        // A panicking runner must not wedge the spec as "running" forever.
+        let task = tokio::spawn(self.services.runner.run(request));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task.abort_handle());
+        }
+        let result = task.await.unwrap_or_else(|e| {
+            Err(RunFailure::new(format!("the run ended abnormally: {e}")))
+        });
         guard.abort();
         if let Err(e) = coordinator.release(url, &start.spec, owner).await {
             tracing::warn!(spec = %start.spec, "cannot release the lease (it will expire): {}", self.mask(&e));
@@ -831,7 +846,8 @@ impl Daemon {
             }),
             other => other,
         };
-        Some(result)
+        let asked_to_stop = *run_stop_rx.borrow();
+        Some((result, asked_to_stop))
     }
 
     fn run_record(&self, view: &RunView) -> RunRecord {
