@@ -77,7 +77,9 @@ pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
         "m" => Ok(secs(60)),
         "h" => Ok(secs(3600)),
         "d" => Ok(secs(86_400)),
-        other => Err(format!("`{other}` is not a time unit: use ms, s, m, h or d")),
+        other => Err(format!(
+            "`{other}` is not a time unit: use ms, s, m, h or d"
+        )),
     }
 }
 
@@ -325,7 +327,10 @@ fn serve(args: ServeArgs) -> Outcome {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -213,7 +213,11 @@ impl std::fmt::Display for RunError {
                 f,
                 ". {} window{} committed before the failure; the high-water mark is {}",
                 summary.windows,
-                if summary.windows == 1 { " was" } else { "s were" },
+                if summary.windows == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
                 summary.high_water_mark.map_or_else(
                     || "not set".to_owned(),
                     |m| m.format("%Y-%m-%d %H:%M:%S").to_string()
@@ -296,7 +300,10 @@ fn mysql_url(plan: &Plan, profile: &LoadedProfile) -> Result<String, RunError> {
         return Err(RunErrorKind::Connection {
             spec: plan.name.clone(),
             connection: name.clone(),
-            message: format!("is `kind: {}`, a target needs `kind: mysql`", connection.kind),
+            message: format!(
+                "is `kind: {}`, a target needs `kind: mysql`",
+                connection.kind
+            ),
         }
         .into());
     }
@@ -418,10 +425,7 @@ async fn execute(
     let transformer = Transformer::new(
         &plan.transforms,
         &plan.columns,
-        RunClock {
-            now: now_utc,
-            tz,
-        },
+        RunClock { now: now_utc, tz },
     )
     .map_err(|e| RunErrorKind::Transform {
         spec: spec.clone(),
@@ -473,12 +477,11 @@ async fn execute(
                 full: options.full,
                 remedy,
             };
-            let (start, end) = resolve_range(window_plan, &inputs).map_err(|source| {
-                RunErrorKind::Range {
+            let (start, end) =
+                resolve_range(window_plan, &inputs).map_err(|source| RunErrorKind::Range {
                     spec: spec.clone(),
                     source,
-                }
-            })?;
+                })?;
             let windows = split(start, end, window_plan.max_span)
                 .into_iter()
                 .map(Some)

@@ -89,11 +89,16 @@ impl Fixture {
     fn write(&self, name: &str, text: &str) {
         let path = self.path().join(format!("{name}.qsync"));
         // Make the change visible to an mtime+size watcher even within one clock tick.
-        let before = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok());
+        let before = std::fs::metadata(&path)
+            .ok()
+            .and_then(|m| m.modified().ok());
         std::fs::write(&path, text).expect("spec");
         if let Some(before) = before {
             let later = before + Duration::from_secs(2);
-            let file = std::fs::File::options().write(true).open(&path).expect("open");
+            let file = std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .expect("open");
             file.set_modified(later).expect("mtime");
         }
     }
@@ -116,7 +121,8 @@ struct Call {
     end: Option<Instant>,
 }
 
-type Script = Arc<dyn Fn(RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> + Send + Sync>;
+type Script =
+    Arc<dyn Fn(RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> + Send + Sync>;
 
 /// A runner that does what the test's script says and logs every call.
 #[derive(Clone)]
@@ -220,12 +226,24 @@ async fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// Whether the daemon has finished (and booked) `runs` runs of `spec` and is idle again.
+fn settled(handle: &ServeHandle, spec: &str, runs: u64) -> bool {
+    handle
+        .specs()
+        .iter()
+        .any(|s| s.name == spec && s.runs == runs && s.running_since.is_none())
+}
+
 fn calls(log: &Arc<Mutex<Vec<Call>>>) -> Vec<Call> {
     log.lock().unwrap().clone()
 }
 
 fn finished(log: &Arc<Mutex<Vec<Call>>>) -> usize {
-    log.lock().unwrap().iter().filter(|c| c.end.is_some()).count()
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.end.is_some())
+        .count()
 }
 
 async fn get(addr: SocketAddr, path: &str) -> String {
@@ -266,13 +284,14 @@ async fn schedules_fire_on_the_clock_and_missed_slots_run_once() {
     assert_eq!(finished(&log), 0, "nothing runs before the first slot");
 
     clock.advance(Duration::from_secs(5));
-    eventually("first slot", Duration::from_secs(5), || finished(&log) == 1).await;
+    let runs = |n| settled(&handle, "every10s", n);
+    eventually("first slot", Duration::from_secs(5), || runs(1)).await;
     clock.advance(Duration::from_secs(10));
-    eventually("second slot", Duration::from_secs(5), || finished(&log) == 2).await;
+    eventually("second slot", Duration::from_secs(5), || runs(2)).await;
 
     // An hour passes at once (360 slots): one run, not 360.
     clock.advance(Duration::from_secs(3600));
-    eventually("catch-up run", Duration::from_secs(5), || finished(&log) == 3).await;
+    eventually("catch-up run", Duration::from_secs(5), || runs(3)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(finished(&log), 3);
     assert!(calls(&log).iter().all(|c| !c.remedy && c.instance == "a"));
@@ -302,7 +321,10 @@ async fn a_slow_run_is_never_started_twice() {
     let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
 
     clock.advance(Duration::from_secs(5));
-    eventually("run starts", Duration::from_secs(5), || calls(&log).len() == 1).await;
+    eventually("run starts", Duration::from_secs(5), || {
+        calls(&log).len() == 1
+    })
+    .await;
     for _ in 0..5 {
         clock.advance(Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -310,15 +332,24 @@ async fn a_slow_run_is_never_started_twice() {
     assert_eq!(calls(&log).len(), 1, "slots while running start nothing");
     let metrics = get(handle.addr(), "/metrics").await;
     assert_eq!(
-        metric(&metrics, "qsync_runs_skipped_total{spec=\"slow\",reason=\"overlap\"}"),
+        metric(
+            &metrics,
+            "qsync_runs_skipped_total{spec=\"slow\",reason=\"overlap\"}"
+        ),
         5.0
     );
     assert_eq!(metric(&metrics, "qsync_spec_running{spec=\"slow\"}"), 1.0);
 
     gate.add_permits(100);
-    eventually("run ends", Duration::from_secs(5), || finished(&log) == 1).await;
+    eventually("run ends", Duration::from_secs(5), || {
+        settled(&handle, "slow", 1)
+    })
+    .await;
     clock.advance(Duration::from_secs(10));
-    eventually("next slot runs", Duration::from_secs(5), || finished(&log) == 2).await;
+    eventually("next slot runs", Duration::from_secs(5), || {
+        finished(&log) == 2
+    })
+    .await;
     let all = calls(&log);
     assert!(all[0].end.unwrap() <= all[1].start, "runs never overlap");
 
@@ -347,13 +378,19 @@ async fn three_instances_share_a_spec_through_leases() {
     // Five slots: each is run by exactly one instance; the others find the lease taken.
     clock.advance(Duration::from_secs(5));
     for slot in 1..=5 {
-        eventually("a slot's run", Duration::from_secs(10), || finished(&log) == slot).await;
+        eventually("a slot's run", Duration::from_secs(10), || {
+            finished(&log) == slot
+        })
+        .await;
         // Let the losers notice the lease before the next slot.
         tokio::time::sleep(Duration::from_millis(300)).await;
         clock.advance(Duration::from_secs(10));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let done: Vec<Call> = calls(&log).into_iter().filter(|c| c.end.is_some()).collect();
+    let done: Vec<Call> = calls(&log)
+        .into_iter()
+        .filter(|c| c.end.is_some())
+        .collect();
     assert!(done.len() >= 5, "{done:?}");
     for (i, x) in done.iter().enumerate() {
         for y in &done[i + 1..] {
@@ -361,11 +398,11 @@ async fn three_instances_share_a_spec_through_leases() {
             assert!(apart, "runs on {} and {} overlap", x.instance, y.instance);
         }
     }
-    let skipped: u64 = handles
-        .iter()
-        .map(|h| h.specs()[0].skipped_lease)
-        .sum();
-    assert!(skipped >= 5, "the other instances saw the lease ({skipped})");
+    let skipped: u64 = handles.iter().map(|h| h.specs()[0].skipped_lease).sum();
+    assert!(
+        skipped >= 5,
+        "the other instances saw the lease ({skipped})"
+    );
 
     // The holder crashes mid-run: its lease blocks the others until it expires (2 s).
     for runner in &runners {
@@ -373,7 +410,10 @@ async fn three_instances_share_a_spec_through_leases() {
     }
     let before = calls(&log).len();
     clock.advance(Duration::from_secs(10));
-    eventually("a hanging run", Duration::from_secs(5), || calls(&log).len() == before + 1).await;
+    eventually("a hanging run", Duration::from_secs(5), || {
+        calls(&log).len() == before + 1
+    })
+    .await;
     let holder = calls(&log).last().unwrap().instance.clone();
     let crashed_at = Instant::now();
     let index = ["a", "b", "c"].iter().position(|n| *n == holder).unwrap();
@@ -389,16 +429,26 @@ async fn three_instances_share_a_spec_through_leases() {
         clock.advance(Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(finished(&log), survivors_before, "nobody runs while the lease is live");
+    assert_eq!(
+        finished(&log),
+        survivors_before,
+        "nobody runs while the lease is live"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while finished(&log) == survivors_before {
-        assert!(Instant::now() < deadline, "no instance took over the expired lease");
+        assert!(
+            Instant::now() < deadline,
+            "no instance took over the expired lease"
+        );
         clock.advance(Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let taker = calls(&log).into_iter().rfind(|c| c.end.is_some()).unwrap();
     assert_ne!(taker.instance, holder);
-    assert!(crashed_at.elapsed() >= Duration::from_secs(2), "taken only after expiry");
+    assert!(
+        crashed_at.elapsed() >= Duration::from_secs(2),
+        "taken only after expiry"
+    );
 
     for handle in handles {
         handle.shutdown();
@@ -510,10 +560,18 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
         handle.trigger("orders", RunKind::Regular).unwrap();
         eventually("failed run", Duration::from_secs(5), || finished(&log) == n).await;
     }
-    eventually("webhook alert", Duration::from_secs(5), || receiver.on("hook").len() == 1).await;
-    eventually("dingtalk alert", Duration::from_secs(5), || receiver.on("dingtalk").len() == 1)
-        .await;
-    eventually("wecom alert", Duration::from_secs(5), || receiver.on("wecom").len() == 1).await;
+    eventually("webhook alert", Duration::from_secs(5), || {
+        receiver.on("hook").len() == 1
+    })
+    .await;
+    eventually("dingtalk alert", Duration::from_secs(5), || {
+        receiver.on("dingtalk").len() == 1
+    })
+    .await;
+    eventually("wecom alert", Duration::from_secs(5), || {
+        receiver.on("wecom").len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.on("hook").len(), 1, "deduplicated");
     let hook = &receiver.on("hook")[0];
@@ -521,18 +579,34 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
     assert_eq!(hook["spec"], "orders");
     let message = hook["message"].as_str().unwrap();
     assert!(message.contains("vendor error 10001"), "{message}");
-    assert!(message.contains("window: 2024-03-01 00:00:00 .. 2024-03-01 08:00:00"), "{message}");
-    assert!(!message.contains(JST_SECRET), "secrets are masked: {message}");
+    assert!(
+        message.contains("window: 2024-03-01 00:00:00 .. 2024-03-01 08:00:00"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(JST_SECRET),
+        "secrets are masked: {message}"
+    );
     let ding = &receiver.on("dingtalk")[0];
     assert_eq!(ding["msgtype"], "text");
-    assert!(ding["text"]["content"].as_str().unwrap().contains("orders: run failed"));
+    assert!(ding["text"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("orders: run failed"));
     assert_eq!(receiver.on("wecom")[0]["msgtype"], "text");
-    assert_eq!(*receiver.bad_signatures.lock().unwrap(), 0, "DingTalk signature verified");
+    assert_eq!(
+        *receiver.bad_signatures.lock().unwrap(),
+        0,
+        "DingTalk signature verified"
+    );
 
     // After the quiet period the same condition alerts again.
     clock.advance(Duration::from_secs(3601));
     handle.trigger("orders", RunKind::Regular).unwrap();
-    eventually("second alert", Duration::from_secs(5), || receiver.on("hook").len() == 2).await;
+    eventually("second alert", Duration::from_secs(5), || {
+        receiver.on("hook").len() == 2
+    })
+    .await;
 
     // Recovery is always announced; too many rejects is its own condition.
     runner.set(ok_after(
@@ -545,14 +619,22 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
         },
     ));
     handle.trigger("orders", RunKind::Regular).unwrap();
-    eventually("recovery and rejects", Duration::from_secs(5), || receiver.on("hook").len() == 4)
-        .await;
+    eventually("recovery and rejects", Duration::from_secs(5), || {
+        receiver.on("hook").len() == 4
+    })
+    .await;
     let events: Vec<String> = receiver.on("hook")[2..]
         .iter()
         .map(|h| format!("{}/{}", h["event"], h["condition"]))
         .collect();
-    assert!(events.contains(&"\"recovered\"/\"run_failed\"".to_owned()), "{events:?}");
-    assert!(events.contains(&"\"rejects\"/\"rejects\"".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"\"recovered\"/\"run_failed\"".to_owned()),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"\"rejects\"/\"rejects\"".to_owned()),
+        "{events:?}"
+    );
 
     // The dead channel failed each alert (after its retry) and the daemon carried on.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -573,8 +655,10 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones() {
     let (receiver, addr) = Receiver::start().await;
-    let fixture = Fixture::new(&format!("alerts:\n  - kind: webhook\n    url: http://{addr}/hook\n"))
-        .await;
+    let fixture = Fixture::new(&format!(
+        "alerts:\n  - kind: webhook\n    url: http://{addr}/hook\n"
+    ))
+    .await;
     fixture.write("orders", &spec("@schedule \"0 * * * * *\""));
     fixture.write("refunds", "sync \"never good\"\nsource nowhere {");
     let clock = ManualClock::new(start_time());
@@ -603,8 +687,14 @@ async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones(
     .await;
 
     // A broken edit keeps the last good version running and alerts.
-    fixture.write("orders", &spec("@schedule \"30 * * * * *\"\n@paginate sideways"));
-    eventually("broken edit", Duration::from_secs(5), || view("orders").status == "broken").await;
+    fixture.write(
+        "orders",
+        &spec("@schedule \"30 * * * * *\"\n@paginate sideways"),
+    );
+    eventually("broken edit", Duration::from_secs(5), || {
+        view("orders").status == "broken"
+    })
+    .await;
     eventually("broken alert", Duration::from_secs(5), || {
         receiver
             .on("hook")
@@ -613,14 +703,23 @@ async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones(
     })
     .await;
     clock.advance(Duration::from_secs(25)); // 00:00:30: the good version's slot
-    eventually("last good version runs", Duration::from_secs(5), || finished(&log) == 1).await;
+    eventually("last good version runs", Duration::from_secs(5), || {
+        finished(&log) == 1
+    })
+    .await;
     assert_eq!(calls(&log)[0].schedule.as_deref(), Some("30 * * * * *"));
     let page = get(handle.addr(), "/").await;
-    assert!(page.contains("the last good version keeps running"), "{page}");
+    assert!(
+        page.contains("the last good version keeps running"),
+        "{page}"
+    );
 
     // Fixing it announces the recovery.
     fixture.write("orders", &spec("@schedule \"45 * * * * *\""));
-    eventually("fixed", Duration::from_secs(5), || view("orders").status == "idle").await;
+    eventually("fixed", Duration::from_secs(5), || {
+        view("orders").status == "idle"
+    })
+    .await;
     eventually("recovered alert", Duration::from_secs(5), || {
         receiver
             .on("hook")
@@ -631,9 +730,15 @@ async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones(
 
     // New and deleted files.
     fixture.write("extra", &spec(""));
-    eventually("new spec", Duration::from_secs(5), || handle.specs().len() == 3).await;
+    eventually("new spec", Duration::from_secs(5), || {
+        handle.specs().len() == 3
+    })
+    .await;
     std::fs::remove_file(fixture.path().join("extra.qsync")).unwrap();
-    eventually("removed spec", Duration::from_secs(5), || handle.specs().len() == 2).await;
+    eventually("removed spec", Duration::from_secs(5), || {
+        handle.specs().len() == 2
+    })
+    .await;
 
     handle.shutdown();
     handle.wait().await;
@@ -677,7 +782,10 @@ async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
     let handle = start(config, &clock, &runner).await;
     handle.trigger("orders", RunKind::Regular).unwrap();
     handle.trigger("stubborn", RunKind::Regular).unwrap();
-    eventually("both running", Duration::from_secs(5), || calls(&log).len() == 2).await;
+    eventually("both running", Duration::from_secs(5), || {
+        calls(&log).len() == 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let asked = Instant::now();
@@ -685,20 +793,32 @@ async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
     let report = handle.wait().await;
     let waited = asked.elapsed();
     assert_eq!(report.unfinished, 1, "the stubborn run is abandoned");
-    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "{waited:?}");
-    let orders = calls(&log).into_iter().find(|c| c.spec == "orders").unwrap();
-    assert!(orders.end.is_some(), "the cooperative run finished its batch and returned");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let orders = calls(&log)
+        .into_iter()
+        .find(|c| c.spec == "orders")
+        .unwrap();
+    assert!(
+        orders.end.is_some(),
+        "the cooperative run finished its batch and returned"
+    );
     assert!(orders.end.unwrap() < asked + Duration::from_millis(500));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_and_api_match_the_runs() {
     let fixture = Fixture::new("").await;
-    fixture.write("orders", &spec("@schedule \"2 1 * * *\"\n@remedy \"0 3 * * *\" lookback 1d"));
+    fixture.write(
+        "orders",
+        &spec("@schedule \"2 1 * * *\"\n@remedy \"0 3 * * *\" lookback 1d"),
+    );
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let mark = chrono::NaiveDateTime::parse_from_str("2024-03-01 06:00:05", "%Y-%m-%d %H:%M:%S")
-        .unwrap();
+    let mark =
+        chrono::NaiveDateTime::parse_from_str("2024-03-01 06:00:05", "%Y-%m-%d %H:%M:%S").unwrap();
     let report = RunReport {
         range: Some("2024-02-29 00:00:00 .. 2024-03-01 06:00:05".into()),
         windows: 2,
@@ -717,7 +837,10 @@ async fn metrics_and_api_match_the_runs() {
         eventually("run", Duration::from_secs(5), || finished(&log) == n).await;
     }
     let response = reqwest::Client::new()
-        .post(format!("http://{}/api/specs/orders/run?remedy=true", handle.addr()))
+        .post(format!(
+            "http://{}/api/specs/orders/run?remedy=true",
+            handle.addr()
+        ))
         .send()
         .await
         .unwrap();
@@ -732,14 +855,23 @@ async fn metrics_and_api_match_the_runs() {
 
     let text = get(handle.addr(), "/metrics").await;
     let m = |s: &str| metric(&text, s);
-    assert_eq!(m("qsync_runs_total{spec=\"orders\",outcome=\"success\"}"), 3.0);
-    assert_eq!(m("qsync_runs_total{spec=\"orders\",outcome=\"failed\"}"), 1.0);
+    assert_eq!(
+        m("qsync_runs_total{spec=\"orders\",outcome=\"success\"}"),
+        3.0
+    );
+    assert_eq!(
+        m("qsync_runs_total{spec=\"orders\",outcome=\"failed\"}"),
+        1.0
+    );
     assert_eq!(m("qsync_records_total{spec=\"orders\"}"), 360.0);
     assert_eq!(m("qsync_rows_written_total{spec=\"orders\"}"), 900.0);
     assert_eq!(m("qsync_retries_total{spec=\"orders\"}"), 6.0);
     assert_eq!(m("qsync_throttled_requests_total{spec=\"orders\"}"), 9.0);
     assert_eq!(m("qsync_run_duration_seconds_count{spec=\"orders\"}"), 4.0);
-    assert_eq!(m("qsync_run_duration_seconds_bucket{spec=\"orders\",le=\"+Inf\"}"), 4.0);
+    assert_eq!(
+        m("qsync_run_duration_seconds_bucket{spec=\"orders\",le=\"+Inf\"}"),
+        4.0
+    );
     let since = m("qsync_seconds_since_last_success{spec=\"orders\"}");
     assert!((60.0..61.0).contains(&since), "{since}");
     // Clock 00:01:05 UTC = 08:01:05 Shanghai; the mark is 06:00:05.
@@ -796,7 +928,12 @@ async fn non_loopback_listeners_require_the_api_token() {
     assert_eq!(denied.status(), 401);
     let wrong = client.get(&url).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let allowed = client.get(&url).bearer_auth("tok-123456").send().await.unwrap();
+    let allowed = client
+        .get(&url)
+        .bearer_auth("tok-123456")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(allowed.status(), 200);
     handle.shutdown();
     handle.wait().await;
@@ -861,7 +998,10 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
         "jushuitan error 10000012: signature invalid (app_secret {JST_SECRET})"
     )));
     handle.trigger("refunds", RunKind::Regular).unwrap();
-    eventually("refunds failed", Duration::from_secs(5), || finished(&log) == 2).await;
+    eventually("refunds failed", Duration::from_secs(5), || {
+        finished(&log) == 2
+    })
+    .await;
 
     let profile_dir = tempfile::tempdir().unwrap();
     let url = format!("http://{}/", handle.addr());
@@ -892,7 +1032,10 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
     );
     // What a person sees: every spec, the last outcome, the error text, a chart.
     for name in ["orders", "refunds", "broken"] {
-        assert!(dom.contains(&format!("data-spec=\"{name}\"")), "{name} missing:\n{dom}");
+        assert!(
+            dom.contains(&format!("data-spec=\"{name}\"")),
+            "{name} missing:\n{dom}"
+        );
     }
     let row = |name: &str| {
         let start = dom.find(&format!("data-spec=\"{name}\"")).unwrap();
@@ -903,7 +1046,10 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
     assert!(row("orders").contains("<svg"), "{}", row("orders"));
     assert!(row("orders").contains("84"), "rows written shown");
     assert!(row("refunds").contains(">failed<"), "{}", row("refunds"));
-    assert!(dom.contains("jushuitan error 10000012: signature invalid"), "{dom}");
+    assert!(
+        dom.contains("jushuitan error 10000012: signature invalid"),
+        "{dom}"
+    );
     assert!(!dom.contains(JST_SECRET), "secrets are masked on the page");
     assert!(dom.contains("Recent failures"));
     assert!(row("broken").contains("invalid"), "{}", row("broken"));
@@ -937,7 +1083,10 @@ impl Daemon {
             .expect("qsync serve starts");
         let daemon = Daemon { child, addr };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("http://{addr}/api/specs")).await.is_err() {
+        while reqwest::get(format!("http://{addr}/api/specs"))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "qsync serve never answered");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -967,7 +1116,10 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().expect("wait") {
                 break status.code();
             }
-            assert!(Instant::now() < deadline, "qsync serve did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "qsync serve did not exit after SIGTERM"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let waited = asked.elapsed();
@@ -1081,9 +1233,15 @@ map {{
     let (code, log, waited) = first.terminate().await;
     assert_eq!(code, Some(0), "graceful exit\n{log}");
     assert!(log.contains("shutting down"), "{log}");
-    assert!(waited < Duration::from_secs(20), "bounded by the grace period: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(20),
+        "bounded by the grace period: {waited:?}"
+    );
     let partial = count(&url, "SELECT COUNT(*) FROM refunds").await;
-    assert!(partial > 0 && partial < expected, "stopped mid-run: {partial} of {expected}");
+    assert!(
+        partial > 0 && partial < expected,
+        "stopped mid-run: {partial} of {expected}"
+    );
     // What was committed is consistent: the lease was released, the cursor is set.
     assert_eq!(
         count(&url, "SELECT COUNT(*) FROM _qsync_leases WHERE owner <> ''").await,
@@ -1111,19 +1269,70 @@ map {{
             "the run failed: {}",
             spec["last_run"]
         );
-        assert!(Instant::now() < deadline, "the second run never finished: {spec}");
+        assert!(
+            Instant::now() < deadline,
+            "the second run never finished: {spec}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(count(&url, "SELECT COUNT(*) FROM refunds").await, expected);
-    assert_eq!(count(&url, "SELECT COUNT(DISTINCT id) FROM refunds").await, expected);
+    assert_eq!(
+        count(&url, "SELECT COUNT(DISTINCT id) FROM refunds").await,
+        expected
+    );
     let metrics = get(second.addr, "/metrics").await;
     let written = metric(&metrics, "qsync_rows_written_total{spec=\"refunds\"}");
     assert!(written >= (expected - partial) as f64, "{written}");
-    assert_eq!(metric(&metrics, "qsync_runs_total{spec=\"refunds\",outcome=\"success\"}"), 1.0);
+    assert_eq!(
+        metric(
+            &metrics,
+            "qsync_runs_total{spec=\"refunds\",outcome=\"success\"}"
+        ),
+        1.0
+    );
     assert!(metric(&metrics, "qsync_data_lag_seconds{spec=\"refunds\"}") < 3600.0);
     // Both runs are in the history the engine keeps.
     assert_eq!(count(&url, "SELECT COUNT(*) FROM _qsync_runs").await, 2);
     let (code, log, _) = second.terminate().await;
     assert_eq!(code, Some(0), "{log}");
     sim.shutdown().await;
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_a_token_and_a_missing_folder() {
+    let output = crate::support::Test::new()
+        .file("specs/qsync.yaml", "connections: {}\n")
+        .env("QSYNC_LISTEN", "0.0.0.0:0")
+        .args(&["serve", "specs"])
+        .status(1)
+        .run();
+    assert!(
+        output.stderr.contains("needs `api_token`"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stdout.is_empty());
+    assert!(output.dir.join("specs/qsync.yaml").is_file());
+
+    let test = crate::support::Test::new();
+    let missing = test.path().join("nowhere");
+    let output = test
+        .args(&["serve", &missing.display().to_string()])
+        .status(1)
+        .run();
+    assert!(
+        output.stderr.contains("is not a folder of specs"),
+        "{}",
+        output.stderr
+    );
+
+    let output = crate::support::Test::new()
+        .args(&["serve", ".", "--grace", "soon"])
+        .status(2)
+        .run();
+    assert!(
+        output.stderr.contains("is not a duration"),
+        "{}",
+        output.stderr
+    );
 }

@@ -318,10 +318,7 @@ impl Alerter {
             "recovered" => format!("recovered ({})", condition.as_str().replace('_', " ")),
             other => other.replace('_', " "),
         };
-        let text = format!(
-            "[qsync] {spec}: {headline} on {}\n{message}",
-            self.instance
-        );
+        let text = format!("[qsync] {spec}: {headline} on {}\n{message}", self.instance);
         let alert = Alert {
             event,
             condition,
@@ -514,7 +511,10 @@ mod tests {
         .unwrap();
         let channels = parse_channels(&values).unwrap();
         assert_eq!(channels.len(), 3);
-        assert_eq!(channels[0].secrets(), vec!["abcd".to_owned(), "SEC1".to_owned()]);
+        assert_eq!(
+            channels[0].secrets(),
+            vec!["abcd".to_owned(), "SEC1".to_owned()]
+        );
         let bad: Vec<serde_yaml::Value> =
             serde_yaml::from_str("- kind: slack\n  url: http://x\n").unwrap();
         let err = parse_channels(&bad).unwrap_err();

@@ -81,7 +81,10 @@ async fn status_page(State(daemon): State<Arc<Daemon>>) -> Html<String> {
 
 async fn metrics(State(daemon): State<Arc<Daemon>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         daemon.metrics(),
     )
 }

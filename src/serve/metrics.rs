@@ -72,10 +72,7 @@ pub struct SpecStats {
 impl SpecStats {
     /// Counts a finished run.
     pub fn record(&mut self, outcome: Outcome, report: Option<&RunReport>, duration: Duration) {
-        let index = Outcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
+        let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.runs[index] += 1;
         if let Some(report) = report {
             self.records += report.records;
@@ -135,7 +132,12 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 /// Renders every spec's metrics.
 pub fn render(specs: &[SpecMetrics<'_>], alerts_sent: u64, alerts_failed: u64) -> String {
     let mut out = String::new();
-    family(&mut out, "qsync_runs_total", "counter", "Finished runs by outcome.");
+    family(
+        &mut out,
+        "qsync_runs_total",
+        "counter",
+        "Finished runs by outcome.",
+    );
     for s in specs {
         for outcome in Outcome::ALL {
             let _ = writeln!(
@@ -165,10 +167,23 @@ pub fn render(specs: &[SpecMetrics<'_>], alerts_sent: u64, alerts_failed: u64) -
             );
         }
     }
-    let counters: [(&str, &str, fn(&SpecStats) -> u64); 5] = [
-        ("qsync_records_total", "Records read from the source.", |s| s.records),
-        ("qsync_rows_written_total", "Rows written to the target.", |s| s.rows_written),
-        ("qsync_rejects_total", "Records rejected into _qsync_rejects.", |s| s.rejects),
+    type Counter = (&'static str, &'static str, fn(&SpecStats) -> u64);
+    let counters: [Counter; 5] = [
+        (
+            "qsync_records_total",
+            "Records read from the source.",
+            |s| s.records,
+        ),
+        (
+            "qsync_rows_written_total",
+            "Rows written to the target.",
+            |s| s.rows_written,
+        ),
+        (
+            "qsync_rejects_total",
+            "Records rejected into _qsync_rejects.",
+            |s| s.rejects,
+        ),
         ("qsync_retries_total", "Requests retried.", |s| s.retries),
         (
             "qsync_throttled_requests_total",
@@ -235,10 +250,19 @@ pub fn render(specs: &[SpecMetrics<'_>], alerts_sent: u64, alerts_failed: u64) -
     );
     for s in specs {
         if let Some(v) = s.lag_seconds {
-            let _ = writeln!(out, "qsync_data_lag_seconds{{spec=\"{}\"}} {v}", label(s.spec));
+            let _ = writeln!(
+                out,
+                "qsync_data_lag_seconds{{spec=\"{}\"}} {v}",
+                label(s.spec)
+            );
         }
     }
-    family(&mut out, "qsync_spec_running", "gauge", "1 while a run of the spec is in progress.");
+    family(
+        &mut out,
+        "qsync_spec_running",
+        "gauge",
+        "1 while a run of the spec is in progress.",
+    );
     for s in specs {
         let _ = writeln!(
             out,
@@ -261,9 +285,17 @@ pub fn render(specs: &[SpecMetrics<'_>], alerts_sent: u64, alerts_failed: u64) -
             u8::from(s.broken)
         );
     }
-    family(&mut out, "qsync_alerts_total", "counter", "Alert deliveries by result.");
+    family(
+        &mut out,
+        "qsync_alerts_total",
+        "counter",
+        "Alert deliveries by result.",
+    );
     let _ = writeln!(out, "qsync_alerts_total{{result=\"sent\"}} {alerts_sent}");
-    let _ = writeln!(out, "qsync_alerts_total{{result=\"failed\"}} {alerts_failed}");
+    let _ = writeln!(
+        out,
+        "qsync_alerts_total{{result=\"failed\"}} {alerts_failed}"
+    );
     out
 }
 

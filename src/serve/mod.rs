@@ -831,9 +831,9 @@ impl Daemon {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.push(task.abort_handle());
         }
-        let result = task.await.unwrap_or_else(|e| {
-            Err(RunFailure::new(format!("the run ended abnormally: {e}")))
-        });
+        let result = task
+            .await
+            .unwrap_or_else(|e| Err(RunFailure::new(format!("the run ended abnormally: {e}"))));
         guard.abort();
         if let Err(e) = coordinator.release(url, &start.spec, owner).await {
             tracing::warn!(spec = %start.spec, "cannot release the lease (it will expire): {}", self.mask(&e));
@@ -857,7 +857,10 @@ impl Daemon {
             .as_deref()
             .and_then(|r| r.split_once(" .. "))
             .map_or((None, None), |(a, b)| {
-                (crate::cli::parse_time(a).ok(), crate::cli::parse_time(b).ok())
+                (
+                    crate::cli::parse_time(a).ok(),
+                    crate::cli::parse_time(b).ok(),
+                )
             });
         RunRecord {
             spec: view.spec.clone(),
@@ -997,7 +1000,8 @@ impl Daemon {
                     },
                     error: e.broken.clone(),
                     schedule: plan.and_then(|p| p.schedule.clone()),
-                    remedy_schedule: plan.and_then(|p| p.remedy.as_ref().map(|r| r.schedule.clone())),
+                    remedy_schedule: plan
+                        .and_then(|p| p.remedy.as_ref().map(|r| r.schedule.clone())),
                     next_run,
                     running_since: e.running.map(|r| r.since),
                     running_kind: e.running.map(|r| r.kind),
@@ -1026,9 +1030,11 @@ impl Daemon {
                 .get(name)
                 .map(|e| e.history.iter().take(limit).cloned().collect()),
             None => {
-                let mut all: Vec<RunView> =
-                    specs.values().flat_map(|e| e.history.iter().cloned()).collect();
-                all.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+                let mut all: Vec<RunView> = specs
+                    .values()
+                    .flat_map(|e| e.history.iter().cloned())
+                    .collect();
+                all.sort_by_key(|r| std::cmp::Reverse(r.started_at));
                 all.truncate(limit);
                 Some(all)
             }
@@ -1241,12 +1247,19 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
         });
     }
     let profile_path = config.profile.clone().or_else(|| {
-        [config.folder.join("qsync.yaml"), PathBuf::from("qsync.yaml")]
-            .into_iter()
-            .find(|p| p.is_file())
+        [
+            config.folder.join("qsync.yaml"),
+            PathBuf::from("qsync.yaml"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
     });
     let profile = match &profile_path {
-        Some(path) => Some(config::load(path, EnvPolicy::Require, &config::process_env)?),
+        Some(path) => Some(config::load(
+            path,
+            EnvPolicy::Require,
+            &config::process_env,
+        )?),
         None => None,
     };
     let zone = profile
@@ -1280,7 +1293,10 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
     })?;
     // Secrets under four characters would turn every message into asterisks and reveal
     // next to nothing; they are left as they are.
-    let mut secrets = profile.as_ref().map(LoadedProfile::secrets).unwrap_or_default();
+    let mut secrets = profile
+        .as_ref()
+        .map(LoadedProfile::secrets)
+        .unwrap_or_default();
     secrets.retain(|s| s.chars().count() >= 4);
     let alerter = Alerter::start(
         channels,
@@ -1354,7 +1370,9 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
                 .is_ok();
             let unfinished = if drained { 0 } else { *daemon.running.borrow() };
             if unfinished > 0 {
-                tracing::error!("{unfinished} runs did not stop within the grace period; abandoning them");
+                tracing::error!(
+                    "{unfinished} runs did not stop within the grace period; abandoning them"
+                );
             }
             daemon.unfinished.store(unfinished, Ordering::Relaxed);
             let _ = scheduler.await;

@@ -43,7 +43,9 @@ fn esc(text: &str) -> String {
 }
 
 fn time(zone: Tz, at: DateTime<Utc>) -> String {
-    at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S").to_string()
+    at.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 /// `3m 20s ago`, `in 2h 5m`.
@@ -81,7 +83,12 @@ fn chart(runs: &[RunView]) -> String {
         return "<span class=\"muted\">no runs yet</span>".to_owned();
     }
     let (width, height, bar) = (150.0_f64, 32.0_f64, 5.0_f64);
-    let max = runs.iter().map(|r| r.report.rows_written).max().unwrap_or(0).max(1) as f64;
+    let max = runs
+        .iter()
+        .map(|r| r.report.rows_written)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let mut svg = format!(
         "<svg class=\"chart\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} \
          {height}\" role=\"img\"><title>rows written per run (last {})</title>",
@@ -117,7 +124,11 @@ pub(super) fn render(data: &PageData<'_>) -> String {
     let failing = data
         .specs
         .iter()
-        .filter(|s| s.last_run.as_ref().is_some_and(|r| r.outcome == Outcome::Failed))
+        .filter(|s| {
+            s.last_run
+                .as_ref()
+                .is_some_and(|r| r.outcome == Outcome::Failed)
+        })
         .count();
     let _ = write!(
         html,
@@ -150,7 +161,11 @@ pub(super) fn render(data: &PageData<'_>) -> String {
             _ => "bad",
         };
         let schedule = match (&spec.schedule, &spec.remedy_schedule) {
-            (Some(s), Some(r)) => format!("<code>{}</code><br><small>remedy <code>{}</code></small>", esc(s), esc(r)),
+            (Some(s), Some(r)) => format!(
+                "<code>{}</code><br><small>remedy <code>{}</code></small>",
+                esc(s),
+                esc(r)
+            ),
             (Some(s), None) => format!("<code>{}</code>", esc(s)),
             (None, Some(r)) => format!("<small>remedy <code>{}</code></small>", esc(r)),
             (None, None) => "<span class=\"muted\">manual only</span>".to_owned(),
@@ -177,7 +192,13 @@ pub(super) fn render(data: &PageData<'_>) -> String {
         };
         let next = spec.next_run.map_or_else(
             || "<span class=\"muted\">—</span>".to_owned(),
-            |t| format!("{}<br><small>{}</small>", relative(data.now, t), time(data.zone, t)),
+            |t| {
+                format!(
+                    "{}<br><small>{}</small>",
+                    relative(data.now, t),
+                    time(data.zone, t)
+                )
+            },
         );
         let lag = spec.lag_seconds.map_or_else(
             || "<span class=\"muted\">—</span>".to_owned(),
@@ -201,7 +222,11 @@ pub(super) fn render(data: &PageData<'_>) -> String {
             err_class = if spec.failures > 0 { "bad" } else { "" },
             failures = spec.failures,
             chart = chart(runs),
-            disabled = if spec.status == "invalid" { "disabled" } else { "" },
+            disabled = if spec.status == "invalid" {
+                "disabled"
+            } else {
+                ""
+            },
         );
         if let Some(error) = &spec.error {
             let note = if spec.status == "broken" {

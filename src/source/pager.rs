@@ -133,15 +133,12 @@ impl WindowRequest<'_> {
 
     fn decode(&self, mut payload: Value, site: &Site) -> Result<Page, SourceError> {
         let number = |path: &[String]| at(&payload, path).and_then(as_u64);
-        let total = self
-            .plan
-            .total
-            .as_deref()
-            .and_then(number)
-            .or_else(|| match end_rule(&self.plan.pagination) {
+        let total = self.plan.total.as_deref().and_then(number).or_else(|| {
+            match end_rule(&self.plan.pagination) {
                 Some(EndRule::Total(path)) => number(path),
                 _ => None,
-            });
+            }
+        });
         let page_count = match end_rule(&self.plan.pagination) {
             Some(EndRule::PageCount(path)) => number(path),
             _ => None,
@@ -524,10 +521,26 @@ mod tests {
 
     #[test]
     fn end_rules_recognise_the_last_page() {
-        assert!(is_last(&paging(EndRule::ShortPage), &page(9, None, None), 0));
-        assert!(!is_last(&paging(EndRule::ShortPage), &page(10, None, None), 0));
-        assert!(!is_last(&paging(EndRule::EmptyPage), &page(3, None, None), 0));
-        assert!(is_last(&paging(EndRule::EmptyPage), &page(0, None, None), 4));
+        assert!(is_last(
+            &paging(EndRule::ShortPage),
+            &page(9, None, None),
+            0
+        ));
+        assert!(!is_last(
+            &paging(EndRule::ShortPage),
+            &page(10, None, None),
+            0
+        ));
+        assert!(!is_last(
+            &paging(EndRule::EmptyPage),
+            &page(3, None, None),
+            0
+        ));
+        assert!(is_last(
+            &paging(EndRule::EmptyPage),
+            &page(0, None, None),
+            4
+        ));
         let has_next = paging(EndRule::HasNext(vec!["more".into()]));
         assert!(is_last(&has_next, &page(10, None, Some(false)), 0));
         assert!(!is_last(&has_next, &page(10, None, Some(true)), 0));
@@ -536,10 +549,7 @@ mod tests {
         let total = paging(EndRule::Total(vec!["total".into()]));
         assert!(is_last(&total, &page(10, Some(30), None), 2));
         assert!(!is_last(&total, &page(10, Some(30), None), 1));
-        assert_eq!(
-            reported_pages(&total, &page(10, Some(31), None)),
-            Some(4)
-        );
+        assert_eq!(reported_pages(&total, &page(10, Some(31), None)), Some(4));
     }
 
     #[test]
