@@ -295,9 +295,23 @@ async fn schedules_fire_on_the_clock_and_missed_slots_run_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(finished(&log), 3);
     assert!(calls(&log).iter().all(|c| !c.remedy && c.instance == "a"));
-
     handle.shutdown();
     assert_eq!(handle.wait().await.unfinished, 0);
+
+    // Down for an hour, then started again: the missed slots run once, at start.
+    clock.advance(Duration::from_secs(3600));
+    let handle = start(config(fixture.path(), "b"), &clock, &runner).await;
+    eventually("missed-slot run", Duration::from_secs(5), || {
+        settled(&handle, "every10s", 1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(finished(&log), 4);
+    let runs: serde_json::Value =
+        serde_json::from_str(&get(handle.addr(), "/api/runs?spec=every10s").await).unwrap();
+    assert_eq!(runs[0]["trigger"], "missed");
+    handle.shutdown();
+    handle.wait().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -810,10 +824,14 @@ async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_and_api_match_the_runs() {
-    let fixture = Fixture::new("").await;
+    let (receiver, addr) = Receiver::start().await;
+    let fixture = Fixture::new(&format!(
+        "alerts:\n  - kind: webhook\n    url: http://{addr}/hook\n"
+    ))
+    .await;
     fixture.write(
         "orders",
-        &spec("@schedule \"2 1 * * *\"\n@remedy \"0 3 * * *\" lookback 1d"),
+        &spec("@schedule \"2 1 * * *\"\n@remedy \"0 3 * * *\" lookback 1d\n@alert lag > 1h"),
     );
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -908,6 +926,34 @@ async fn metrics_and_api_match_the_runs() {
     let history = store.runs("orders", 10).await.unwrap();
     assert_eq!(history.len(), 4);
     assert_eq!(history[0].error.as_deref(), Some("mysql is down"));
+
+    // `@alert lag > 1h`: the 2 h lag alerted once; a fresh mark announces the recovery.
+    let lag_alerts = |event: &str| {
+        receiver
+            .on("hook")
+            .into_iter()
+            .filter(|h| h["condition"] == "lag" && h["event"] == event)
+            .collect::<Vec<_>>()
+    };
+    eventually("lag alert", Duration::from_secs(5), || {
+        lag_alerts("lag").len() == 1
+    })
+    .await;
+    let message = lag_alerts("lag")[0]["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("over the 1h limit"), "{message}");
+    runner.set(ok_after(
+        Duration::ZERO,
+        RunReport {
+            high_water_mark: Some(mark + chrono::Duration::hours(2)),
+            ..RunReport::default()
+        },
+    ));
+    handle.trigger("orders", RunKind::Regular).unwrap();
+    eventually("lag recovered", Duration::from_secs(5), || {
+        lag_alerts("recovered").len() == 1
+    })
+    .await;
+    assert_eq!(lag_alerts("lag").len(), 1);
     handle.shutdown();
     handle.wait().await;
 }
