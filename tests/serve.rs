@@ -1149,14 +1149,23 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no spec {name} in {specs}"))
     }
 
-    /// SIGTERM, then the exit status and what it logged.
-    async fn terminate(mut self) -> (Option<i32>, String, Duration) {
-        let asked = Instant::now();
+    fn signal(&self) {
         let status = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status and what it logged.
+    async fn terminate(self) -> (Option<i32>, String, Duration) {
+        self.signal();
+        self.exit().await
+    }
+
+    /// Waits for the exit: status, what it logged, how long it took.
+    async fn exit(mut self) -> (Option<i32>, String, Duration) {
+        let asked = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(30);
         let code = loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -1193,10 +1202,16 @@ async fn count(url: &str, sql: &str) -> u64 {
     n.unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
+/// The simulator, a fresh database, and a folder with one Jushuitan refunds spec.
+async fn engine_fixture() -> (
+    qsync::sim::SimHandle,
+    String,
+    DatabaseGuard,
+    tempfile::TempDir,
+    u64,
+) {
     use qsync::plan::ConnectorKind;
-    use qsync::sim::{self, Dataset, Faults, SimConfig};
+    use qsync::sim::{self, Dataset, SimConfig};
 
     let config = SimConfig {
         records: 400,
@@ -1205,7 +1220,7 @@ async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
     let sim = sim::start(config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("simulator");
-    let (url, _db) = fresh_database().await;
+    let (url, db) = fresh_database().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let profile = format!(
         "timezone: Asia/Shanghai\nconnections:\n  jst:\n    kind: jushuitan\n    base_url: {}\n    \
@@ -1255,6 +1270,14 @@ map {{
         .iter()
         .map(|r| r["items"].as_array().map_or(0, |i| i.len() as u64))
         .sum();
+    (sim, url, db, dir, expected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
+    use qsync::sim::Faults;
+
+    let (sim, url, _db, dir, expected) = engine_fixture().await;
     // Slow answers, so the run is still going when SIGTERM arrives.
     sim.set_faults(Faults {
         latency: Duration::from_millis(150),
@@ -1381,4 +1404,123 @@ fn serve_refuses_a_public_address_without_a_token_and_a_missing_folder() {
         "{}",
         output.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_database_fails_runs_not_the_daemon_and_concurrency_is_capped() {
+    let fixture = Fixture::new("").await;
+    // `lost` writes to a MySQL nobody listens on; the others to the test database.
+    let lost = spec("").replace("connection bi", "connection lost");
+    fixture.write("lost", &lost);
+    let profile = std::fs::read_to_string(fixture.path().join("qsync.yaml")).unwrap();
+    let profile = profile.replace(
+        "connections:\n",
+        "connections:\n  lost:\n    kind: mysql\n    url: mysql://root@127.0.0.1:1/nowhere\n",
+    );
+    std::fs::write(fixture.path().join("qsync.yaml"), profile).unwrap();
+    for name in ["one", "two", "three"] {
+        fixture.write(name, &spec(""));
+    }
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let in_flight = Arc::new(Mutex::new((0u32, 0u32)));
+    let counting: Script = {
+        let in_flight = in_flight.clone();
+        Arc::new(move |_| {
+            let in_flight = in_flight.clone();
+            Box::pin(async move {
+                {
+                    let mut n = in_flight.lock().unwrap();
+                    n.0 += 1;
+                    n.1 = n.1.max(n.0);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                in_flight.lock().unwrap().0 -= 1;
+                Ok(RunReport::default())
+            })
+        })
+    };
+    let runner = ScriptRunner::new("a", &log, counting);
+    let mut config = config(fixture.path(), "a");
+    config.max_concurrent = 2;
+    let handle = start(config, &clock, &runner).await;
+    for name in ["lost", "one", "two", "three"] {
+        handle.trigger(name, RunKind::Regular).unwrap();
+    }
+    for name in ["one", "two", "three"] {
+        eventually(name, Duration::from_secs(10), || settled(&handle, name, 1)).await;
+    }
+    eventually("lost fails", Duration::from_secs(10), || {
+        settled(&handle, "lost", 1)
+    })
+    .await;
+    assert_eq!(
+        in_flight.lock().unwrap().1,
+        2,
+        "never more than --max-concurrent runs"
+    );
+    let lost = handle
+        .specs()
+        .into_iter()
+        .find(|s| s.name == "lost")
+        .unwrap();
+    let run = lost.last_run.unwrap();
+    assert_eq!(run.outcome, serve::metrics::Outcome::Failed);
+    let error = run.error.unwrap();
+    assert!(error.contains("cannot take the lease on `lost`"), "{error}");
+    assert!(
+        calls(&log).iter().all(|c| c.spec != "lost"),
+        "no lease, no run"
+    );
+    // The daemon still answers and schedules.
+    assert!(get(handle.addr(), "/metrics")
+        .await
+        .contains("qsync_runs_total"));
+    handle.shutdown();
+    assert_eq!(handle.wait().await.unfinished, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_signal_exits_at_once() {
+    use mysql_async::prelude::Queryable as _;
+    let (sim, url, _db, dir, _) = engine_fixture().await;
+    let daemon = Daemon::spawn(dir.path(), "twice").await;
+    // Hold the cursor table locked: the run blocks in MySQL and cannot reach a batch
+    // boundary, so only the second signal ends the process.
+    qsync::state::StateStore::open(&qsync::sink::MysqlSink::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    let mut locker = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+    locker
+        .query_drop("LOCK TABLES _qsync_state WRITE")
+        .await
+        .unwrap();
+    let started = reqwest::Client::new()
+        .post(format!("http://{}/api/specs/refunds/run", daemon.addr))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(started.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.spec("refunds").await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    daemon.signal();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        reqwest::get(format!("http://{}/metrics", daemon.addr))
+            .await
+            .is_err(),
+        "the HTTP server stops on the first signal"
+    );
+    daemon.signal();
+    let (code, log, waited) = daemon.exit().await;
+    assert_eq!(code, Some(130), "{log}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert!(log.contains("second signal"), "{log}");
+    locker.query_drop("UNLOCK TABLES").await.unwrap();
+    let _ = locker.disconnect().await;
+    sim.shutdown().await;
 }

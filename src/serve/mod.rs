@@ -45,6 +45,8 @@ use self::schedule::Schedule;
 
 /// How many finished runs each spec keeps for the status page and `/api/runs`.
 const HISTORY: usize = 50;
+/// Longest wait for a lease or history statement before the run fails.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of one daemon.
 #[derive(Debug, Clone)]
@@ -748,7 +750,13 @@ impl Daemon {
         }
         if let (Ok(url), false) = (&start.url, self.services.runner.records_history()) {
             let record = self.run_record(&view);
-            if let Err(e) = self.services.coordinator.record_run(url, &record).await {
+            let recorded = tokio::time::timeout(
+                DATABASE_TIMEOUT,
+                self.services.coordinator.record_run(url, &record),
+            )
+            .await
+            .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
+            if let Err(e) = recorded {
                 tracing::warn!(spec = %start.spec, "cannot record the run: {}", self.mask(&e));
             }
         }
@@ -766,7 +774,14 @@ impl Daemon {
         let owner = &self.config.instance;
         let ttl = self.config.lease_ttl;
         let coordinator = self.services.coordinator.clone();
-        match coordinator.take(url, &start.spec, owner, ttl).await {
+        // A database that does not answer must fail the run, not hang it.
+        let taken = tokio::time::timeout(
+            DATABASE_TIMEOUT,
+            coordinator.take(url, &start.spec, owner, ttl),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
+        match taken {
             Ok(true) => {}
             Ok(false) => return None,
             Err(e) => {
@@ -797,7 +812,11 @@ impl Daemon {
                             continue;
                         }
                     }
-                    match coordinator.renew(&url, &spec, &owner, ttl).await {
+                    let renewed =
+                        tokio::time::timeout(ttl / 3, coordinator.renew(&url, &spec, &owner, ttl))
+                            .await
+                            .unwrap_or_else(|_| Err("the database did not answer".to_owned()));
+                    match renewed {
                         Ok(true) => last_ok = Instant::now(),
                         Ok(false) => {
                             tracing::error!(spec = %spec, "lease lost to another instance; stopping the run");
@@ -835,7 +854,13 @@ impl Daemon {
             .await
             .unwrap_or_else(|e| Err(RunFailure::new(format!("the run ended abnormally: {e}"))));
         guard.abort();
-        if let Err(e) = coordinator.release(url, &start.spec, owner).await {
+        let released = tokio::time::timeout(
+            DATABASE_TIMEOUT,
+            coordinator.release(url, &start.spec, owner),
+        )
+        .await
+        .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
+        if let Err(e) = released {
             tracing::warn!(spec = %start.spec, "cannot release the lease (it will expire): {}", self.mask(&e));
         }
         let result = match result {
