@@ -100,7 +100,9 @@ pub fn parse_window(text: &str) -> Result<crate::source::Window, String> {
     let start = parse_time(start.trim())?;
     let end = parse_time(end.trim())?;
     if start >= end {
-        return Err(format!("the window `{text}` is empty: its start is not before its end"));
+        return Err(format!(
+            "the window `{text}` is empty: its start is not before its end"
+        ));
     }
     Ok(crate::source::Window { start, end })
 }

@@ -190,8 +190,8 @@ pub enum RunErrorKind {
 /// A failed run: what went wrong and what had been committed before.
 #[derive(Debug)]
 pub struct RunError {
-    kind: RunErrorKind,
-    summary: Option<RunSummary>,
+    kind: Box<RunErrorKind>,
+    summary: Option<Box<RunSummary>>,
 }
 
 impl RunError {
@@ -201,7 +201,7 @@ impl RunError {
 
     /// Progress made before the failure, when the run got as far as reading its state.
     pub fn summary(&self) -> Option<&RunSummary> {
-        self.summary.as_ref()
+        self.summary.as_deref()
     }
 }
 
@@ -213,7 +213,11 @@ impl std::fmt::Display for RunError {
                 f,
                 ". {} window{} committed before the failure; the high-water mark is {}",
                 summary.windows,
-                if summary.windows == 1 { " was" } else { "s were" },
+                if summary.windows == 1 {
+                    " was"
+                } else {
+                    "s were"
+                },
                 summary.high_water_mark.map_or_else(
                     || "not set".to_owned(),
                     |m| m.format("%Y-%m-%d %H:%M:%S").to_string()
@@ -226,14 +230,14 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
+        Some(&*self.kind)
     }
 }
 
 impl From<RunErrorKind> for RunError {
     fn from(kind: RunErrorKind) -> RunError {
         RunError {
-            kind,
+            kind: Box::new(kind),
             summary: None,
         }
     }
@@ -296,7 +300,10 @@ fn mysql_url(plan: &Plan, profile: &LoadedProfile) -> Result<String, RunError> {
         return Err(RunErrorKind::Connection {
             spec: plan.name.clone(),
             connection: name.clone(),
-            message: format!("is `kind: {}`, a target needs `kind: mysql`", connection.kind),
+            message: format!(
+                "is `kind: {}`, a target needs `kind: mysql`",
+                connection.kind
+            ),
         }
         .into());
     }
@@ -420,10 +427,7 @@ async fn execute(
     let transformer = Transformer::new(
         &plan.transforms,
         &plan.columns,
-        RunClock {
-            now: now_utc,
-            tz,
-        },
+        RunClock { now: now_utc, tz },
     )
     .map_err(|e| RunErrorKind::Transform {
         spec: spec.clone(),
@@ -475,12 +479,11 @@ async fn execute(
                 full: options.full,
                 remedy,
             };
-            let (start, end) = resolve_range(window_plan, &inputs).map_err(|source| {
-                RunErrorKind::Range {
+            let (start, end) =
+                resolve_range(window_plan, &inputs).map_err(|source| RunErrorKind::Range {
                     spec: spec.clone(),
                     source,
-                }
-            })?;
+                })?;
             let windows = split(start, end, window_plan.max_span)
                 .into_iter()
                 .map(Some)
@@ -554,8 +557,8 @@ async fn execute(
     match result {
         Ok(()) => Ok(summary),
         Err(kind) => Err(RunError {
-            kind,
-            summary: Some(summary),
+            kind: Box::new(kind),
+            summary: Some(Box::new(summary)),
         }),
     }
 }

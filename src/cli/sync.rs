@@ -157,10 +157,7 @@ pub(super) fn state(args: &StateArgs) -> Outcome {
         let store = exec::open_state(&plan, &profile)
             .await
             .map_err(|e| e.to_string())?;
-        let cursor = store
-            .cursor(&plan.name)
-            .await
-            .map_err(|e| e.to_string())?;
+        let cursor = store.cursor(&plan.name).await.map_err(|e| e.to_string())?;
         let old = cursor.as_ref().map(|c| c.high_water);
         if let Some(new) = args.set {
             store

@@ -120,9 +120,7 @@ impl WindowRequest<'_> {
         context.page_size = page_size(&self.plan.pagination);
         let call = build_call(self.plan, self.renderer, &context, state).map_err(|e| {
             SourceError::Request {
-                spec: self.spec.to_owned(),
-                window: self.window.clone(),
-                page: label.clone(),
+                at: Box::new(self.site(label.clone())),
                 message: self.source.mask(&e.to_string()),
             }
         })?;
@@ -133,15 +131,12 @@ impl WindowRequest<'_> {
 
     fn decode(&self, mut payload: Value, site: &Site) -> Result<Page, SourceError> {
         let number = |path: &[String]| at(&payload, path).and_then(as_u64);
-        let total = self
-            .plan
-            .total
-            .as_deref()
-            .and_then(number)
-            .or_else(|| match end_rule(&self.plan.pagination) {
+        let total = self.plan.total.as_deref().and_then(number).or_else(|| {
+            match end_rule(&self.plan.pagination) {
                 Some(EndRule::Total(path)) => number(path),
                 _ => None,
-            });
+            }
+        });
         let page_count = match end_rule(&self.plan.pagination) {
             Some(EndRule::PageCount(path)) => number(path),
             _ => None,
@@ -152,7 +147,7 @@ impl WindowRequest<'_> {
         };
         let next_cursor = match &self.plan.pagination {
             PaginationPlan::Cursor { from, .. } => at(&payload, from)
-                .filter(|v| !v.is_null() && wire::scalar_text(v) != "")
+                .filter(|v| !v.is_null() && !wire::scalar_text(v).is_empty())
                 .cloned(),
             _ => None,
         };
@@ -161,9 +156,7 @@ impl WindowRequest<'_> {
             Some(Value::Array(records)) => records,
             Some(other) => {
                 return Err(SourceError::Records {
-                    spec: site.spec.clone(),
-                    window: site.window.clone(),
-                    page: site.page.clone(),
+                    at: Box::new(site.clone()),
                     path: self.plan.records.join("."),
                     found: kind_of(&other).to_owned(),
                 })
@@ -282,9 +275,7 @@ impl Delivery<'_> {
     ) -> Result<(), SourceError> {
         if !page.records.is_empty() && self.previous == Some(page.fingerprint) {
             return Err(SourceError::EndlessPaging {
-                spec: request.spec.to_owned(),
-                window: request.window.clone(),
-                page: label,
+                at: Box::new(request.site(label)),
             });
         }
         self.previous = Some(page.fingerprint);
@@ -351,9 +342,7 @@ pub async fn fetch_window(
                 };
                 if state.cursor.as_ref() == Some(&next) {
                     return Err(SourceError::EndlessPaging {
-                        spec: request.spec.to_owned(),
-                        window: request.window.clone(),
-                        page: label,
+                        at: Box::new(request.site(label)),
                     });
                 }
                 state.cursor = Some(next);
@@ -381,9 +370,7 @@ pub async fn fetch_window(
                     .is_some_and(|prev| compare_values(&next, prev) != Ordering::Greater)
                 {
                     return Err(SourceError::EndlessPaging {
-                        spec: request.spec.to_owned(),
-                        window: request.window.clone(),
-                        page: label,
+                        at: Box::new(request.site(label)),
                     });
                 }
                 state.cursor = Some(next);
@@ -480,9 +467,7 @@ async fn numbered(
             // One page past the count is fine (an `empty` end rule needs it); more is not.
             if next > pages {
                 return Err(SourceError::PageCountGrew {
-                    spec: request.spec.to_owned(),
-                    window: request.window.clone(),
-                    page: label,
+                    at: Box::new(request.site(label)),
                     reported: pages,
                 });
             }
@@ -524,10 +509,26 @@ mod tests {
 
     #[test]
     fn end_rules_recognise_the_last_page() {
-        assert!(is_last(&paging(EndRule::ShortPage), &page(9, None, None), 0));
-        assert!(!is_last(&paging(EndRule::ShortPage), &page(10, None, None), 0));
-        assert!(!is_last(&paging(EndRule::EmptyPage), &page(3, None, None), 0));
-        assert!(is_last(&paging(EndRule::EmptyPage), &page(0, None, None), 4));
+        assert!(is_last(
+            &paging(EndRule::ShortPage),
+            &page(9, None, None),
+            0
+        ));
+        assert!(!is_last(
+            &paging(EndRule::ShortPage),
+            &page(10, None, None),
+            0
+        ));
+        assert!(!is_last(
+            &paging(EndRule::EmptyPage),
+            &page(3, None, None),
+            0
+        ));
+        assert!(is_last(
+            &paging(EndRule::EmptyPage),
+            &page(0, None, None),
+            4
+        ));
         let has_next = paging(EndRule::HasNext(vec!["more".into()]));
         assert!(is_last(&has_next, &page(10, None, Some(false)), 0));
         assert!(!is_last(&has_next, &page(10, None, Some(true)), 0));
@@ -536,10 +537,7 @@ mod tests {
         let total = paging(EndRule::Total(vec!["total".into()]));
         assert!(is_last(&total, &page(10, Some(30), None), 2));
         assert!(!is_last(&total, &page(10, Some(30), None), 1));
-        assert_eq!(
-            reported_pages(&total, &page(10, Some(31), None)),
-            Some(4)
-        );
+        assert_eq!(reported_pages(&total, &page(10, Some(31), None)), Some(4));
     }
 
     #[test]
