@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::EnvPolicy;
 use crate::frontend::{self, LoadError};
 
+mod sync;
+
 /// qsync: sync SaaS API data into MySQL, driven by declarative `.qsync` specs.
 #[derive(Debug, Parser)]
 #[command(name = "qsync", version, about, long_about = None)]
@@ -26,6 +28,12 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run every spec of a folder on its schedule: status page, metrics, API and alerts.
     Serve(ServeArgs),
+    /// Sync a spec: from the stored high-water mark (or --since) to now, window by window.
+    Run(RunArgs),
+    /// Show a spec's stored high-water mark and recent runs, or move the mark.
+    State(StateArgs),
+    /// Re-run one window; the high-water mark does not move.
+    Replay(ReplayArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +66,9 @@ pub struct ServeArgs {
     /// How often the folder is checked for changed specs.
     #[arg(long, value_parser = parse_span, default_value = "2s")]
     pub watch_interval: std::time::Duration,
+    /// Log format on stderr (level from `QSYNC_LOG`, e.g. `debug`, default `info`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, `1d`.
@@ -81,6 +92,79 @@ pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
             "`{other}` is not a time unit: use ms, s, m, h or d"
         )),
     }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The spec to run.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Start of the range (`yyyy-MM-dd HH:mm:ss`, source time zone), overriding the stored mark.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<NaiveDateTime>,
+    /// End of the range (default: now minus the window's lag).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<NaiveDateTime>,
+    /// Start from the window's `initial`, ignoring the stored mark.
+    #[arg(long, conflicts_with = "since")]
+    pub full: bool,
+    /// Omission remedy: re-read the spec's `@remedy` lookback before now.
+    #[arg(long, conflicts_with_all = ["since", "full"])]
+    pub remedy: bool,
+    /// Log format on stderr (level from `QSYNC_LOG`, e.g. `info`, default `warn`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// The spec whose state to show.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Move the high-water mark to this time (`yyyy-MM-dd HH:mm:ss`).
+    #[arg(long, value_parser = parse_time)]
+    pub set: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The spec to replay.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// The window, `"yyyy-MM-dd HH:mm:ss..yyyy-MM-dd HH:mm:ss"`.
+    #[arg(long, value_parser = parse_window)]
+    pub window: crate::source::Window,
+    /// Log format on stderr (level from `QSYNC_LOG`, default `warn`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// Parses `START..END`.
+pub fn parse_window(text: &str) -> Result<crate::source::Window, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not a window: write \"START..END\""))?;
+    let start = parse_time(start.trim())?;
+    let end = parse_time(end.trim())?;
+    if start >= end {
+        return Err(format!(
+            "the window `{text}` is empty: its start is not before its end"
+        ));
+    }
+    Ok(crate::source::Window { start, end })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,6 +244,9 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Check(args) => check(&args),
         Command::Plan(args) => plan(&args),
         Command::Serve(args) => serve(args),
+        Command::Run(args) => sync::run(&args),
+        Command::State(args) => sync::state(&args),
+        Command::Replay(args) => sync::replay(&args),
     }
 }
 
@@ -320,14 +407,17 @@ fn plan(args: &PlanArgs) -> Outcome {
 }
 
 fn serve(args: ServeArgs) -> Outcome {
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{NaiveDateTime, TimeZone, Timelike as _, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -190,8 +190,8 @@ pub enum RunErrorKind {
 /// A failed run: what went wrong and what had been committed before.
 #[derive(Debug)]
 pub struct RunError {
-    kind: RunErrorKind,
-    summary: Option<RunSummary>,
+    kind: Box<RunErrorKind>,
+    summary: Option<Box<RunSummary>>,
 }
 
 impl RunError {
@@ -201,7 +201,7 @@ impl RunError {
 
     /// Progress made before the failure, when the run got as far as reading its state.
     pub fn summary(&self) -> Option<&RunSummary> {
-        self.summary.as_ref()
+        self.summary.as_deref()
     }
 }
 
@@ -230,14 +230,14 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
+        Some(&*self.kind)
     }
 }
 
 impl From<RunErrorKind> for RunError {
     fn from(kind: RunErrorKind) -> RunError {
         RunError {
-            kind,
+            kind: Box::new(kind),
             summary: None,
         }
     }
@@ -382,9 +382,11 @@ async fn execute(
     let started = Instant::now();
     let spec = plan.name.clone();
     let tz = profile.timezone();
+    // Whole seconds: vendors take times to the second, and marks are stored as such.
     let now = options
         .now
         .unwrap_or_else(|| Utc::now().with_timezone(&tz).naive_local());
+    let now = now.with_nanosecond(0).unwrap_or(now);
     let now_utc = tz
         .from_local_datetime(&now)
         .earliest()
@@ -555,8 +557,8 @@ async fn execute(
     match result {
         Ok(()) => Ok(summary),
         Err(kind) => Err(RunError {
-            kind,
-            summary: Some(summary),
+            kind: Box::new(kind),
+            summary: Some(Box::new(summary)),
         }),
     }
 }

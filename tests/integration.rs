@@ -4,6 +4,7 @@
 mod check_corpus;
 mod cli_check;
 mod cli_plan;
+mod engine;
 mod examples;
 mod serve;
 mod support;

@@ -1123,7 +1123,7 @@ impl Daemon {
             .args(["--listen", &addr.to_string(), "--instance", instance])
             .args(["--grace", "20s", "--watch-interval", "200ms"])
             .env_remove("QSYNC_PROFILE")
-            .env("RUST_LOG", "info")
+            .env("QSYNC_LOG", "info")
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("qsync serve starts");

@@ -7,6 +7,7 @@
 //! [`SqlStatement`]s) nor how rows are produced (`transform`). Nothing from `mysql_async`
 //! leaves this module and `state`.
 
+pub mod bench;
 pub mod mysql;
 #[doc(hidden)]
 pub mod testing;

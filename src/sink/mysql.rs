@@ -7,8 +7,10 @@
 //!   template, both written by the spec author.
 //! - [`WindowWriter`] spreads a window's rows over several connections ("lanes"), each row
 //!   to the lane picked by a hash of its key, so two versions of one record are always
-//!   written in order on the same connection. Rows are buffered per lane and flushed in
-//!   chunks of a few megabytes, each chunk in its own transaction.
+//!   written in order on the same connection. With `LOAD DATA` a lane streams batches into
+//!   one open load while they arrive (the server ingests one batch while the next is
+//!   encoded); a chunk of up to 100k rows is one transaction. The statement method buffers
+//!   20k rows per transaction.
 //! - [`WindowWriter::commit`] flushes every other lane, then writes lane 0's last chunk and
 //!   the caller's state statements in **one transaction** (design guarantee 3): a crash
 //!   before that commit leaves the cursor where it was, and re-reading the window rewrites
@@ -41,9 +43,7 @@ const MAX_IDENTIFIER: usize = 64;
 const MAX_PLACEHOLDERS: usize = 65_535;
 /// Rows per multi-row statement.
 const STATEMENT_ROWS: usize = 1000;
-/// A lane flushes once its buffered `LOAD DATA` text reaches this size.
-const CHUNK_BYTES: usize = 4 << 20;
-/// ... or once it buffers this many rows (statement fallback and tiny rows).
+/// A statement-method lane flushes (one transaction) once it buffers this many rows.
 const CHUNK_ROWS: usize = 20_000;
 /// Deadlocks and lock-wait timeouts of a chunk are retried this many times in place.
 const LOCK_RETRIES: usize = 3;
@@ -404,7 +404,7 @@ pub fn statement_sql(table: &TableSpec, rows: usize) -> Result<String, SinkError
 }
 
 /// The `LOAD DATA LOCAL INFILE` statement, or `None` when the mode needs statements.
-fn load_data_sql(table: &TableSpec) -> Option<String> {
+pub(crate) fn load_data_sql(table: &TableSpec) -> Option<String> {
     let modifier = match (table.head.is_some(), table.mode) {
         // Custom heads and upserts have no LOAD DATA equivalent.
         (true, _) | (false, WriteMode::Upsert) => return None,
@@ -521,7 +521,7 @@ impl std::fmt::Write for ByteWriter<'_> {
     }
 }
 
-fn to_sql_value(cell: &Cell) -> SqlValue {
+pub(crate) fn to_sql_value(cell: &Cell) -> SqlValue {
     use chrono::{Datelike, Timelike};
     let narrow = |n: u32| u8::try_from(n).unwrap_or(0);
     match cell {
@@ -984,13 +984,30 @@ fn hash_cell(cell: &Cell, hasher: &mut DefaultHasher) {
     }
 }
 
-/// Rows buffered by a lane, already encoded for `LOAD DATA` when that is the method.
+/// Rows buffered by a lane for the statement method.
 #[derive(Default)]
 struct Chunk {
     rows: Vec<Vec<Cell>>,
-    text: Vec<u8>,
-    count: usize,
 }
+
+/// Why a streamed `LOAD DATA` chunk ended.
+enum ChunkEnd {
+    /// Reached [`STREAM_CHUNK_ROWS`] or no rows came for [`STREAM_IDLE`]: commit it (unless
+    /// the lane is single-transaction) and wait for more.
+    Pause,
+    /// The window is done: write the state statements and commit.
+    Finish(Option<Vec<SqlStatement>>),
+    /// The writer was dropped: roll back.
+    Closed,
+    /// The load ended on its own, i.e. failed; its error says why.
+    Aborted,
+}
+
+/// Rows per streamed `LOAD DATA` (and per transaction outside `insert` mode).
+const STREAM_CHUNK_ROWS: usize = 100_000;
+/// A streamed load ends when no rows come for this long: the server gives up on a client
+/// silent for `net_read_timeout` (30 s by default) while it reads a local infile.
+const STREAM_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 struct LaneWorker {
     sink: MysqlSink,
@@ -1010,26 +1027,30 @@ impl LaneWorker {
     ) -> Result<WriteStats, SinkError> {
         while let Some(message) = receiver.recv().await {
             match message {
+                LaneMessage::Rows(rows) if self.statements.load.is_some() => {
+                    match self.stream_chunk(rows, &mut receiver).await? {
+                        ChunkEnd::Pause => {
+                            if !self.single {
+                                self.commit().await?;
+                            }
+                        }
+                        ChunkEnd::Finish(state) => {
+                            self.finish(state).await?;
+                            return Ok(self.stats);
+                        }
+                        ChunkEnd::Closed | ChunkEnd::Aborted => break,
+                    }
+                }
                 LaneMessage::Rows(rows) => {
                     self.stats.rows += rows.len() as u64;
-                    self.buffer.count += rows.len();
-                    if self.statements.load.is_some() {
-                        for row in &rows {
-                            encode_row(row, &mut self.buffer.text);
-                        }
-                    } else {
-                        self.buffer.rows.extend(rows);
-                    }
-                    if self.buffer.text.len() >= CHUNK_BYTES || self.buffer.count >= CHUNK_ROWS {
+                    self.buffer.rows.extend(rows);
+                    if self.buffer.rows.len() >= CHUNK_ROWS {
                         let chunk = std::mem::take(&mut self.buffer);
                         self.flush(chunk, None).await?;
                     }
                 }
                 LaneMessage::Finish(state) => {
-                    let chunk = std::mem::take(&mut self.buffer);
-                    if chunk.count > 0 || state.is_some() || self.in_transaction {
-                        self.flush(chunk, state.as_deref()).await?;
-                    }
+                    self.finish(state).await?;
                     return Ok(self.stats);
                 }
             }
@@ -1042,21 +1063,180 @@ impl LaneWorker {
         Ok(self.stats)
     }
 
-    /// Writes a chunk (plus `state`) and commits, unless this is a single-transaction lane
-    /// that is not finishing. Lock conflicts retry the chunk in place when nothing else is
-    /// in the transaction.
+    async fn finish(&mut self, state: Option<Vec<SqlStatement>>) -> Result<(), SinkError> {
+        let chunk = std::mem::take(&mut self.buffer);
+        if !chunk.rows.is_empty() || state.is_some() || self.in_transaction {
+            self.flush(chunk, state.as_deref()).await?;
+        }
+        Ok(())
+    }
+
+    async fn begin(&mut self) -> Result<(), SinkError> {
+        if !self.in_transaction {
+            self.conn
+                .query_drop("BEGIN")
+                .await
+                .map_err(|error| self.sink.query_error(&self.statements.table, &error))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), SinkError> {
+        if self.in_transaction {
+            if let Err(error) = self.conn.query_drop("COMMIT").await {
+                self.in_transaction = false;
+                return Err(self.sink.query_error(&self.statements.table, &error));
+            }
+            self.in_transaction = false;
+            self.stats.transactions += 1;
+        }
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        if self.in_transaction {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            self.in_transaction = false;
+        }
+    }
+
+    /// Streams rows into one `LOAD DATA` while they arrive: the server ingests a batch while
+    /// the next one is encoded, and the writer keeps no more than a chunk in memory.
+    async fn stream_chunk(
+        &mut self,
+        first: Vec<Vec<Cell>>,
+        receiver: &mut mpsc::Receiver<LaneMessage>,
+    ) -> Result<ChunkEnd, SinkError> {
+        self.begin().await?;
+        let table = self.statements.table.clone();
+        let load_sql = self.statements.load.clone().unwrap_or_default();
+        let (sender, bytes) = mpsc::channel::<Bytes>(4);
+        self.conn.set_infile_handler(async move {
+            let stream = futures::stream::unfold(bytes, |mut bytes| async move {
+                bytes.recv().await.map(|piece| (Ok(piece), bytes))
+            });
+            Ok(stream.boxed())
+        });
+        let done = Arc::new(tokio::sync::Notify::new());
+        // Kept until the chunk commits, to retry it after a deadlock or fall back to
+        // statements; bounded by STREAM_CHUNK_ROWS.
+        let mut retained: Vec<Bytes> = Vec::new();
+        let mut rows_sent = 0u64;
+        let conn = &mut self.conn;
+        let load = {
+            let done = Arc::clone(&done);
+            async move {
+                let result = conn.query_drop(load_sql).await;
+                done.notify_one();
+                result
+            }
+        };
+        let pump = async {
+            let mut next = Some(first);
+            let mut in_chunk = 0;
+            let end = loop {
+                let rows = match next.take() {
+                    Some(rows) => rows,
+                    None => match tokio::time::timeout(STREAM_IDLE, receiver.recv()).await {
+                        Err(_) => break ChunkEnd::Pause,
+                        Ok(None) => break ChunkEnd::Closed,
+                        Ok(Some(LaneMessage::Finish(state))) => break ChunkEnd::Finish(state),
+                        Ok(Some(LaneMessage::Rows(rows))) => rows,
+                    },
+                };
+                let mut text = Vec::with_capacity(rows.len() * 256);
+                for row in &rows {
+                    encode_row(row, &mut text);
+                }
+                in_chunk += rows.len();
+                rows_sent += rows.len() as u64;
+                drop(rows);
+                let text = Bytes::from(text);
+                retained.push(text.clone());
+                tokio::select! {
+                    sent = sender.send(text) => if sent.is_err() { break ChunkEnd::Aborted },
+                    () = done.notified() => break ChunkEnd::Aborted,
+                }
+                if in_chunk >= STREAM_CHUNK_ROWS {
+                    break ChunkEnd::Pause;
+                }
+            };
+            // Ends the infile stream, so the load completes.
+            drop(sender);
+            end
+        };
+        let (loaded, end) = tokio::join!(load, pump);
+        self.stats.rows += rows_sent;
+        let result = match loaded {
+            Ok(()) => self.check_warnings().await,
+            Err(error) => Err(LoadError::Mysql(error)),
+        };
+        if let Err(error) = result {
+            self.recover(error, &retained, &table).await?;
+        }
+        if matches!(end, ChunkEnd::Aborted) {
+            // The load finished before the pump did, without an error: the stream was cut.
+            self.rollback().await;
+            return Err(SinkError::WriterGone { table });
+        }
+        Ok(end)
+    }
+
+    /// After a failed streamed load: fall back to statements when the server refuses local
+    /// infile, retry in place after a lock conflict when nothing else is in the
+    /// transaction, else roll back and fail.
+    async fn recover(
+        &mut self,
+        error: LoadError,
+        retained: &[Bytes],
+        table: &str,
+    ) -> Result<(), SinkError> {
+        let mut error = error;
+        let mut attempt = 0;
+        loop {
+            if refuses_infile(&error) {
+                self.sink.inner.infile.store(false, Ordering::Relaxed);
+                let mut rows = Vec::new();
+                for piece in retained {
+                    rows.extend(decode_chunk(piece, &self.statements.spec)?);
+                }
+                self.statements = Arc::new(Statements {
+                    load: None,
+                    ..clone_statements(&self.statements)
+                });
+                return self.insert_rows(&rows).await;
+            }
+            let lock_conflict = matches!(
+                &error,
+                LoadError::Mysql(mysql_async::Error::Server(e)) if matches!(e.code, 1213 | 1205)
+            );
+            self.rollback().await;
+            if !lock_conflict || self.single || attempt >= LOCK_RETRIES {
+                return Err(self.sink.load_error(table, error));
+            }
+            attempt += 1;
+            self.begin().await?;
+            let load_sql = self.statements.load.clone().unwrap_or_default();
+            match self.load(&load_sql, retained.to_vec()).await {
+                Ok(()) => return Ok(()),
+                Err(next) => error = next,
+            }
+        }
+    }
+
+    /// Writes a statement-method chunk (plus `state`) and commits, unless this is a
+    /// single-transaction lane that is not finishing. Lock conflicts retry the chunk in
+    /// place when nothing else is in the transaction.
     async fn flush(
         &mut self,
         chunk: Chunk,
         state: Option<&[SqlStatement]>,
     ) -> Result<(), SinkError> {
         let finishing = state.is_some() || !self.single;
-        let text = Bytes::from(chunk.text);
         let mut attempt = 0;
         loop {
-            let result = self
-                .try_flush(&text, &chunk.rows, chunk.count, state, finishing)
-                .await;
+            let result = self.try_flush(&chunk.rows, state, finishing).await;
             match result {
                 Ok(()) => return Ok(()),
                 Err(error) => {
@@ -1067,10 +1247,7 @@ impl LaneWorker {
                             ..
                         }
                     );
-                    if self.in_transaction || !self.single {
-                        let _ = self.conn.query_drop("ROLLBACK").await;
-                        self.in_transaction = false;
-                    }
+                    self.rollback().await;
                     // A single-transaction lane loses earlier chunks on rollback: only the
                     // caller (re-reading the window) can retry it.
                     if lock_conflict && !self.single && attempt < LOCK_RETRIES {
@@ -1085,40 +1262,13 @@ impl LaneWorker {
 
     async fn try_flush(
         &mut self,
-        text: &Bytes,
         rows: &[Vec<Cell>],
-        count: usize,
         state: Option<&[SqlStatement]>,
         commit: bool,
     ) -> Result<(), SinkError> {
-        let table = self.statements.table.clone();
-        let sink = self.sink.clone();
-        let fail = |error: mysql_async::Error| sink.query_error(&table, &error);
-        if !self.in_transaction {
-            self.conn.query_drop("BEGIN").await.map_err(fail)?;
-            self.in_transaction = true;
-        }
-        if count > 0 {
-            match &self.statements.load {
-                Some(load) => {
-                    let load = load.clone();
-                    match self.load(&load, text.clone()).await {
-                        Ok(()) => {}
-                        Err(error) if refuses_infile(&error) => {
-                            // Fall back for good; this chunk goes through statements.
-                            self.sink.inner.infile.store(false, Ordering::Relaxed);
-                            let decoded = decode_chunk(text, &self.statements.spec)?;
-                            self.statements = Arc::new(Statements {
-                                load: None,
-                                ..clone_statements(&self.statements)
-                            });
-                            self.insert_rows(&decoded).await?;
-                        }
-                        Err(error) => return Err(self.sink.load_error(&table, error)),
-                    }
-                }
-                None => self.insert_rows(rows).await?,
-            }
+        self.begin().await?;
+        if !rows.is_empty() {
+            self.insert_rows(rows).await?;
         }
         if let Some(state) = state {
             for statement in state {
@@ -1128,37 +1278,37 @@ impl LaneWorker {
             }
         }
         if commit {
-            self.conn.query_drop("COMMIT").await.map_err(fail)?;
-            self.in_transaction = false;
-            self.stats.transactions += 1;
+            self.commit().await?;
         }
         Ok(())
     }
 
-    async fn load(&mut self, sql: &str, text: Bytes) -> Result<(), LoadError> {
+    /// `LOAD DATA` of already encoded pieces.
+    async fn load(&mut self, sql: &str, pieces: Vec<Bytes>) -> Result<(), LoadError> {
         self.conn.set_infile_handler(async move {
-            // Pieces of 1 MiB keep each packet well under `max_allowed_packet`.
-            let pieces: Vec<std::io::Result<Bytes>> = (0..text.len())
-                .step_by(1 << 20)
-                .map(|start| Ok(text.slice(start..text.len().min(start + (1 << 20)))))
-                .collect();
-            Ok(futures::stream::iter(pieces).boxed())
+            Ok(futures::stream::iter(pieces.into_iter().map(Ok)).boxed())
         });
         self.conn.query_drop(sql).await.map_err(LoadError::Mysql)?;
+        self.check_warnings().await
+    }
+
+    /// `LOAD DATA LOCAL` reports bad values and duplicates as warnings, not errors.
+    async fn check_warnings(&mut self) -> Result<(), LoadError> {
         self.stats.affected += self.conn.affected_rows();
-        if self.conn.get_warnings() > 0 {
-            let warnings: Vec<(String, u16, String)> = self
-                .conn
-                .query("SHOW WARNINGS")
-                .await
-                .map_err(LoadError::Mysql)?;
-            // `ignore` mode expects duplicate-key notes; anything else changed the data.
-            let expected = |code: u16| self.statements.mode == WriteMode::Ignore && code == 1062;
-            if let Some((_, code, message)) = warnings.into_iter().find(|w| !expected(w.1)) {
-                return Err(LoadError::Rejected { code, message });
-            }
+        if self.conn.get_warnings() == 0 {
+            return Ok(());
         }
-        Ok(())
+        let warnings: Vec<(String, u16, String)> = self
+            .conn
+            .query("SHOW WARNINGS")
+            .await
+            .map_err(LoadError::Mysql)?;
+        // `ignore` mode expects duplicate-key notes; anything else changed the data.
+        let expected = |code: u16| self.statements.mode == WriteMode::Ignore && code == 1062;
+        match warnings.into_iter().find(|w| !expected(w.1)) {
+            Some((_, code, message)) => Err(LoadError::Rejected { code, message }),
+            None => Ok(()),
+        }
     }
 
     async fn insert_rows(&mut self, rows: &[Vec<Cell>]) -> Result<(), SinkError> {

@@ -1,0 +1,16 @@
+//! `cargo bench --bench write`: the qsync writer against LOAD DATA and multi-row statements
+//! on the test server (`QSYNC_TEST_MYSQL_URL`), in a fresh database.
+//! `QSYNC_BENCH_ROWS` sets the row count (default 1,000,000).
+
+#[tokio::main]
+async fn main() {
+    let rows = std::env::var("QSYNC_BENCH_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    let (url, _guard) = qsync::sink::testing::fresh_database().await;
+    if let Err(error) = qsync::sink::bench::run(&url, rows).await {
+        eprintln!("write benchmark failed: {error}");
+        std::process::exit(1);
+    }
+}

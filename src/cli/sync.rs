@@ -1,0 +1,229 @@
+//! `qsync run`, `qsync state` and `qsync replay`: load the spec through the shared front
+//! end, hand the plan to `exec` on a tokio runtime, print the outcome. The summary goes to
+//! stdout, errors and logs to stderr; the exit code is decided in `main` from [`Outcome`].
+
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+
+use super::{report_load_error, LogFormat, Outcome, ReplayArgs, RunArgs, StateArgs};
+use crate::config::{EnvPolicy, LoadedProfile};
+use crate::exec::{self, RunError, RunOptions, RunSummary};
+use crate::plan::Plan;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests calling `cli::run` twice) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Loads the spec and its profile; spec errors are usage errors here.
+fn load(spec: &Path, profile: Option<&Path>) -> Result<(Plan, LoadedProfile), Outcome> {
+    let loaded = match crate::frontend::load(spec, profile, EnvPolicy::Require, None) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            report_load_error(&error);
+            return Err(Outcome::Usage);
+        }
+    };
+    if !loaded.warnings.is_empty() {
+        eprint!(
+            "{}",
+            crate::check::render(&spec.display().to_string(), &loaded.text, &loaded.warnings)
+        );
+    }
+    let Some(profile) = loaded.profile else {
+        eprintln!(
+            "error: no profile for `{}`: pass --profile, set QSYNC_PROFILE, or put a qsync.yaml \
+             beside the spec",
+            spec.display()
+        );
+        return Err(Outcome::Usage);
+    };
+    Ok((loaded.plan, profile))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            Outcome::Failed
+        })
+}
+
+/// A shutdown signal raised by Ctrl-C: the run stops after the current window commits.
+fn ctrl_c_shutdown() -> tokio::sync::watch::Receiver<bool> {
+    let (sender, receiver) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the current window commits (Ctrl-C again to abort)");
+            let _ = sender.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    receiver
+}
+
+fn finish(result: Result<RunSummary, RunError>) -> Outcome {
+    match result {
+        Ok(summary) => {
+            print!("{summary}");
+            Outcome::Ok
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            if let Some(summary) = error.summary() {
+                print!("{summary}");
+            }
+            Outcome::Failed
+        }
+    }
+}
+
+pub(super) fn run(args: &RunArgs) -> Outcome {
+    init_logging(args.log_format);
+    let (plan, profile) = match load(&args.spec, args.profile.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(outcome) => return outcome,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(outcome) => return outcome,
+    };
+    let result = runtime.block_on(async {
+        let options = RunOptions {
+            since: args.since,
+            until: args.until,
+            full: args.full,
+            remedy: args.remedy,
+            progress: true,
+            shutdown: Some(ctrl_c_shutdown()),
+            ..RunOptions::default()
+        };
+        exec::run(&plan, &profile, options).await
+    });
+    finish(result)
+}
+
+pub(super) fn replay(args: &ReplayArgs) -> Outcome {
+    init_logging(args.log_format);
+    let (plan, profile) = match load(&args.spec, args.profile.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(outcome) => return outcome,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(outcome) => return outcome,
+    };
+    let result = runtime.block_on(async {
+        let options = RunOptions {
+            progress: true,
+            shutdown: Some(ctrl_c_shutdown()),
+            ..RunOptions::default()
+        };
+        exec::replay(&plan, &profile, args.window, options).await
+    });
+    finish(result)
+}
+
+fn time(t: Option<NaiveDateTime>) -> String {
+    t.map_or_else(
+        || "-".to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+    )
+}
+
+pub(super) fn state(args: &StateArgs) -> Outcome {
+    let (plan, profile) = match load(&args.spec, args.profile.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(outcome) => return outcome,
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(outcome) => return outcome,
+    };
+    let result: Result<String, String> = runtime.block_on(async {
+        let store = exec::open_state(&plan, &profile)
+            .await
+            .map_err(|e| e.to_string())?;
+        let cursor = store.cursor(&plan.name).await.map_err(|e| e.to_string())?;
+        let old = cursor.as_ref().map(|c| c.high_water);
+        if let Some(new) = args.set {
+            store
+                .set_cursor(&plan.name, new, &exec::spec_hash(&plan))
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(format!(
+                "{}: high-water mark {} -> {}\n",
+                plan.name,
+                time(old),
+                time(Some(new))
+            ));
+        }
+        let mut out = format!("spec            {}\n", plan.name);
+        out.push_str(&format!("high-water mark {}\n", time(old)));
+        if let Some(c) = &cursor {
+            let changed = if c.spec_hash == exec::spec_hash(&plan) {
+                ""
+            } else {
+                " (the spec changed since)"
+            };
+            out.push_str(&format!(
+                "updated at      {}{changed}\n",
+                time(Some(c.updated_at))
+            ));
+        }
+        let runs = store
+            .runs(&plan.name, 10)
+            .await
+            .map_err(|e| e.to_string())?;
+        if runs.is_empty() {
+            out.push_str("no runs recorded\n");
+        } else {
+            out.push_str("\nrecent runs (newest first):\n");
+            out.push_str(
+                "started              outcome  range                                       \
+                 pages  records     rows  rejects  retries  duration\n",
+            );
+            for run in &runs {
+                out.push_str(&format!(
+                    "{:<20} {:<8} {:<43} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8.1}s\n",
+                    time(Some(run.started_at)),
+                    run.outcome.as_str(),
+                    format!("{} .. {}", time(run.range_start), time(run.range_end)),
+                    run.pages,
+                    run.records,
+                    run.rows_written,
+                    run.rejects,
+                    run.retries,
+                    run.duration.as_secs_f64(),
+                ));
+                if let Some(error) = &run.error {
+                    out.push_str(&format!("    error: {error}\n"));
+                }
+            }
+        }
+        Ok(out)
+    });
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            Outcome::Ok
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Outcome::Failed
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The sync engine end to end: the vendor simulator on loopback, a real MariaDB (each test
+//! its own database), `exec::run` in process and the real `qsync` binary. Every test
+//! compares the table with the simulator's ground truth row for row.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, Utc};
+use mysql_async::prelude::Queryable;
+use qsync::config::{EnvPolicy, LoadedProfile};
+use qsync::exec::{self, RunErrorKind, RunOptions, RunSummary};
+use qsync::plan::{ConnectorKind, Plan};
+use qsync::sim::{self, Dataset, Faults, Limits, SimConfig, SimCredentials, SimHandle};
+use qsync::sink::testing::{fresh_database, DatabaseGuard};
+use rand::Rng;
+use serde_json::Value;
+
+use crate::support::{Test, BIN};
+
+/// One test's world: simulator, database, a folder with the profile and specs.
+struct Fixture {
+    sim: SimHandle,
+    url: String,
+    _db: DatabaseGuard,
+    dir: tempfile::TempDir,
+    /// The window `initial`: before every generated record.
+    initial: String,
+}
+
+/// A spec's knobs.
+struct Spec {
+    retry: &'static str,
+    timeout: &'static str,
+    rate: &'static str,
+    shop_type: &'static str,
+    on_error: &'static str,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            retry: "@retry 10 backoff 10ms max 200ms",
+            timeout: "@timeout 5s",
+            rate: "@rate 500/s",
+            shop_type: "string(64)",
+            on_error: "",
+        }
+    }
+}
+
+/// Rows a record of `jst_refunds` becomes: (as_id, items_qty, modified, shop_name) by id.
+type Rows = BTreeMap<String, (i64, i64, String, String)>;
+
+impl Fixture {
+    async fn new(records: usize, span_days: i64, config: SimConfig) -> Fixture {
+        let sim = sim::start(
+            SimConfig {
+                seed: 11,
+                records,
+                span_days,
+                ..config
+            },
+            "127.0.0.1:0".parse().expect("literal address"),
+        )
+        .await
+        .expect("simulator starts");
+        let (url, db) = fresh_database().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = SimCredentials::default();
+        let profile = format!(
+            "timezone: Asia/Shanghai\nconnections:\n  jst:\n    kind: jushuitan\n    base_url: {}\n    app_key: {}\n    app_secret: {}\n    access_token: {}\n    refresh_token: {}\n  bi:\n    kind: mysql\n    url: \"{url}\"\n",
+            sim.base_url(ConnectorKind::Jushuitan),
+            c.app_key,
+            c.app_secret,
+            c.jst_access_token,
+            c.jst_refresh_token,
+        );
+        std::fs::write(dir.path().join("qsync.yaml"), profile).expect("profile written");
+        let initial = (Utc::now().with_timezone(&chrono_tz::Asia::Shanghai)
+            - chrono::Duration::days(span_days)
+            - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+        Fixture {
+            sim,
+            url,
+            _db: db,
+            dir,
+            initial,
+        }
+    }
+
+    fn profile_path(&self) -> PathBuf {
+        self.dir.path().join("qsync.yaml")
+    }
+
+    /// Writes `refunds.qsync`.
+    fn spec(&self, spec: &Spec) -> PathBuf {
+        let path = self.dir.path().join("refunds.qsync");
+        std::fs::write(&path, self.spec_text(spec)).expect("spec written");
+        path
+    }
+
+    /// Jushuitan after-sales, 12h windows, items flattened.
+    fn spec_text(&self, spec: &Spec) -> String {
+        format!(
+            r#"sync "jst refunds -> refunds"
+
+source jushuitan "/open/refund/single/query" {{
+    connection jst
+    window max 12h lag 0s overlap 5m initial "{initial}"
+    param modified_begin = "{{{{ window.start | datetime }}}}"
+    param modified_end = "{{{{ window.end | datetime }}}}"
+    @paginate page_index size 50
+    {rate}
+    {retry}
+    {timeout}
+    records data.datas
+    id as_id
+    modified modified
+}}
+
+@flatten items
+@remedy "0 3 * * *" lookback 4d
+{on_error}
+
+target mysql "refunds" {{
+    connection bi
+    mode replace
+    key id
+    batch 500
+    create
+}}
+
+map {{
+    id = "<as_id>-<items_asi_id>"
+    as_id = as_id : bigint
+    items_qty = items_qty : int
+    modified = modified : datetime
+    shop_name = shop_name : {shop}
+    refund = refund : decimal(12,2)
+}}
+"#,
+            initial = self.initial,
+            rate = spec.rate,
+            retry = spec.retry,
+            timeout = spec.timeout,
+            on_error = spec.on_error,
+            shop = spec.shop_type,
+        )
+    }
+
+    fn load(&self, spec: &Spec) -> (Plan, LoadedProfile) {
+        let path = self.spec(spec);
+        let loaded =
+            qsync::frontend::load(&path, Some(&self.profile_path()), EnvPolicy::Require, None)
+                .unwrap_or_else(|e| panic!("spec loads: {e}"));
+        (loaded.plan, loaded.profile.expect("profile"))
+    }
+
+    async fn conn(&self) -> mysql_async::Conn {
+        mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).expect("url"))
+            .await
+            .expect("MySQL reachable")
+    }
+
+    /// The truth, flattened and keyed as the spec writes it; `keep` filters records.
+    fn expected(&self, keep: impl Fn(&Value) -> bool) -> Rows {
+        let mut rows = Rows::new();
+        for record in self.sim.truth(Dataset::JstRefunds) {
+            if !keep(&record) {
+                continue;
+            }
+            let as_id = record["as_id"].as_i64().expect("as_id");
+            let modified = record["modified"].as_str().expect("modified").to_owned();
+            let shop = record["shop_name"].as_str().expect("shop").to_owned();
+            for item in record["items"].as_array().expect("items") {
+                let id = format!("{as_id}-{}", item["asi_id"]);
+                let qty = item["qty"].as_i64().expect("qty");
+                rows.insert(id, (as_id, qty, modified.clone(), shop.clone()));
+            }
+        }
+        rows
+    }
+
+    async fn actual(&self) -> Rows {
+        let mut conn = self.conn().await;
+        let rows: Vec<(String, i64, i64, String, String)> = conn
+            .query(
+                "SELECT id, as_id, items_qty, DATE_FORMAT(modified, '%Y-%m-%d %H:%i:%s'), \
+                 shop_name FROM refunds ORDER BY id",
+            )
+            .await
+            .expect("select rows");
+        rows.into_iter()
+            .map(|(id, as_id, qty, modified, shop)| (id, (as_id, qty, modified, shop)))
+            .collect()
+    }
+
+    async fn checksum(&self) -> i64 {
+        let mut conn = self.conn().await;
+        let row: Option<(String, i64)> = conn
+            .query_first("CHECKSUM TABLE refunds")
+            .await
+            .expect("checksum");
+        row.expect("checksum row").1
+    }
+
+    async fn mark(&self) -> Option<NaiveDateTime> {
+        let mut conn = self.conn().await;
+        conn.query_first("SELECT high_water FROM _qsync_state WHERE spec = 'refunds'")
+            .await
+            .unwrap_or(None)
+    }
+
+    /// Guarantee 3: every record modified at or before the stored mark has its rows.
+    async fn assert_state_not_ahead(&self) {
+        let Some(mark) = self.mark().await else {
+            return;
+        };
+        let mark = mark.format("%Y-%m-%d %H:%M:%S").to_string();
+        let expected = self.expected(|r| r["modified"].as_str().is_some_and(|m| *m <= *mark));
+        let actual = self.actual().await;
+        let missing: Vec<&String> = expected
+            .keys()
+            .filter(|id| !actual.contains_key(*id))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "state ahead of data: mark {mark}, {} rows missing, e.g. {:?}",
+            missing.len(),
+            missing.first()
+        );
+    }
+}
+
+async fn run(plan: &Plan, profile: &LoadedProfile, options: RunOptions) -> RunSummary {
+    exec::run(plan, profile, options)
+        .await
+        .unwrap_or_else(|e| panic!("run fails: {e}"))
+}
+
+fn assert_same(actual: &Rows, expected: &Rows) {
+    let missing = expected.keys().filter(|k| !actual.contains_key(*k)).count();
+    let extra = actual.keys().filter(|k| !expected.contains_key(*k)).count();
+    let differ = expected
+        .iter()
+        .filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v))
+        .count();
+    let sample: Vec<_> = expected
+        .iter()
+        .filter(|(k, v)| actual.get(*k).is_some_and(|a| a != *v))
+        .take(3)
+        .map(|(k, v)| (k, v, actual.get(k)))
+        .collect();
+    assert!(missing == 0 && extra == 0 && differ == 0, "{sample:?}");
+    assert!(
+        missing == 0 && extra == 0 && differ == 0,
+        "table differs from truth: {missing} missing, {extra} extra, {differ} different \
+         (of {} expected rows)",
+        expected.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_equals_truth_and_reruns_change_nothing() {
+    let fx = Fixture::new(3000, 3, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec::default());
+    let summary = run(&plan, &profile, RunOptions::default()).await;
+    let expected = fx.expected(|_| true);
+    assert_same(&fx.actual().await, &expected);
+    assert_eq!(summary.records, 3000, "{summary:?}");
+    assert_eq!(summary.rows_written, expected.len() as u64);
+    assert!(summary.windows >= 6, "{summary:?}");
+    assert!(summary.pages >= 60, "{summary:?}");
+    assert_eq!(summary.rejects, 0);
+    let mark = fx.mark().await.expect("mark stored");
+    assert_eq!(Some(mark), summary.high_water_mark);
+    assert_eq!(Some(mark), summary.range.map(|r| r.1));
+    let checksum = fx.checksum().await;
+
+    // Again: only the overlap is re-read; nothing changes.
+    let again = run(&plan, &profile, RunOptions::default()).await;
+    assert!(again.windows <= 1, "{again:?}");
+    assert_eq!(fx.checksum().await, checksum);
+    let mark = fx.mark().await.expect("mark stored");
+    assert_eq!(Some(mark), again.high_water_mark);
+
+    // Every window replayed: same table, the mark does not move.
+    let windows: Vec<(NaiveDateTime, NaiveDateTime)> = fx
+        .conn()
+        .await
+        .query(
+            "SELECT window_start, window_end FROM _qsync_windows \
+             WHERE spec = 'refunds' AND status = 'done' ORDER BY window_start",
+        )
+        .await
+        .expect("ledger");
+    assert!(windows.len() >= summary.windows);
+    for (start, end) in &windows {
+        let window = qsync::source::Window {
+            start: *start,
+            end: *end,
+        };
+        exec::replay(&plan, &profile, window, RunOptions::default())
+            .await
+            .expect("replay");
+    }
+    assert_eq!(fx.checksum().await, checksum);
+    assert_eq!(fx.mark().await, Some(mark));
+
+    // A full re-read from `initial`: still identical.
+    let full = run(
+        &plan,
+        &profile,
+        RunOptions {
+            full: true,
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(full.records, 3000);
+    assert_eq!(fx.checksum().await, checksum);
+    assert_same(&fx.actual().await, &expected);
+
+    // The ledger and the run history tell the story.
+    let runs: Vec<(String, i64)> = fx
+        .conn()
+        .await
+        .query("SELECT outcome, records FROM _qsync_runs ORDER BY id")
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 3 + windows.len());
+    assert!(runs.iter().all(|(outcome, _)| outcome == "success"));
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_caught_by_the_remedy_run() {
+    let fx = Fixture::new(1500, 3, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec::default());
+    fx.sim.set_faults(Faults {
+        drift: true,
+        ..Faults::default()
+    });
+    run(&plan, &profile, RunOptions::default()).await;
+    assert!(fx.sim.stats().drift_bumps > 0);
+    fx.sim.set_faults(Faults::default());
+    // Bumped records carry sub-second times; the remedy's clock must be past them (in
+    // production the window lag guarantees it).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let remedy = run(
+        &plan,
+        &profile,
+        RunOptions {
+            remedy: true,
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    assert!(remedy.windows >= 8, "{remedy:?}");
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_faults_are_retried_to_exact_truth() {
+    let fx = Fixture::new(2500, 3, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec {
+        timeout: "@timeout 400ms",
+        ..Spec::default()
+    });
+    fx.sim.set_faults(Faults {
+        error_rate: 0.10,
+        vendor_error_rate: 0.03,
+        throttle_burst: Some(sim::ThrottleBurst {
+            every: 25,
+            len: 2,
+            retry_after_secs: 1,
+        }),
+        timeout_rate: 0.1,
+        hang: Duration::from_millis(1500),
+        truncate_rate: 0.05,
+        duplicate_rate: 0.05,
+        ..Faults::default()
+    });
+    let summary = match exec::run(&plan, &profile, RunOptions::default()).await {
+        Ok(summary) => summary,
+        Err(error) => {
+            // Failing cleanly is allowed; the re-run must then complete.
+            eprintln!("first run failed cleanly: {error}");
+            fx.assert_state_not_ahead().await;
+            run(&plan, &profile, RunOptions::default()).await
+        }
+    };
+    let stats = fx.sim.stats();
+    let jst = &stats.vendors["jushuitan"];
+    assert!(jst.injected_errors > 0 && jst.throttled > 0 && jst.truncated > 0);
+    assert!(jst.timeouts > 0, "{jst:?}");
+    assert!(stats.duplicates > 0);
+    assert!(summary.retries > 0 && summary.throttled > 0, "{summary:?}");
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_is_never_exceeded() {
+    let fx = Fixture::new(
+        1000,
+        2,
+        SimConfig {
+            rates: true,
+            limits: Limits {
+                jushuitan: vec![(20, Duration::from_secs(1))],
+                ..Limits::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let (plan, profile) = fx.load(&Spec {
+        rate: "@rate 20/s",
+        ..Spec::default()
+    });
+    let started = Instant::now();
+    let summary = run(&plan, &profile, RunOptions::default()).await;
+    let took = started.elapsed();
+    let jst = fx.sim.stats().vendors["jushuitan"].clone();
+    assert_eq!(jst.throttled, 0, "{jst:?}");
+    assert_eq!(summary.throttled, 0);
+    // Paced by the limit: pages / rate, within a little.
+    let floor = Duration::from_secs_f64((summary.pages as f64 - 20.0).max(0.0) / 20.0);
+    assert!(took >= floor, "{took:?} for {} pages", summary.pages);
+    assert!(
+        took < floor + Duration::from_secs(3),
+        "{took:?} for {} pages",
+        summary.pages
+    );
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_mysql_connection_is_survived() {
+    let fx = Fixture::new(3000, 3, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec::default());
+    fx.sim.set_faults(Faults {
+        latency: Duration::from_millis(15),
+        ..Faults::default()
+    });
+    let database = fx
+        .url
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("database in url")
+        .to_owned();
+    let mut killer = fx.conn().await;
+    let kills = tokio::spawn(async move {
+        let mut killed = 0;
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let ids: Vec<u64> = killer
+                .exec(
+                    "SELECT ID FROM information_schema.PROCESSLIST \
+                     WHERE DB = ? AND ID <> CONNECTION_ID()",
+                    (database.as_str(),),
+                )
+                .await
+                .unwrap_or_default();
+            for id in ids {
+                if killer
+                    .query_drop(format!("KILL CONNECTION {id}"))
+                    .await
+                    .is_ok()
+                {
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    });
+    let first = exec::run(&plan, &profile, RunOptions::default()).await;
+    let killed = kills.await.expect("killer");
+    assert!(killed > 0, "no connection was killed");
+    match &first {
+        Ok(summary) => assert!(summary.retries > 0 || summary.windows > 0),
+        Err(error) => eprintln!("run failed cleanly after {killed} kills: {error}"),
+    }
+    fx.assert_state_not_ahead().await;
+    fx.sim.set_faults(Faults::default());
+    run(&plan, &profile, RunOptions::default()).await;
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
+    const KILLS: usize = 24;
+    let fx = Fixture::new(2000, 3, SimConfig::default()).await;
+    let spec = fx.spec(&Spec::default());
+    fx.sim.set_faults(Faults {
+        latency: Duration::from_millis(4),
+        ..Faults::default()
+    });
+    let command = |extra: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.arg("run")
+            .arg(&spec)
+            .arg("--profile")
+            .arg(fx.profile_path())
+            .args(extra)
+            .env("QSYNC_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    // How long an uninterrupted full run takes, to aim the kills inside it.
+    let started = Instant::now();
+    let status = command(&["--full"]).status().expect("qsync runs");
+    assert!(status.success());
+    let full = started.elapsed();
+    let mut rng = rand::thread_rng();
+    let mut interrupted = 0;
+    for i in 0..KILLS {
+        // Mostly full re-reads; every third run resumes from the mark the last kill left.
+        let args: &[&str] = if i % 3 == 2 { &[] } else { &["--full"] };
+        if i == 0 {
+            fx.conn()
+                .await
+                .query_drop("DELETE FROM _qsync_state")
+                .await
+                .expect("reset mark");
+            fx.conn()
+                .await
+                .query_drop("TRUNCATE TABLE refunds")
+                .await
+                .expect("reset table");
+        }
+        let mut child = command(args).spawn().expect("qsync starts");
+        let at = full.mul_f64(rng.gen_range(0.02..0.9));
+        tokio::time::sleep(at).await;
+        if child.try_wait().expect("child status").is_none() {
+            interrupted += 1;
+        }
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        fx.assert_state_not_ahead().await;
+    }
+    assert!(
+        interrupted >= KILLS / 2,
+        "only {interrupted} of {KILLS} runs were interrupted"
+    );
+    let status = command(&[]).status().expect("qsync runs");
+    assert!(status.success());
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+
+    // `qsync state` shows the mark; `--set` moves it and prints old -> new.
+    let out = Command::new(BIN)
+        .args(["state"])
+        .arg(&spec)
+        .arg("--profile")
+        .arg(fx.profile_path())
+        .output()
+        .expect("state runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("high-water mark"), "{text}");
+    let out = Command::new(BIN)
+        .args(["state"])
+        .arg(&spec)
+        .arg("--profile")
+        .arg(fx.profile_path())
+        .args(["--set", "2020-01-01 00:00:00"])
+        .output()
+        .expect("state --set runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("-> 2020-01-01 00:00:00"), "{text}");
+    assert_eq!(
+        fx.mark().await.map(|m| m.to_string()),
+        Some("2020-01-01 00:00:00".to_owned())
+    );
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_are_rejected_with_raw_json_or_fail_the_run() {
+    let fx = Fixture::new(600, 2, SimConfig::default()).await;
+    let long = |r: &Value| {
+        r["shop_name"]
+            .as_str()
+            .is_some_and(|s| s.chars().count() > 5)
+    };
+    let (plan, profile) = fx.load(&Spec {
+        shop_type: "string(5)",
+        ..Spec::default()
+    });
+    let summary = run(&plan, &profile, RunOptions::default()).await;
+    let truth = fx.sim.truth(Dataset::JstRefunds);
+    let bad = truth.iter().filter(|r| long(r)).count() as u64;
+    assert!(bad > 0 && bad < 600);
+    assert_eq!(summary.rejects, bad);
+    assert_same(&fx.actual().await, &fx.expected(|r| !long(r)));
+    let rejects: Vec<(String, String)> = fx
+        .conn()
+        .await
+        .query("SELECT raw, reason FROM _qsync_rejects WHERE spec = 'refunds'")
+        .await
+        .expect("rejects");
+    assert_eq!(rejects.len() as u64, bad);
+    for (raw, reason) in &rejects {
+        let record: Value = serde_json::from_str(raw).expect("raw JSON kept");
+        assert!(long(&record), "{raw}");
+        assert!(reason.contains("shop_name"), "{reason}");
+    }
+    let outcome: Option<String> = fx
+        .conn()
+        .await
+        .query_first("SELECT outcome FROM _qsync_runs ORDER BY id DESC LIMIT 1")
+        .await
+        .expect("run row");
+    assert_eq!(outcome.as_deref(), Some("partial"));
+
+    // `@on_error fail`: the first bad record fails the run and nothing moves.
+    fx.conn()
+        .await
+        .query_drop("DELETE FROM _qsync_state")
+        .await
+        .expect("reset mark");
+    let (plan, profile) = fx.load(&Spec {
+        shop_type: "string(5)",
+        on_error: "@on_error fail",
+        ..Spec::default()
+    });
+    let error = exec::run(&plan, &profile, RunOptions::default())
+        .await
+        .expect_err("run fails");
+    assert!(
+        matches!(error.kind(), RunErrorKind::Rejected { reason, .. } if reason.contains("shop_name")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("@on_error fail"), "{error}");
+    assert_eq!(fx.mark().await, None);
+    fx.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_fails_with_the_vendor_code_and_masked_secrets() {
+    let fx = Fixture::new(50, 1, SimConfig::default()).await;
+    let profile = std::fs::read_to_string(fx.profile_path())
+        .expect("profile")
+        .replace("app_secret: sim-secret", "app_secret: wrong-secret-4711");
+    let test = Test::new()
+        .file("refunds.qsync", &fx.spec_text(&Spec::default()))
+        .file("qsync.yaml", &profile)
+        .env("QSYNC_LOG", "warn")
+        .args(&["run", "refunds.qsync"])
+        .status(1);
+    assert!(test.path().is_dir());
+    let out = test.run();
+    let stderr = &out.stderr;
+    assert!(stderr.contains("code 10"), "{stderr}");
+    assert!(stderr.contains("签名错误"), "{stderr}");
+    assert!(stderr.contains("/open/refund/single/query"), "{stderr}");
+    assert!(!stderr.contains("wrong-secret-4711"), "{stderr}");
+    assert!(!stderr.contains("sim-jst-access-token"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The partial summary still prints: nothing was committed.
+    assert!(out.stdout.contains("windows         0"), "{}", out.stdout);
+
+    // A spec error is a usage error (exit 2), reported like `check` does.
+    let out = Test::new()
+        .file("broken.qsync", "sync \"broken\"\nsource nowhere {}\n")
+        .file("qsync.yaml", &profile)
+        .args(&["run", "broken.qsync"])
+        .status(2)
+        .run();
+    assert!(out.dir.join("broken.qsync").is_file());
+    assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
+    fx.sim.shutdown().await;
+}
