@@ -1,5 +1,12 @@
 //! The daemon's HTTP surface: `/metrics`, the status page and the JSON API.
 //!
+//! - `GET /`: the status page (HTML, refreshes every 30 s).
+//! - `GET /metrics`: Prometheus text exposition.
+//! - `GET /api/specs`: every spec ([`super::SpecView`]) as JSON.
+//! - `GET /api/runs?spec=NAME&limit=N`: finished runs, newest first ([`super::RunView`]);
+//!   all specs when `spec` is absent; 404 for an unknown spec.
+//! - `POST /api/specs/NAME/run[?remedy=true]`: queue a run now; 202, or 404 / 409 / 503.
+//!
 //! Owns routing and the bearer-token check required on non-loopback listeners. It does
 //! not own what is shown (the daemon's views, `page` for HTML).
 

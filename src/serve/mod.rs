@@ -522,9 +522,9 @@ impl Daemon {
         let mut earliest: Option<DateTime<Utc>> = None;
         let mut specs = self.specs();
         for entry in specs.values_mut() {
-            if entry.removed || entry.plan.is_none() {
+            let Some(plan) = entry.plan.clone().filter(|_| !entry.removed) else {
                 continue;
-            }
+            };
             let mut due = Vec::new();
             for job in &mut entry.jobs {
                 if job.next_due.is_some_and(|t| t <= now) {
@@ -559,10 +559,7 @@ impl Daemon {
                         spec: entry.name.clone(),
                         kind,
                         trigger,
-                        plan: entry.plan.clone().unwrap_or_else(|| {
-                            // Checked above: entries without a plan are skipped.
-                            unreachable!("entry without plan in due")
-                        }),
+                        plan,
                         profile: entry.profile.clone(),
                         url: entry.target_url(),
                     });
