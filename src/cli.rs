@@ -28,12 +28,72 @@ pub enum Command {
     Plan(PlanArgs),
     /// Serve the vendor API simulator (every vendor at once) until Ctrl-C.
     Sim(SimArgs),
+    /// Run every spec of a folder on its schedule: status page, metrics, API and alerts.
+    Serve(ServeArgs),
     /// Sync a spec: from the stored high-water mark (or --since) to now, window by window.
     Run(RunArgs),
     /// Show a spec's stored high-water mark and recent runs, or move the mark.
     State(StateArgs),
     /// Re-run one window; the high-water mark does not move.
     Replay(ReplayArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The folder of `.qsync` specs; changed files are re-checked and swapped in.
+    pub folder: PathBuf,
+    /// Connection profile; default `qsync.yaml` in the folder, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Address of the status page, `/metrics` and the API. Anything but loopback requires
+    /// the profile's `api_token` as a bearer token.
+    #[arg(long, env = "QSYNC_LISTEN", default_value = "127.0.0.1:9187")]
+    pub listen: std::net::SocketAddr,
+    /// This instance's name in leases (default `<hostname>-<pid>`); instances sharing a
+    /// folder and database need distinct names.
+    #[arg(long, env = "QSYNC_INSTANCE")]
+    pub instance: Option<String>,
+    /// Runs in progress at once, across all specs.
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent: usize,
+    /// On SIGTERM / Ctrl-C, how long running runs get to commit their batch and stop.
+    #[arg(long, value_parser = parse_span, default_value = "30s")]
+    pub grace: std::time::Duration,
+    /// After an alert, how long the same condition stays quiet (recoveries always alert).
+    #[arg(long, value_parser = parse_span, default_value = "1h")]
+    pub alert_quiet: std::time::Duration,
+    /// Lifetime of a spec's lease; renewed every third of it while the run goes on.
+    #[arg(long, value_parser = parse_span, default_value = "60s")]
+    pub lease_ttl: std::time::Duration,
+    /// How often the folder is checked for changed specs.
+    #[arg(long, value_parser = parse_span, default_value = "2s")]
+    pub watch_interval: std::time::Duration,
+    /// Log format on stderr (level from `QSYNC_LOG`, e.g. `debug`, default `info`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, `1d`.
+pub fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write e.g. 30s, 5m, 1h"))?;
+    let secs = |k: u64| std::time::Duration::from_secs(n.saturating_mul(k));
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "" | "s" => Ok(secs(1)),
+        "m" => Ok(secs(60)),
+        "h" => Ok(secs(3600)),
+        "d" => Ok(secs(86_400)),
+        other => Err(format!(
+            "`{other}` is not a time unit: use ms, s, m, h or d"
+        )),
+    }
 }
 
 /// Log output format.
@@ -220,6 +280,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Check(args) => check(&args),
         Command::Plan(args) => plan(&args),
         Command::Sim(args) => sim(&args),
+        Command::Serve(args) => serve(args),
         Command::Run(args) => sync::run(&args),
         Command::State(args) => sync::state(&args),
         Command::Replay(args) => sync::replay(&args),
@@ -512,4 +573,90 @@ fn sim(args: &SimArgs) -> Outcome {
         handle.shutdown().await;
         Outcome::Ok
     })
+}
+fn serve(args: ServeArgs) -> Outcome {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Outcome::Failed;
+        }
+    };
+    let mut config = crate::serve::ServeConfig::new(args.folder);
+    config.profile = args.profile;
+    config.listen = args.listen;
+    if let Some(instance) = args.instance {
+        config.instance = instance;
+    }
+    config.max_concurrent = args.max_concurrent;
+    config.grace = args.grace;
+    config.alerts.quiet = args.alert_quiet;
+    config.lease_ttl = args.lease_ttl;
+    config.watch_interval = args.watch_interval;
+    runtime.block_on(async move {
+        let services = crate::serve::Services {
+            clock: std::sync::Arc::new(crate::serve::clock::SystemClock),
+            runner: std::sync::Arc::new(crate::serve::engine::ExecRunner::new()),
+            coordinator: std::sync::Arc::new(crate::serve::lease::MysqlCoordinator::new()),
+        };
+        let handle = match crate::serve::start(config, services).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Outcome::Failed;
+            }
+        };
+        let stopper = handle.stopper();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::warn!("shutdown requested; send the signal again to exit at once");
+            stopper.shutdown();
+            shutdown_signal().await;
+            tracing::error!("second signal: exiting now; running runs' leases will expire");
+            std::process::exit(130);
+        });
+        let report = handle.wait().await;
+        if report.unfinished == 0 {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        }
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

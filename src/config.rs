@@ -17,7 +17,9 @@ pub struct Profile {
     pub timezone: Option<String>,
     #[serde(default)]
     pub connections: BTreeMap<String, Connection>,
-    /// Alert channels for `qsync serve`.
+    /// Alert channels for `qsync serve`: a list of `{kind: dingtalk, url, secret}`,
+    /// `{kind: wecom, url}` or `{kind: webhook, url, headers}`; the schema and its checks
+    /// live in `serve::alerts`.
     #[serde(default)]
     pub alerts: Vec<serde_yaml::Value>,
     /// Token required by the status API on non-loopback listeners.

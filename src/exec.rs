@@ -190,8 +190,8 @@ pub enum RunErrorKind {
 /// A failed run: what went wrong and what had been committed before.
 #[derive(Debug)]
 pub struct RunError {
-    kind: RunErrorKind,
-    summary: Option<RunSummary>,
+    kind: Box<RunErrorKind>,
+    summary: Option<Box<RunSummary>>,
 }
 
 impl RunError {
@@ -201,7 +201,7 @@ impl RunError {
 
     /// Progress made before the failure, when the run got as far as reading its state.
     pub fn summary(&self) -> Option<&RunSummary> {
-        self.summary.as_ref()
+        self.summary.as_deref()
     }
 }
 
@@ -230,14 +230,14 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.kind)
+        Some(&*self.kind)
     }
 }
 
 impl From<RunErrorKind> for RunError {
     fn from(kind: RunErrorKind) -> RunError {
         RunError {
-            kind,
+            kind: Box::new(kind),
             summary: None,
         }
     }
@@ -557,8 +557,8 @@ async fn execute(
     match result {
         Ok(()) => Ok(summary),
         Err(kind) => Err(RunError {
-            kind,
-            summary: Some(summary),
+            kind: Box::new(kind),
+            summary: Some(Box::new(summary)),
         }),
     }
 }

@@ -11,6 +11,7 @@ pub mod dryrun;
 pub mod exec;
 pub mod frontend;
 pub mod plan;
+pub mod serve;
 pub mod sim;
 pub mod sink;
 pub mod source;

@@ -7,4 +7,5 @@ mod cli_check_db;
 mod cli_plan;
 mod engine;
 mod examples;
+mod serve;
 mod support;

@@ -1,6 +1,8 @@
 //! Errors of fetching: each names the spec, the window and the page it happened on, and
 //! for vendor errors the vendor's code and message and the request URL, secrets masked.
 
+use super::http::Site;
+
 /// A failure to fetch a window's records.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {
@@ -12,35 +14,26 @@ pub enum SourceError {
         message: String,
     },
     /// `param start = "{{ window.start | datetime('%Q') }}"`.
-    #[error("spec `{spec}`, window {window}, {page}: cannot build the request: {message}")]
-    Request {
-        spec: String,
-        window: String,
-        page: String,
-        message: String,
-    },
+    #[error("{at}: cannot build the request: {message}")]
+    Request { at: Box<Site>, message: String },
     /// A wrong `app_secret`: the vendor answers "bad signature".
     #[error(
-        "spec `{spec}`, window {window}, {page}: the vendor refused the request with code \
+        "{at}: the vendor refused the request with code \
          {code}: {message} (request {url}); not retried"
     )]
     Vendor {
-        spec: String,
-        window: String,
-        page: String,
+        at: Box<Site>,
         code: String,
         message: String,
         url: String,
     },
     /// A token refused again right after it was refreshed.
     #[error(
-        "spec `{spec}`, window {window}, {page}: the vendor refused a freshly obtained token \
+        "{at}: the vendor refused a freshly obtained token \
          with code {code}: {message} (request {url})"
     )]
     TokenRefused {
-        spec: String,
-        window: String,
-        page: String,
+        at: Box<Site>,
         code: String,
         message: String,
         url: String,
@@ -54,50 +47,37 @@ pub enum SourceError {
     },
     /// 500s on every attempt of `@retry 3`.
     #[error(
-        "spec `{spec}`, window {window}, {page}: gave up after {attempts} attempts; last \
+        "{at}: gave up after {attempts} attempts; last \
          error: {last} (request {url})"
     )]
     GaveUp {
-        spec: String,
-        window: String,
-        page: String,
+        at: Box<Site>,
         attempts: u32,
         last: String,
         url: String,
     },
     /// `records data.datas` where `datas` is an object.
     #[error(
-        "spec `{spec}`, window {window}, {page}: `records {path}` is {found}, not a list of \
+        "{at}: `records {path}` is {found}, not a list of \
          records"
     )]
     Records {
-        spec: String,
-        window: String,
-        page: String,
+        at: Box<Site>,
         path: String,
         found: String,
     },
     /// A vendor that ignores the page parameter and keeps answering page 1.
     #[error(
-        "spec `{spec}`, window {window}, {page}: the page is identical to the previous one; \
+        "{at}: the page is identical to the previous one; \
          the vendor ignores the paging parameter (endless paging)"
     )]
-    EndlessPaging {
-        spec: String,
-        window: String,
-        page: String,
-    },
+    EndlessPaging { at: Box<Site> },
     /// `until has_next data.has_next` that stays true past the reported page count.
     #[error(
-        "spec `{spec}`, window {window}, {page}: paging went past the {reported} pages the \
+        "{at}: paging went past the {reported} pages the \
          vendor reported; the end rule never ends"
     )]
-    PageCountGrew {
-        spec: String,
-        window: String,
-        page: String,
-        reported: u64,
-    },
+    PageCountGrew { at: Box<Site>, reported: u64 },
     /// More than the bound of pages in one window.
     #[error(
         "spec `{spec}`, window {window}: more than {max} pages; narrow the window (`window max`) \

@@ -28,13 +28,23 @@ use crate::plan::{HttpMethod, RetryPlan};
 const TOKEN_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Where a call belongs, for error messages.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     pub spec: String,
     /// `2024-01-01 00:00:00 .. 2024-01-02 00:00:00`, or `(no window)`.
     pub window: String,
     /// `page 3`, `offset 200`, `cursor "abc"`.
     pub page: String,
+}
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spec `{}`, window {}, {}",
+            self.spec, self.window, self.page
+        )
+    }
 }
 
 /// Counters of one source, read into the run summary.
@@ -157,9 +167,7 @@ impl HttpSource {
                 .connector
                 .prepare(call, Utc::now(), token.as_ref())
                 .map_err(|e| SourceError::Request {
-                    spec: site.spec.clone(),
-                    window: site.window.clone(),
-                    page: site.page.clone(),
+                    at: Box::new(site.clone()),
                     message: self.mask(&e.to_string()),
                 })?;
             self.limiter.acquire().await;
@@ -188,9 +196,7 @@ impl HttpSource {
                 Failure::AuthExpired { code, message } => {
                     if refreshed {
                         return Err(SourceError::TokenRefused {
-                            spec: site.spec.clone(),
-                            window: site.window.clone(),
-                            page: site.page.clone(),
+                            at: Box::new(site.clone()),
                             code: code.clone(),
                             message: self.mask(message),
                             url: url(),
@@ -204,9 +210,7 @@ impl HttpSource {
                 }
                 Failure::Fatal { code, message } if !self.logic.is_retriable(&failure) => {
                     return Err(SourceError::Vendor {
-                        spec: site.spec.clone(),
-                        window: site.window.clone(),
-                        page: site.page.clone(),
+                        at: Box::new(site.clone()),
                         code: code.clone(),
                         message: self.mask(message),
                         url: url(),
@@ -223,9 +227,7 @@ impl HttpSource {
             };
             if !self.logic.is_retriable(&failure) || attempt >= self.attempts {
                 return Err(SourceError::GaveUp {
-                    spec: site.spec.clone(),
-                    window: site.window.clone(),
-                    page: site.page.clone(),
+                    at: Box::new(site.clone()),
                     attempts: attempt,
                     last: self.mask(&failure.to_string()),
                     url: url(),

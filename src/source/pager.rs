@@ -120,9 +120,7 @@ impl WindowRequest<'_> {
         context.page_size = page_size(&self.plan.pagination);
         let call = build_call(self.plan, self.renderer, &context, state).map_err(|e| {
             SourceError::Request {
-                spec: self.spec.to_owned(),
-                window: self.window.clone(),
-                page: label.clone(),
+                at: Box::new(self.site(label.clone())),
                 message: self.source.mask(&e.to_string()),
             }
         })?;
@@ -149,7 +147,7 @@ impl WindowRequest<'_> {
         };
         let next_cursor = match &self.plan.pagination {
             PaginationPlan::Cursor { from, .. } => at(&payload, from)
-                .filter(|v| !v.is_null() && wire::scalar_text(v) != "")
+                .filter(|v| !v.is_null() && !wire::scalar_text(v).is_empty())
                 .cloned(),
             _ => None,
         };
@@ -158,9 +156,7 @@ impl WindowRequest<'_> {
             Some(Value::Array(records)) => records,
             Some(other) => {
                 return Err(SourceError::Records {
-                    spec: site.spec.clone(),
-                    window: site.window.clone(),
-                    page: site.page.clone(),
+                    at: Box::new(site.clone()),
                     path: self.plan.records.join("."),
                     found: kind_of(&other).to_owned(),
                 })
@@ -279,9 +275,7 @@ impl Delivery<'_> {
     ) -> Result<(), SourceError> {
         if !page.records.is_empty() && self.previous == Some(page.fingerprint) {
             return Err(SourceError::EndlessPaging {
-                spec: request.spec.to_owned(),
-                window: request.window.clone(),
-                page: label,
+                at: Box::new(request.site(label)),
             });
         }
         self.previous = Some(page.fingerprint);
@@ -348,9 +342,7 @@ pub async fn fetch_window(
                 };
                 if state.cursor.as_ref() == Some(&next) {
                     return Err(SourceError::EndlessPaging {
-                        spec: request.spec.to_owned(),
-                        window: request.window.clone(),
-                        page: label,
+                        at: Box::new(request.site(label)),
                     });
                 }
                 state.cursor = Some(next);
@@ -378,9 +370,7 @@ pub async fn fetch_window(
                     .is_some_and(|prev| compare_values(&next, prev) != Ordering::Greater)
                 {
                     return Err(SourceError::EndlessPaging {
-                        spec: request.spec.to_owned(),
-                        window: request.window.clone(),
-                        page: label,
+                        at: Box::new(request.site(label)),
                     });
                 }
                 state.cursor = Some(next);
@@ -477,9 +467,7 @@ async fn numbered(
             // One page past the count is fine (an `empty` end rule needs it); more is not.
             if next > pages {
                 return Err(SourceError::PageCountGrew {
-                    spec: request.spec.to_owned(),
-                    window: request.window.clone(),
-                    page: label,
+                    at: Box::new(request.site(label)),
                     reported: pages,
                 });
             }

@@ -1,0 +1,181 @@
+//! Coordination through each spec's target database: leases, the cursor, run history.
+//!
+//! Owns the [`Coordinator`] seam and its MySQL implementation over [`StateStore`], which
+//! owns the SQL (`_qsync_leases`, `_qsync_state`, `_qsync_runs`). Several `qsync serve`
+//! instances on one folder agree on who runs a spec through the lease row; a crashed
+//! instance's lease simply expires. Connections are opened lazily and retried on the next
+//! run when the server is down, so an unreachable MySQL fails runs, never the daemon.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+use futures::future::BoxFuture;
+
+use crate::sink::MysqlSink;
+use crate::state::{RunRecord, StateStore};
+
+/// Leases and bookkeeping keyed by the target database URL of a spec.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Takes (or extends) the lease on `spec` for `owner`; false when another owner holds it.
+    fn take<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// Extends `owner`'s lease; false when it was lost (expired and taken over).
+    fn renew<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// Gives the lease up.
+    fn release<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// The spec's committed high-water mark, for the lag before the first run.
+    fn high_water<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>>;
+    /// When the spec's last recorded run started (profile zone), for missed slots.
+    fn last_started<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>>;
+    /// Appends a run to the history table.
+    fn record_run<'a>(
+        &'a self,
+        url: &'a str,
+        run: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// [`Coordinator`] over the state tables of each target database.
+#[derive(Debug, Default)]
+pub struct MysqlCoordinator {
+    stores: Mutex<HashMap<String, StateStore>>,
+}
+
+impl MysqlCoordinator {
+    pub fn new() -> MysqlCoordinator {
+        MysqlCoordinator::default()
+    }
+
+    async fn store(&self, url: &str) -> Result<StateStore, String> {
+        let cached = self
+            .stores
+            .lock()
+            .map_err(|_| "lease store lock poisoned".to_owned())?
+            .get(url)
+            .cloned();
+        if let Some(store) = cached {
+            return Ok(store);
+        }
+        let sink = MysqlSink::connect(url).await.map_err(|e| e.to_string())?;
+        let store = StateStore::open(&sink).await.map_err(|e| e.to_string())?;
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.insert(url.to_owned(), store.clone());
+        }
+        Ok(store)
+    }
+}
+
+impl Coordinator for MysqlCoordinator {
+    fn take<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            store
+                .take_lease(spec, owner, ttl)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn renew<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            store
+                .renew_lease(spec, owner, ttl)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            store
+                .release_lease(spec, owner)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn high_water<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            let cursor = store.cursor(spec).await.map_err(|e| e.to_string())?;
+            Ok(cursor.map(|c| c.high_water))
+        })
+    }
+
+    fn last_started<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            let runs = store.runs(spec, 1).await.map_err(|e| e.to_string())?;
+            Ok(runs.first().map(|r| r.started_at))
+        })
+    }
+
+    fn record_run<'a>(
+        &'a self,
+        url: &'a str,
+        run: &'a RunRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            store
+                .record_run(run)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
