@@ -24,6 +24,8 @@ pub(crate) struct Test {
 pub(crate) struct Output {
     pub(crate) stdout: String,
     pub(crate) stderr: String,
+    /// The tempdir the run used, kept for inspection.
+    pub(crate) dir: PathBuf,
 }
 
 impl Test {
@@ -67,6 +69,10 @@ impl Test {
         self
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub(crate) fn run(self) -> Output {
         let cwd = self
             .cwd
@@ -87,6 +93,11 @@ impl Test {
             "qsync {:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
             self.args
         );
-        Output { stdout, stderr }
+        let dir = self.dir.keep();
+        Output {
+            stdout,
+            stderr,
+            dir,
+        }
     }
 }
