@@ -681,3 +681,122 @@ async fn a_wrong_secret_fails_with_the_vendor_code_and_masked_secrets() {
     assert!(out.stderr.contains("nowhere"), "{}", out.stderr);
     fx.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_http_source_without_window_syncs_in_one_pass() {
+    let fx = Fixture::new(900, 2, SimConfig::default()).await;
+    let c = SimCredentials::default();
+    let mut profile: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(fx.profile_path()).expect("profile"))
+            .expect("yaml");
+    let shop: serde_yaml::Value = serde_yaml::to_value(BTreeMap::from([
+        ("kind", "http".to_owned()),
+        ("base_url", fx.sim.base_url(ConnectorKind::Http)),
+        ("auth", "sign".to_owned()),
+        ("secret", c.app_secret.clone()),
+        ("sign_template", sim::HTTP_SIGN_TEMPLATE.to_owned()),
+        ("sign_case", "upper".to_owned()),
+        ("timestamp_param", "ts".to_owned()),
+        ("error_path", "code".to_owned()),
+        ("success_value", "0".to_owned()),
+    ]))
+    .expect("yaml");
+    profile["connections"]["shop"] = shop;
+    std::fs::write(
+        fx.profile_path(),
+        serde_yaml::to_string(&profile).expect("yaml"),
+    )
+    .expect("profile written");
+    let spec = fx.dir.path().join("orders.qsync");
+    std::fs::write(
+        &spec,
+        r#"sync "http orders"
+
+source http "/api/v1/orders" {
+    connection shop
+    @paginate page page per per_page size 100 until total data.total
+    @rate 500/s
+    records data.items
+    id order_id
+}
+
+@flatten lines
+
+target mysql "orders" {
+    connection bi
+    mode upsert
+    key id
+    batch 300
+    create
+}
+
+map {
+    id = "<order_id>-<lines_line_no>"
+    order_id = order_id : bigint
+    qty = lines_qty : int
+    amount = amount : decimal(12,2)
+}
+"#,
+    )
+    .expect("spec written");
+    let loaded = qsync::frontend::load(&spec, Some(&fx.profile_path()), EnvPolicy::Require, None)
+        .unwrap_or_else(|e| panic!("spec loads: {e}"));
+    let (plan, profile) = (loaded.plan, loaded.profile.expect("profile"));
+    assert!(plan.source.window.is_none());
+
+    // A shutdown requested before the first window commits nothing and is not an error.
+    let (_stop, stopped) = tokio::sync::watch::channel(true);
+    let nothing = run(
+        &plan,
+        &profile,
+        RunOptions {
+            shutdown: Some(stopped),
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(nothing.windows, 0);
+
+    let summary = run(&plan, &profile, RunOptions::default()).await;
+    assert_eq!(summary.range, None);
+    assert_eq!(summary.windows, 1);
+    assert_eq!(summary.records, 900);
+    assert_eq!(summary.pages, 9);
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for order in fx.sim.truth(Dataset::HttpOrders) {
+        let order_id = order["order_id"].as_i64().expect("order_id");
+        for line in order["lines"].as_array().expect("lines") {
+            expected.insert(
+                format!("{order_id}-{}", line["line_no"]),
+                (order_id, line["qty"].as_i64().expect("qty")),
+            );
+        }
+    }
+    let actual: BTreeMap<String, (i64, i64)> = fx
+        .conn()
+        .await
+        .query::<(String, i64, i64), _>("SELECT id, order_id, qty FROM orders")
+        .await
+        .expect("rows")
+        .into_iter()
+        .map(|(id, order, qty)| (id, (order, qty)))
+        .collect();
+    assert_eq!(actual, expected);
+    assert_eq!(summary.rows_written, expected.len() as u64);
+    // No window, no mark; the pass is in the ledger.
+    let marks: Vec<NaiveDateTime> = fx
+        .conn()
+        .await
+        .query("SELECT high_water FROM _qsync_state WHERE spec = 'orders'")
+        .await
+        .expect("state");
+    assert!(marks.is_empty());
+    let ledger: Vec<(String, i64, i64)> = fx
+        .conn()
+        .await
+        .query("SELECT status, pages, fetched FROM _qsync_windows WHERE spec = 'orders'")
+        .await
+        .expect("ledger");
+    assert_eq!(ledger, vec![("done".to_owned(), 9, 900)]);
+    fx.sim.shutdown().await;
+}
