@@ -270,6 +270,10 @@ async fn full_sync_equals_truth_and_reruns_change_nothing() {
     let (plan, profile) = fx.load(&Spec::default());
     let summary = run(&plan, &profile, RunOptions::default()).await;
     let expected = fx.expected(|_| true);
+    eprintln!(
+        "full sync: {} records, {} rows, {} windows, {} pages in {:?}",
+        summary.records, summary.rows_written, summary.windows, summary.pages, summary.duration
+    );
     assert_same(&fx.actual().await, &expected);
     assert_eq!(summary.records, 3000, "{summary:?}");
     assert_eq!(summary.rows_written, expected.len() as u64);
@@ -387,7 +391,10 @@ async fn vendor_faults_are_retried_to_exact_truth() {
         ..Faults::default()
     });
     let summary = match exec::run(&plan, &profile, RunOptions::default()).await {
-        Ok(summary) => summary,
+        Ok(summary) => {
+            eprintln!("faults: {summary:?}");
+            summary
+        }
         Err(error) => {
             // Failing cleanly is allowed; the re-run must then complete.
             eprintln!("first run failed cleanly: {error}");
@@ -428,6 +435,12 @@ async fn the_rate_limit_is_never_exceeded() {
     let summary = run(&plan, &profile, RunOptions::default()).await;
     let took = started.elapsed();
     let jst = fx.sim.stats().vendors["jushuitan"].clone();
+    eprintln!(
+        "rate 20/s: {} pages in {took:?} (pages / rate = {:.2}s), {} throttled",
+        summary.pages,
+        summary.pages as f64 / 20.0,
+        jst.throttled
+    );
     assert_eq!(jst.throttled, 0, "{jst:?}");
     assert_eq!(summary.throttled, 0);
     // Paced by the limit: pages / rate, within a little.
@@ -549,6 +562,7 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
         let _ = child.wait();
         fx.assert_state_not_ahead().await;
     }
+    eprintln!("kill -9: {interrupted} of {KILLS} runs interrupted (full run {full:?})");
     assert!(
         interrupted >= KILLS / 2,
         "only {interrupted} of {KILLS} runs were interrupted"
@@ -799,4 +813,136 @@ map {
         .expect("ledger");
     assert_eq!(ledger, vec![("done".to_owned(), 9, 900)]);
     fx.sim.shutdown().await;
+}
+
+/// A vendor that reports 105 records and serves 100.
+async fn lying_vendor() -> String {
+    async fn items(
+        axum::extract::Query(q): axum::extract::Query<BTreeMap<String, String>>,
+    ) -> axum::Json<Value> {
+        let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+        let items: Vec<Value> = ((page - 1) * 50..(page * 50).min(100))
+            .map(|i| serde_json::json!({"id": i, "name": format!("n{i}")}))
+            .collect();
+        axum::Json(serde_json::json!({"data": {"items": items, "total": 105}}))
+    }
+    let app = axum::Router::new().route("/items", axum::routing::get(items));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_count_is_re_read_then_fails_the_window_with_both_numbers() {
+    let base = lying_vendor().await;
+    let (url, _db) = fresh_database().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("qsync.yaml"),
+        format!(
+            "connections:\n  fake:\n    kind: http\n    base_url: {base}\n  bi:\n    kind: mysql\n    url: \"{url}\"\n"
+        ),
+    )
+    .expect("profile");
+    let spec = dir.path().join("items.qsync");
+    std::fs::write(
+        &spec,
+        r#"sync "items"
+
+source http "/items" {
+    connection fake
+    window max 1d lag 0s initial "2024-01-01 00:00:00"
+    param from = "{{ window.start | datetime }}"
+    @paginate page page per size size 50 until total data.total
+    records data.items
+    id id
+}
+
+target mysql "items" {
+    connection bi
+    mode replace
+    key id
+    create
+}
+
+map {
+    id = id : bigint
+    name = name : string(20)
+}
+"#,
+    )
+    .expect("spec");
+    let loaded = qsync::frontend::load(
+        &spec,
+        Some(&dir.path().join("qsync.yaml")),
+        EnvPolicy::Require,
+        None,
+    )
+    .unwrap_or_else(|e| panic!("spec loads: {e}"));
+    let profile = loaded.profile.expect("profile");
+    let error = exec::run(
+        &loaded.plan,
+        &profile,
+        RunOptions {
+            until: Some(
+                NaiveDateTime::parse_from_str("2024-01-03 00:00:00", "%Y-%m-%d %H:%M:%S")
+                    .expect("time"),
+            ),
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect_err("the count never matches");
+    assert!(
+        matches!(
+            error.kind(),
+            RunErrorKind::Incomplete {
+                reported: 105,
+                fetched: 100,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("reported 105 records but 100 were fetched"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2024-01-01 00:00:00 .. 2024-01-02 00:00:00"),
+        "{text}"
+    );
+    assert_eq!(error.summary().map(|s| s.windows), Some(0));
+    let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).expect("url"))
+        .await
+        .expect("MySQL");
+    let rows: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .expect("count");
+    assert_eq!(rows, Some(0), "nothing of the short window is committed");
+    let ledger: Vec<(String, i64)> = conn
+        .query("SELECT status, attempts FROM _qsync_windows")
+        .await
+        .expect("ledger");
+    assert_eq!(ledger, vec![("failed".to_owned(), 3)]);
+    let marks: Vec<NaiveDateTime> = conn
+        .query("SELECT high_water FROM _qsync_state")
+        .await
+        .expect("state");
+    assert!(marks.is_empty());
+    let runs: Vec<(String, Option<String>)> = conn
+        .query("SELECT outcome, error FROM _qsync_runs")
+        .await
+        .expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].0, "failed");
+    assert!(runs[0].1.as_deref().is_some_and(|e| e.contains("105")));
 }
