@@ -58,6 +58,8 @@ const PREFETCH_WINDOWS: usize = 2;
 const PAGE_BUFFER: usize = 16;
 /// Reads of one window before a short count or a lost connection fails the run.
 const WINDOW_ATTEMPTS: u32 = 3;
+/// Pause before re-reading a window, times the attempt number.
+const REREAD_PAUSE: Duration = Duration::from_millis(300);
 /// Rejects per insert statement (5 bound values each, well under the placeholder limit).
 const REJECTS_PER_STATEMENT: usize = 1000;
 
@@ -689,6 +691,8 @@ impl Engine {
                     self.tally.rereads += 1;
                     tracing::warn!(spec = %self.plan.name, window = %label(window), attempt,
                         "reading the window again: {kind}");
+                    // A restarting or failing-over server needs a moment.
+                    tokio::time::sleep(REREAD_PAUSE * attempt).await;
                 }
                 Err(WindowFailure::Retry(kind) | WindowFailure::Fatal(kind)) => {
                     let ledger = self.ledger(window, WindowStatus::Failed, attempt, None, 0, 0);

@@ -415,8 +415,8 @@ async fn vendor_faults_are_retried_to_exact_truth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_is_never_exceeded() {
     let fx = Fixture::new(
-        1000,
-        2,
+        3000,
+        3,
         SimConfig {
             rates: true,
             limits: Limits {
@@ -569,6 +569,27 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
     );
     let status = command(&[]).status().expect("qsync runs");
     assert!(status.success());
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+
+    // `qsync replay` re-runs one window and leaves the mark alone.
+    let mark = fx.mark().await.expect("mark");
+    let window = format!(
+        "{}..{}",
+        (mark - chrono::Duration::hours(6)).format("%Y-%m-%d %H:%M:%S"),
+        mark.format("%Y-%m-%d %H:%M:%S")
+    );
+    let out = Command::new(BIN)
+        .arg("replay")
+        .arg(&spec)
+        .arg("--profile")
+        .arg(fx.profile_path())
+        .args(["--window", &window])
+        .output()
+        .expect("replay runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("windows         1"), "{text}");
+    assert_eq!(fx.mark().await, Some(mark));
     assert_same(&fx.actual().await, &fx.expected(|_| true));
 
     // `qsync state` shows the mark; `--set` moves it and prints old -> new.
