@@ -481,16 +481,29 @@ async fn execute(
                 full: options.full,
                 remedy,
             };
-            let (start, end) =
-                resolve_range(window_plan, &inputs).map_err(|source| RunErrorKind::Range {
-                    spec: spec.clone(),
-                    source,
-                })?;
-            let windows = split(start, end, window_plan.max_span)
-                .into_iter()
-                .map(Some)
-                .collect();
-            (Some((start, end)), windows)
+            match resolve_range(window_plan, &inputs) {
+                Ok((start, end)) => {
+                    let windows = split(start, end, window_plan.max_span)
+                        .into_iter()
+                        .map(Some)
+                        .collect();
+                    (Some((start, end)), windows)
+                }
+                // Run again before the clock passed the mark (no overlap): nothing to do.
+                Err(RangeError::Empty { start, end })
+                    if options.since.is_none() && options.until.is_none() =>
+                {
+                    tracing::info!(spec = %spec, "nothing to sync: {start} is not before {end}");
+                    (Some((start, end)), Vec::new())
+                }
+                Err(source) => {
+                    return Err(RunErrorKind::Range {
+                        spec: spec.clone(),
+                        source,
+                    }
+                    .into())
+                }
+            }
         } else {
             (None, vec![None])
         };

@@ -291,6 +291,18 @@ async fn full_sync_equals_truth_and_reruns_change_nothing() {
     assert_eq!(fx.checksum().await, checksum);
     let mark = fx.mark().await.expect("mark stored");
     assert_eq!(Some(mark), again.high_water_mark);
+    // A clock not yet past the mark: nothing to do, not an error.
+    let idle = run(
+        &plan,
+        &profile,
+        RunOptions {
+            now: Some(mark - chrono::Duration::minutes(10)),
+            ..RunOptions::default()
+        },
+    )
+    .await;
+    assert_eq!((idle.windows, idle.pages), (0, 0));
+    assert_eq!(fx.mark().await, Some(mark));
 
     // Every window replayed: same table, the mark does not move.
     let windows: Vec<(NaiveDateTime, NaiveDateTime)> = fx
@@ -336,7 +348,7 @@ async fn full_sync_equals_truth_and_reruns_change_nothing() {
         .query("SELECT outcome, records FROM _qsync_runs ORDER BY id")
         .await
         .expect("runs");
-    assert_eq!(runs.len(), 3 + windows.len());
+    assert_eq!(runs.len(), 4 + windows.len());
     assert!(runs.iter().all(|(outcome, _)| outcome == "success"));
     fx.sim.shutdown().await;
 }
@@ -349,8 +361,22 @@ async fn drift_is_caught_by_the_remedy_run() {
         drift: true,
         ..Faults::default()
     });
-    run(&plan, &profile, RunOptions::default()).await;
+    let first = run(&plan, &profile, RunOptions::default()).await;
     assert!(fx.sim.stats().drift_bumps > 0);
+    let end = first
+        .range
+        .expect("range")
+        .1
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let in_range = fx.expected(|r| r["modified"].as_str().is_some_and(|m| *m <= *end));
+    let actual = fx.actual().await;
+    let missed = in_range.keys().filter(|k| !actual.contains_key(*k)).count();
+    eprintln!(
+        "drift: {} bumps; the first run missed {missed} of {} rows still in its range",
+        fx.sim.stats().drift_bumps,
+        in_range.len()
+    );
     fx.sim.set_faults(Faults::default());
     // Bumped records carry sub-second times; the remedy's clock must be past them (in
     // production the window lag guarantees it).
