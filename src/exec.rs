@@ -37,7 +37,7 @@ pub use crate::source::Limiters;
 
 use crate::config::{LoadedProfile, ProfileError};
 use crate::connectors::{self, wire};
-use crate::plan::{OnError, Plan};
+use crate::plan::{OnError, Plan, SourcePlan};
 use crate::sink::{MysqlSink, SinkError, SqlStatement, TableSpec, WindowWriter, WriterOptions};
 use crate::source::pager::compare_values;
 use crate::source::window::RangeError;
@@ -865,7 +865,7 @@ impl Engine {
         let mut seen: HashMap<String, Seen> = HashMap::new();
         while let Some(page) = task.pages.recv().await {
             for record in page.records {
-                if !self.is_newest(&record, &mut seen) {
+                if !is_newest(&self.plan.source, &record, &mut seen) {
                     continue;
                 }
                 if let Err(error) = self.transformer.rows(&record, &mut rows) {
@@ -906,50 +906,46 @@ impl Engine {
         let unique = self.plan.source.id.as_ref().map(|_| seen.len() as u64);
         Ok((written, rejects, unique))
     }
+}
 
-    /// Whether `record` should be written: the first version of its id, or a newer one
-    /// (by `modified` when the spec names it, else any changed version, the later winning).
-    fn is_newest(&self, record: &Value, seen: &mut HashMap<String, Seen>) -> bool {
-        let Some(id_path) = &self.plan.source.id else {
-            return true;
-        };
-        let Some(id) = value_at(record, id_path).filter(|v| !v.is_null()) else {
-            return true;
-        };
-        let mut hasher = DefaultHasher::new();
-        record.to_string().hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let modified = self
-            .plan
-            .source
-            .modified
-            .as_ref()
-            .and_then(|path| value_at(record, path))
-            .cloned();
-        match seen.entry(wire::scalar_text(id)) {
-            Entry::Vacant(entry) => {
+/// Whether `record` should be written: the first version of its id, or a newer one (by
+/// `modified` when the spec names it, else any changed version, the later winning).
+fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, Seen>) -> bool {
+    let Some(id_path) = &source.id else {
+        return true;
+    };
+    let Some(id) = value_at(record, id_path).filter(|v| !v.is_null()) else {
+        return true;
+    };
+    let mut hasher = DefaultHasher::new();
+    record.to_string().hash(&mut hasher);
+    let fingerprint = hasher.finish();
+    let modified = source
+        .modified
+        .as_ref()
+        .and_then(|path| value_at(record, path))
+        .cloned();
+    match seen.entry(wire::scalar_text(id)) {
+        Entry::Vacant(entry) => {
+            entry.insert(Seen {
+                fingerprint,
+                modified,
+            });
+            true
+        }
+        Entry::Occupied(mut entry) => {
+            let old = entry.get();
+            let newer = match (&modified, &old.modified) {
+                (Some(new), Some(old)) => compare_values(new, old) == std::cmp::Ordering::Greater,
+                _ => old.fingerprint != fingerprint,
+            };
+            if newer {
                 entry.insert(Seen {
                     fingerprint,
                     modified,
                 });
-                true
             }
-            Entry::Occupied(mut entry) => {
-                let old = entry.get();
-                let newer = match (&modified, &old.modified) {
-                    (Some(new), Some(old)) => {
-                        compare_values(new, old) == std::cmp::Ordering::Greater
-                    }
-                    _ => old.fingerprint != fingerprint,
-                };
-                if newer {
-                    entry.insert(Seen {
-                        fingerprint,
-                        modified,
-                    });
-                }
-                newer
-            }
+            newer
         }
     }
 }
@@ -971,5 +967,113 @@ fn snippet(raw: &str) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source(modified: bool) -> SourcePlan {
+        SourcePlan {
+            kind: crate::plan::ConnectorKind::Http,
+            endpoint: "/x".into(),
+            http_method: crate::plan::HttpMethod::Get,
+            connection: "x".into(),
+            params: vec![],
+            window: None,
+            pagination: crate::plan::PaginationPlan::None,
+            rates: vec![],
+            retry: crate::plan::RetryPlan::default(),
+            records: vec![],
+            id: Some(vec!["id".into()]),
+            modified: modified.then(|| vec!["m".into()]),
+            total: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_latest_version_of_an_id_wins() {
+        let plan = source(true);
+        let mut seen = HashMap::new();
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
+            &mut seen
+        ));
+        // A repeat across a page boundary, and an older version: skipped.
+        assert!(!is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
+            &mut seen
+        ));
+        assert!(!is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 09:00:00", "x": 1}),
+            &mut seen
+        ));
+        // A newer version: written (it replaces the row by key).
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 11:00:00"}),
+            &mut seen
+        ));
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 2, "m": "2024-01-01 09:00:00"}),
+            &mut seen
+        ));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn without_modified_a_changed_record_is_written_again() {
+        let plan = source(false);
+        let mut seen = HashMap::new();
+        assert!(is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
+        assert!(!is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
+        assert!(is_newest(&plan, &json!({"id": "a", "v": 2}), &mut seen));
+        // No id: never de-duplicated.
+        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
+        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
+    }
+
+    #[test]
+    fn run_errors_name_the_window_and_what_was_committed() {
+        let error = RunError {
+            kind: Box::new(RunErrorKind::Incomplete {
+                spec: "refunds".into(),
+                window: "2024-01-01 00:00:00 .. 2024-01-02 00:00:00".into(),
+                reported: 105,
+                fetched: 100,
+                attempts: 3,
+            }),
+            summary: Some(Box::new(RunSummary {
+                spec: "refunds".into(),
+                range: None,
+                windows: 2,
+                pages: 0,
+                records: 0,
+                rows_written: 0,
+                rejects: 0,
+                retries: 0,
+                throttled: 0,
+                duration: Duration::ZERO,
+                high_water_mark: NaiveDateTime::parse_from_str(
+                    "2024-01-01 00:00:00",
+                    "%Y-%m-%d %H:%M:%S",
+                )
+                .ok(),
+            })),
+        };
+        assert_eq!(
+            error.to_string(),
+            "spec `refunds`, window 2024-01-01 00:00:00 .. 2024-01-02 00:00:00: the vendor \
+             reported 105 records but 100 were fetched, on each of 3 reads; the window was not \
+             committed. 2 windows were committed before the failure; the high-water mark is \
+             2024-01-01 00:00:00"
+        );
     }
 }
