@@ -779,38 +779,43 @@ impl Engine {
                 return Err(self.sink_failure(window, e));
             }
         };
-        let streamed = self.stream(&mut task, &mut writer).await;
-        let (rows, rejects, unique) = match streamed {
-            Ok(done) => done,
+        let mut acc = Streamed::default();
+        let mut fetch = match self.read_pass(&mut task, &mut writer, &mut acc).await {
+            Ok(fetch) => fetch,
             Err(failure) => {
                 task.handle.abort();
                 writer.abort().await;
                 return Err(failure);
             }
         };
-        let fetch = match (&mut task.handle).await {
-            Ok(Ok(fetch)) => fetch,
-            Ok(Err(source)) => {
-                writer.abort().await;
-                return Err(WindowFailure::Fatal(RunErrorKind::Source(source)));
+        if fetch.total_moved() {
+            // Records moved while paging, shifting others onto pages already read. Read the
+            // window once more into the same transaction: ids already written are skipped,
+            // records that slipped between pages are caught. What left the window is read
+            // by the next run (overlap) and the remedy run.
+            tracing::warn!(spec = %self.plan.name, window = %label(window),
+                "the vendor's total changed while paging ({:?}); reading the window again",
+                fetch.totals);
+            let mut again = self.spawn_fetch(window);
+            match self.read_pass(&mut again, &mut writer, &mut acc).await {
+                Ok(second) => {
+                    fetch.pages += second.pages;
+                    fetch.records += second.records;
+                    fetch.totals.extend(second.totals);
+                }
+                Err(failure) => {
+                    again.handle.abort();
+                    writer.abort().await;
+                    return Err(failure);
+                }
             }
-            Err(join) => {
-                writer.abort().await;
-                return Err(WindowFailure::Fatal(RunErrorKind::Task {
-                    spec: self.plan.name.clone(),
-                    window: label(window),
-                    message: join.to_string(),
-                }));
-            }
-        };
-        if let Some(reported) = fetch.reported_total() {
+        } else if let Some(reported) = fetch.reported_total() {
             // Totals count distinct records: compare ids when the spec names them.
-            let fetched = unique.unwrap_or(fetch.records);
-            if fetch.total_moved() {
-                tracing::warn!(spec = %self.plan.name, window = %label(window),
-                    "the vendor's total changed while paging ({:?}): records moved; the overlap \
-                     and the remedy run re-read them", fetch.totals);
-            } else if fetched != reported {
+            let fetched = match self.plan.source.id {
+                Some(_) => acc.seen.len() as u64,
+                None => fetch.records,
+            };
+            if fetched != reported {
                 writer.abort().await;
                 return Err(WindowFailure::Retry(RunErrorKind::Incomplete {
                     spec: self.plan.name.clone(),
@@ -821,6 +826,7 @@ impl Engine {
                 }));
             }
         }
+        let Streamed { rows, rejects, .. } = acc;
         let reject_count = rejects.len() as u64;
         let mut state: Vec<SqlStatement> = Vec::new();
         for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
@@ -850,22 +856,44 @@ impl Engine {
         }
     }
 
-    /// Records → rows → batches. Returns rows handed to the writer, the rejects and, when
-    /// the spec names an id, the number of distinct ids.
+    /// One read of the window, then its fetch result: records → rows → batches into
+    /// `writer`, counted in `acc`.
+    async fn read_pass(
+        &self,
+        task: &mut FetchTask,
+        writer: &mut WindowWriter,
+        acc: &mut Streamed,
+    ) -> Result<WindowFetch, WindowFailure> {
+        self.stream(task, writer, acc).await?;
+        match (&mut task.handle).await {
+            Ok(Ok(fetch)) => Ok(fetch),
+            Ok(Err(source)) => Err(WindowFailure::Fatal(RunErrorKind::Source(source))),
+            Err(join) => Err(WindowFailure::Fatal(RunErrorKind::Task {
+                spec: self.plan.name.clone(),
+                window: label(task.window),
+                message: join.to_string(),
+            })),
+        }
+    }
+
+    /// Records → rows → batches.
     async fn stream(
         &self,
         task: &mut FetchTask,
         writer: &mut WindowWriter,
-    ) -> Result<(u64, Vec<Reject>, Option<u64>), WindowFailure> {
+        acc: &mut Streamed,
+    ) -> Result<(), WindowFailure> {
         let window = task.window;
         let batch = self.plan.target.batch.max(1);
         let mut rows = Vec::with_capacity(batch);
-        let mut written = 0u64;
-        let mut rejects = Vec::new();
-        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let Streamed {
+            rows: written,
+            rejects,
+            seen,
+        } = acc;
         while let Some(page) = task.pages.recv().await {
             for record in page.records {
-                if !is_newest(&self.plan.source, &record, &mut seen) {
+                if !is_newest(&self.plan.source, &record, seen) {
                     continue;
                 }
                 if let Err(error) = self.transformer.rows(&record, &mut rows) {
@@ -888,7 +916,7 @@ impl Engine {
                 }
                 if rows.len() >= batch {
                     let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
-                    written += full.len() as u64;
+                    *written += full.len() as u64;
                     writer
                         .write_batch(full)
                         .await
@@ -897,14 +925,13 @@ impl Engine {
             }
         }
         if !rows.is_empty() {
-            written += rows.len() as u64;
+            *written += rows.len() as u64;
             writer
                 .write_batch(rows)
                 .await
                 .map_err(|e| self.sink_failure(window, e))?;
         }
-        let unique = self.plan.source.id.as_ref().map(|_| seen.len() as u64);
-        Ok((written, rejects, unique))
+        Ok(())
     }
 }
 
@@ -948,6 +975,15 @@ fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, See
             newer
         }
     }
+}
+
+/// What the reads of one window produced so far.
+#[derive(Default)]
+struct Streamed {
+    /// Rows handed to the writer.
+    rows: u64,
+    rejects: Vec<Reject>,
+    seen: HashMap<String, Seen>,
 }
 
 /// What the window has seen of one id.

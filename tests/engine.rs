@@ -377,6 +377,10 @@ async fn drift_is_caught_by_the_remedy_run() {
         fx.sim.stats().drift_bumps,
         in_range.len()
     );
+    // A window whose total moved is read twice in one transaction, which catches records
+    // that slipped between pages (a single read misses ~2% here); allow a rare overlap of
+    // both reads' gaps.
+    assert!(missed * 200 <= in_range.len(), "{missed} rows missed");
     fx.sim.set_faults(Faults::default());
     // Bumped records carry sub-second times; the remedy's clock must be past them (in
     // production the window lag guarantees it).
