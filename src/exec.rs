@@ -4,8 +4,11 @@
 //! Owns the order of a run and what it promises (DESIGN.md guarantees 1–4):
 //! - **Nothing missed.** Windows commit in order and the mark advances to a window's end
 //!   only in the transaction that writes its last batch. A window whose vendor-reported
-//!   total does not match what was fetched is re-read; records that moved while paging are
-//!   de-duplicated by id (latest version wins) and caught by the overlap and remedy runs.
+//!   total does not match the distinct records fetched is re-read. When the total changed
+//!   *while* paging (records modified meanwhile shift others onto pages already read), the
+//!   window is read a second time into the same transaction; records are de-duplicated by
+//!   id (latest version wins), and what left the window is caught by the next run's
+//!   overlap and by the remedy run.
 //! - **Nothing duplicated.** Rows are written by key through the sink; a window re-read
 //!   after a lost MySQL connection or a short count rewrites the same rows.
 //! - **Exactly-once effect across crashes.** A crash before a window's commit leaves the
