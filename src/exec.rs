@@ -4,8 +4,11 @@
 //! Owns the order of a run and what it promises (DESIGN.md guarantees 1–4):
 //! - **Nothing missed.** Windows commit in order and the mark advances to a window's end
 //!   only in the transaction that writes its last batch. A window whose vendor-reported
-//!   total does not match what was fetched is re-read; records that moved while paging are
-//!   de-duplicated by id (latest version wins) and caught by the overlap and remedy runs.
+//!   total does not match the distinct records fetched is re-read. When the total changed
+//!   *while* paging (records modified meanwhile shift others onto pages already read), the
+//!   window is read a second time into the same transaction; records are de-duplicated by
+//!   id (latest version wins), and what left the window is caught by the next run's
+//!   overlap and by the remedy run.
 //! - **Nothing duplicated.** Rows are written by key through the sink; a window re-read
 //!   after a lost MySQL connection or a short count rewrites the same rows.
 //! - **Exactly-once effect across crashes.** A crash before a window's commit leaves the
@@ -37,7 +40,7 @@ pub use crate::source::Limiters;
 
 use crate::config::{LoadedProfile, ProfileError};
 use crate::connectors::{self, wire};
-use crate::plan::{OnError, Plan};
+use crate::plan::{OnError, Plan, SourcePlan};
 use crate::sink::{MysqlSink, SinkError, SqlStatement, TableSpec, WindowWriter, WriterOptions};
 use crate::source::pager::compare_values;
 use crate::source::window::RangeError;
@@ -58,6 +61,8 @@ const PREFETCH_WINDOWS: usize = 2;
 const PAGE_BUFFER: usize = 16;
 /// Reads of one window before a short count or a lost connection fails the run.
 const WINDOW_ATTEMPTS: u32 = 3;
+/// Pause before re-reading a window, times the attempt number.
+const REREAD_PAUSE: Duration = Duration::from_millis(300);
 /// Rejects per insert statement (5 bound values each, well under the placeholder limit).
 const REJECTS_PER_STATEMENT: usize = 1000;
 
@@ -479,16 +484,29 @@ async fn execute(
                 full: options.full,
                 remedy,
             };
-            let (start, end) =
-                resolve_range(window_plan, &inputs).map_err(|source| RunErrorKind::Range {
-                    spec: spec.clone(),
-                    source,
-                })?;
-            let windows = split(start, end, window_plan.max_span)
-                .into_iter()
-                .map(Some)
-                .collect();
-            (Some((start, end)), windows)
+            match resolve_range(window_plan, &inputs) {
+                Ok((start, end)) => {
+                    let windows = split(start, end, window_plan.max_span)
+                        .into_iter()
+                        .map(Some)
+                        .collect();
+                    (Some((start, end)), windows)
+                }
+                // Run again before the clock passed the mark (no overlap): nothing to do.
+                Err(RangeError::Empty { start, end })
+                    if options.since.is_none() && options.until.is_none() =>
+                {
+                    tracing::info!(spec = %spec, "nothing to sync: {start} is not before {end}");
+                    (Some((start, end)), Vec::new())
+                }
+                Err(source) => {
+                    return Err(RunErrorKind::Range {
+                        spec: spec.clone(),
+                        source,
+                    }
+                    .into())
+                }
+            }
         } else {
             (None, vec![None])
         };
@@ -689,6 +707,8 @@ impl Engine {
                     self.tally.rereads += 1;
                     tracing::warn!(spec = %self.plan.name, window = %label(window), attempt,
                         "reading the window again: {kind}");
+                    // A restarting or failing-over server needs a moment.
+                    tokio::time::sleep(REREAD_PAUSE * attempt).await;
                 }
                 Err(WindowFailure::Retry(kind) | WindowFailure::Fatal(kind)) => {
                     let ledger = self.ledger(window, WindowStatus::Failed, attempt, None, 0, 0);
@@ -762,38 +782,43 @@ impl Engine {
                 return Err(self.sink_failure(window, e));
             }
         };
-        let streamed = self.stream(&mut task, &mut writer).await;
-        let (rows, rejects, unique) = match streamed {
-            Ok(done) => done,
+        let mut acc = Streamed::default();
+        let mut fetch = match self.read_pass(&mut task, &mut writer, &mut acc).await {
+            Ok(fetch) => fetch,
             Err(failure) => {
                 task.handle.abort();
                 writer.abort().await;
                 return Err(failure);
             }
         };
-        let fetch = match (&mut task.handle).await {
-            Ok(Ok(fetch)) => fetch,
-            Ok(Err(source)) => {
-                writer.abort().await;
-                return Err(WindowFailure::Fatal(RunErrorKind::Source(source)));
+        if fetch.total_moved() {
+            // Records moved while paging, shifting others onto pages already read. Read the
+            // window once more into the same transaction: ids already written are skipped,
+            // records that slipped between pages are caught. What left the window is read
+            // by the next run (overlap) and the remedy run.
+            tracing::warn!(spec = %self.plan.name, window = %label(window),
+                "the vendor's total changed while paging ({:?}); reading the window again",
+                fetch.totals);
+            let mut again = self.spawn_fetch(window);
+            match self.read_pass(&mut again, &mut writer, &mut acc).await {
+                Ok(second) => {
+                    fetch.pages += second.pages;
+                    fetch.records += second.records;
+                    fetch.totals.extend(second.totals);
+                }
+                Err(failure) => {
+                    again.handle.abort();
+                    writer.abort().await;
+                    return Err(failure);
+                }
             }
-            Err(join) => {
-                writer.abort().await;
-                return Err(WindowFailure::Fatal(RunErrorKind::Task {
-                    spec: self.plan.name.clone(),
-                    window: label(window),
-                    message: join.to_string(),
-                }));
-            }
-        };
-        if let Some(reported) = fetch.reported_total() {
+        } else if let Some(reported) = fetch.reported_total() {
             // Totals count distinct records: compare ids when the spec names them.
-            let fetched = unique.unwrap_or(fetch.records);
-            if fetch.total_moved() {
-                tracing::warn!(spec = %self.plan.name, window = %label(window),
-                    "the vendor's total changed while paging ({:?}): records moved; the overlap \
-                     and the remedy run re-read them", fetch.totals);
-            } else if fetched != reported {
+            let fetched = match self.plan.source.id {
+                Some(_) => acc.seen.len() as u64,
+                None => fetch.records,
+            };
+            if fetched != reported {
                 writer.abort().await;
                 return Err(WindowFailure::Retry(RunErrorKind::Incomplete {
                     spec: self.plan.name.clone(),
@@ -804,6 +829,7 @@ impl Engine {
                 }));
             }
         }
+        let Streamed { rows, rejects, .. } = acc;
         let reject_count = rejects.len() as u64;
         let mut state: Vec<SqlStatement> = Vec::new();
         for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
@@ -833,22 +859,44 @@ impl Engine {
         }
     }
 
-    /// Records → rows → batches. Returns rows handed to the writer, the rejects and, when
-    /// the spec names an id, the number of distinct ids.
+    /// One read of the window, then its fetch result: records → rows → batches into
+    /// `writer`, counted in `acc`.
+    async fn read_pass(
+        &self,
+        task: &mut FetchTask,
+        writer: &mut WindowWriter,
+        acc: &mut Streamed,
+    ) -> Result<WindowFetch, WindowFailure> {
+        self.stream(task, writer, acc).await?;
+        match (&mut task.handle).await {
+            Ok(Ok(fetch)) => Ok(fetch),
+            Ok(Err(source)) => Err(WindowFailure::Fatal(RunErrorKind::Source(source))),
+            Err(join) => Err(WindowFailure::Fatal(RunErrorKind::Task {
+                spec: self.plan.name.clone(),
+                window: label(task.window),
+                message: join.to_string(),
+            })),
+        }
+    }
+
+    /// Records → rows → batches.
     async fn stream(
         &self,
         task: &mut FetchTask,
         writer: &mut WindowWriter,
-    ) -> Result<(u64, Vec<Reject>, Option<u64>), WindowFailure> {
+        acc: &mut Streamed,
+    ) -> Result<(), WindowFailure> {
         let window = task.window;
         let batch = self.plan.target.batch.max(1);
         let mut rows = Vec::with_capacity(batch);
-        let mut written = 0u64;
-        let mut rejects = Vec::new();
-        let mut seen: HashMap<String, Seen> = HashMap::new();
+        let Streamed {
+            rows: written,
+            rejects,
+            seen,
+        } = acc;
         while let Some(page) = task.pages.recv().await {
             for record in page.records {
-                if !self.is_newest(&record, &mut seen) {
+                if !is_newest(&self.plan.source, &record, seen) {
                     continue;
                 }
                 if let Err(error) = self.transformer.rows(&record, &mut rows) {
@@ -871,7 +919,7 @@ impl Engine {
                 }
                 if rows.len() >= batch {
                     let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));
-                    written += full.len() as u64;
+                    *written += full.len() as u64;
                     writer
                         .write_batch(full)
                         .await
@@ -880,61 +928,65 @@ impl Engine {
             }
         }
         if !rows.is_empty() {
-            written += rows.len() as u64;
+            *written += rows.len() as u64;
             writer
                 .write_batch(rows)
                 .await
                 .map_err(|e| self.sink_failure(window, e))?;
         }
-        let unique = self.plan.source.id.as_ref().map(|_| seen.len() as u64);
-        Ok((written, rejects, unique))
+        Ok(())
     }
+}
 
-    /// Whether `record` should be written: the first version of its id, or a newer one
-    /// (by `modified` when the spec names it, else any changed version, the later winning).
-    fn is_newest(&self, record: &Value, seen: &mut HashMap<String, Seen>) -> bool {
-        let Some(id_path) = &self.plan.source.id else {
-            return true;
-        };
-        let Some(id) = value_at(record, id_path).filter(|v| !v.is_null()) else {
-            return true;
-        };
-        let mut hasher = DefaultHasher::new();
-        record.to_string().hash(&mut hasher);
-        let fingerprint = hasher.finish();
-        let modified = self
-            .plan
-            .source
-            .modified
-            .as_ref()
-            .and_then(|path| value_at(record, path))
-            .cloned();
-        match seen.entry(wire::scalar_text(id)) {
-            Entry::Vacant(entry) => {
+/// Whether `record` should be written: the first version of its id, or a newer one (by
+/// `modified` when the spec names it, else any changed version, the later winning).
+fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, Seen>) -> bool {
+    let Some(id_path) = &source.id else {
+        return true;
+    };
+    let Some(id) = value_at(record, id_path).filter(|v| !v.is_null()) else {
+        return true;
+    };
+    let mut hasher = DefaultHasher::new();
+    record.to_string().hash(&mut hasher);
+    let fingerprint = hasher.finish();
+    let modified = source
+        .modified
+        .as_ref()
+        .and_then(|path| value_at(record, path))
+        .cloned();
+    match seen.entry(wire::scalar_text(id)) {
+        Entry::Vacant(entry) => {
+            entry.insert(Seen {
+                fingerprint,
+                modified,
+            });
+            true
+        }
+        Entry::Occupied(mut entry) => {
+            let old = entry.get();
+            let newer = match (&modified, &old.modified) {
+                (Some(new), Some(old)) => compare_values(new, old) == std::cmp::Ordering::Greater,
+                _ => old.fingerprint != fingerprint,
+            };
+            if newer {
                 entry.insert(Seen {
                     fingerprint,
                     modified,
                 });
-                true
             }
-            Entry::Occupied(mut entry) => {
-                let old = entry.get();
-                let newer = match (&modified, &old.modified) {
-                    (Some(new), Some(old)) => {
-                        compare_values(new, old) == std::cmp::Ordering::Greater
-                    }
-                    _ => old.fingerprint != fingerprint,
-                };
-                if newer {
-                    entry.insert(Seen {
-                        fingerprint,
-                        modified,
-                    });
-                }
-                newer
-            }
+            newer
         }
     }
+}
+
+/// What the reads of one window produced so far.
+#[derive(Default)]
+struct Streamed {
+    /// Rows handed to the writer.
+    rows: u64,
+    rejects: Vec<Reject>,
+    seen: HashMap<String, Seen>,
 }
 
 /// What the window has seen of one id.
@@ -954,5 +1006,113 @@ fn snippet(raw: &str) -> String {
         format!("{cut}…")
     } else {
         cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source(modified: bool) -> SourcePlan {
+        SourcePlan {
+            kind: crate::plan::ConnectorKind::Http,
+            endpoint: "/x".into(),
+            http_method: crate::plan::HttpMethod::Get,
+            connection: "x".into(),
+            params: vec![],
+            window: None,
+            pagination: crate::plan::PaginationPlan::None,
+            rates: vec![],
+            retry: crate::plan::RetryPlan::default(),
+            records: vec![],
+            id: Some(vec!["id".into()]),
+            modified: modified.then(|| vec!["m".into()]),
+            total: None,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn the_latest_version_of_an_id_wins() {
+        let plan = source(true);
+        let mut seen = HashMap::new();
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
+            &mut seen
+        ));
+        // A repeat across a page boundary, and an older version: skipped.
+        assert!(!is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
+            &mut seen
+        ));
+        assert!(!is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 09:00:00", "x": 1}),
+            &mut seen
+        ));
+        // A newer version: written (it replaces the row by key).
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 1, "m": "2024-01-01 11:00:00"}),
+            &mut seen
+        ));
+        assert!(is_newest(
+            &plan,
+            &json!({"id": 2, "m": "2024-01-01 09:00:00"}),
+            &mut seen
+        ));
+        assert_eq!(seen.len(), 2);
+    }
+
+    #[test]
+    fn without_modified_a_changed_record_is_written_again() {
+        let plan = source(false);
+        let mut seen = HashMap::new();
+        assert!(is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
+        assert!(!is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
+        assert!(is_newest(&plan, &json!({"id": "a", "v": 2}), &mut seen));
+        // No id: never de-duplicated.
+        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
+        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
+    }
+
+    #[test]
+    fn run_errors_name_the_window_and_what_was_committed() {
+        let error = RunError {
+            kind: Box::new(RunErrorKind::Incomplete {
+                spec: "refunds".into(),
+                window: "2024-01-01 00:00:00 .. 2024-01-02 00:00:00".into(),
+                reported: 105,
+                fetched: 100,
+                attempts: 3,
+            }),
+            summary: Some(Box::new(RunSummary {
+                spec: "refunds".into(),
+                range: None,
+                windows: 2,
+                pages: 0,
+                records: 0,
+                rows_written: 0,
+                rejects: 0,
+                retries: 0,
+                throttled: 0,
+                duration: Duration::ZERO,
+                high_water_mark: NaiveDateTime::parse_from_str(
+                    "2024-01-01 00:00:00",
+                    "%Y-%m-%d %H:%M:%S",
+                )
+                .ok(),
+            })),
+        };
+        assert_eq!(
+            error.to_string(),
+            "spec `refunds`, window 2024-01-01 00:00:00 .. 2024-01-02 00:00:00: the vendor \
+             reported 105 records but 100 were fetched, on each of 3 reads; the window was not \
+             committed. 2 windows were committed before the failure; the high-water mark is \
+             2024-01-01 00:00:00"
+        );
     }
 }

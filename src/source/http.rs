@@ -170,9 +170,11 @@ impl HttpSource {
                     at: Box::new(site.clone()),
                     message: self.mask(&e.to_string()),
                 })?;
-            self.limiter.acquire().await;
+            let permit = self.limiter.acquire().await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.send(&request).await {
+            let sent = self.send(&request).await;
+            drop(permit);
+            let failure = match sent {
                 Ok((status, headers, body)) => {
                     let outcome = self.connector.classify(status, &headers, &body);
                     match self.logic.should_retry_response(outcome) {

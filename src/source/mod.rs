@@ -21,3 +21,6 @@ pub use pager::{fetch_window, PageRecords, WindowFetch, WindowRequest};
 pub use rate::{Limiters, RateLimiter};
 pub use request::{build_call, PageState};
 pub use window::{resolve_range, split, RangeInputs, Window};
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,14 @@
 //! Client-side rate limits: one limiter per profile connection (the vendor counts calls per
 //! app key), shared by every request of every window and, in `serve`, of every spec.
 //!
-//! A limiter keeps the send times of recent requests and lets a request go only when every
-//! limit of the plan (Jushuitan: 5/s *and* 100/min) still has room in the sliding interval
-//! ending now. A sliding log never exceeds a limit in *any* interval, which a fixed-window
-//! or GCRA bucket with a burst can (up to twice the rate across a boundary). A small margin
-//! absorbs network jitter between our send time and the vendor's arrival time.
+//! The vendor counts a call when it *arrives*, which is somewhere between our send and the
+//! response. So a call holds its slot while in flight and is logged at the time its answer
+//! came back; a new call may go only when, for every limit of the plan (Jushuitan: 5/s
+//! *and* 100/min), the calls in flight plus those answered within the last interval leave
+//! room. Any two calls `n` apart then arrive at least one interval apart whatever the
+//! network or server delays, so the vendor never sees more than `n` in *any* interval (a
+//! fixed-window or GCRA bucket with a burst can reach twice the rate across a boundary). A
+//! small margin absorbs clock granularity.
 //!
 //! It does not decide what to do when the vendor throttles anyway (`retry`).
 
@@ -13,22 +16,56 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::plan::RateLimit;
 
-/// Extra spacing per limit interval, against the vendor seeing our requests closer
-/// together than we sent them.
+/// Extra spacing per limit interval.
 fn margin(per: Duration) -> Duration {
-    (per / 50).clamp(Duration::from_millis(5), Duration::from_millis(250))
+    (per / 100).clamp(Duration::from_millis(2), Duration::from_millis(100))
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    in_flight: usize,
+    /// When answered calls came back, oldest first, kept for the longest interval.
+    done: VecDeque<Instant>,
 }
 
 /// Every limit of one connection, applied at once.
 #[derive(Debug)]
 pub struct RateLimiter {
     limits: Vec<RateLimit>,
-    /// Send times, oldest first, kept for the longest interval.
-    sent: tokio::sync::Mutex<VecDeque<Instant>>,
+    log: Mutex<Log>,
+    /// Waiters take turns in arrival order, so no request starves.
+    turn: tokio::sync::Mutex<()>,
+    freed: Notify,
+}
+
+/// A slot held by one call; dropping it logs the call as answered now.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    limiter: &'a RateLimiter,
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        {
+            let mut log = self.limiter.lock();
+            log.in_flight = log.in_flight.saturating_sub(1);
+            log.done.push_back(Instant::now());
+        }
+        self.limiter.freed.notify_waiters();
+    }
+}
+
+/// What the next call must wait for.
+enum Wait {
+    Go,
+    For(Duration),
+    /// Every slot is held by a call in flight.
+    Completion,
 }
 
 impl RateLimiter {
@@ -40,8 +77,16 @@ impl RateLimiter {
                 .copied()
                 .filter(|l| l.requests > 0 && !l.per.is_zero())
                 .collect(),
-            sent: tokio::sync::Mutex::new(VecDeque::new()),
+            log: Mutex::new(Log::default()),
+            turn: tokio::sync::Mutex::new(()),
+            freed: Notify::new(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The limits this limiter applies.
@@ -60,42 +105,75 @@ impl RateLimiter {
             .clamp(1, 8)
     }
 
-    /// Waits until a request may be sent, and counts it as sent. Waiters are served in
-    /// arrival order (the lock is fair), so no request starves.
-    pub async fn acquire(&self) {
-        if self.limits.is_empty() {
-            return;
+    fn check(&self, log: &mut Log, now: Instant) -> Wait {
+        let longest = self
+            .limits
+            .iter()
+            .map(|l| l.per + margin(l.per))
+            .max()
+            .unwrap_or_default();
+        while log
+            .done
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= longest)
+        {
+            log.done.pop_front();
         }
-        let mut sent = self.sent.lock().await;
-        loop {
-            let now = Instant::now();
-            let longest = self
-                .limits
+        let mut wait = Wait::Go;
+        for limit in &self.limits {
+            let n = limit.requests as usize;
+            let span = limit.per + margin(limit.per);
+            let recent: Vec<Instant> = log
+                .done
                 .iter()
-                .map(|l| l.per + margin(l.per))
-                .max()
-                .unwrap_or_default();
-            while sent
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= longest)
-            {
-                sent.pop_front();
+                .copied()
+                .filter(|t| now.saturating_duration_since(*t) < span)
+                .collect();
+            let occupied = log.in_flight + recent.len();
+            if occupied < n {
+                continue;
             }
-            let mut wait = Duration::ZERO;
-            for limit in &self.limits {
-                let n = limit.requests as usize;
-                if sent.len() >= n {
-                    // The n-th most recent send must have left the interval.
-                    let oldest = sent[sent.len() - n];
-                    let free_at = oldest + limit.per + margin(limit.per);
-                    wait = wait.max(free_at.saturating_duration_since(now));
+            // This many answered calls must leave the interval first.
+            let leave = occupied - n + 1;
+            if leave > recent.len() {
+                return Wait::Completion;
+            }
+            let free_at = recent[leave - 1] + span;
+            let d = free_at.saturating_duration_since(now);
+            wait = match wait {
+                Wait::For(w) => Wait::For(w.max(d)),
+                _ => Wait::For(d),
+            };
+        }
+        wait
+    }
+
+    /// Waits until a call may be sent and holds its slot until the permit is dropped
+    /// (after the answer arrived).
+    pub async fn acquire(&self) -> Permit<'_> {
+        if self.limits.is_empty() {
+            self.lock().in_flight += 1;
+            return Permit { limiter: self };
+        }
+        let _turn = self.turn.lock().await;
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut log = self.lock();
+                match self.check(&mut log, Instant::now()) {
+                    Wait::Go => {
+                        log.in_flight += 1;
+                        return Permit { limiter: self };
+                    }
+                    other => other,
                 }
+            };
+            match wait {
+                Wait::For(d) => tokio::time::sleep(d).await,
+                Wait::Completion | Wait::Go => notified.await,
             }
-            if wait.is_zero() {
-                sent.push_back(now);
-                return;
-            }
-            tokio::time::sleep(wait).await;
         }
     }
 }
@@ -140,7 +218,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..count {
-            limiter.acquire().await;
+            drop(limiter.acquire().await);
             times.push(Instant::now() - start);
         }
         times
@@ -173,8 +251,10 @@ mod tests {
             .map(|_| {
                 let limiter = limiter.clone();
                 tokio::spawn(async move {
-                    limiter.acquire().await;
-                    Instant::now() - start
+                    let permit = limiter.acquire().await;
+                    let at = Instant::now() - start;
+                    drop(permit);
+                    at
                 })
             })
             .collect();
@@ -186,6 +266,28 @@ mod tests {
         assert!(max_in_any(&times, Duration::from_secs(1)) <= 4);
         assert!(times[11] >= Duration::from_secs(2));
         assert!(times[11] < Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_in_flight_hold_their_slot_until_answered() {
+        let limiter = Arc::new(RateLimiter::new(&[rate(2, 1)]));
+        let start = Instant::now();
+        let a = limiter.acquire().await;
+        let b = limiter.acquire().await;
+        let waiter = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move {
+                drop(limiter.acquire().await);
+                Instant::now() - start
+            })
+        };
+        // Slow answers: the vendor may count them as late as they come back.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(a);
+        drop(b);
+        let third = waiter.await.expect("task");
+        assert!(third >= Duration::from_secs(4), "{third:?}");
+        assert!(third < Duration::from_millis(4100), "{third:?}");
     }
 
     #[tokio::test(start_paused = true)]
