@@ -55,6 +55,8 @@ use crate::state::{
 use crate::template::{Renderer, RequestContext};
 use crate::transform::{RunClock, Transformer};
 
+/// Extra reads of a window within one transaction when records move while paging.
+const EXTRA_PASSES: u32 = 3;
 /// Windows fetched ahead of the one being written.
 const PREFETCH_WINDOWS: usize = 2;
 /// Pages buffered between a window's fetcher and the writer.
@@ -791,34 +793,61 @@ impl Engine {
                 return Err(failure);
             }
         };
-        if fetch.total_moved() {
-            // Records moved while paging, shifting others onto pages already read. Read the
-            // window once more into the same transaction: ids already written are skipped,
-            // records that slipped between pages are caught. What left the window is read
-            // by the next run (overlap) and the remedy run.
+        // Records that move while paging (modified during the run) shift others onto pages
+        // already read: a read can come up short of the vendor's total, a different record
+        // each time. Read the window again into the same transaction, so the reads add up:
+        // ids already written are skipped, records that slipped between pages are caught.
+        // What left the window is read by the next run (overlap) and the remedy run.
+        let mut last_moved = fetch.total_moved();
+        let mut last_reported = fetch.reported_total();
+        let mut last_records = fetch.records;
+        let mut extra_passes = 0;
+        loop {
+            let fetched = match self.plan.source.id {
+                Some(_) => acc.seen.len() as u64,
+                None => last_records,
+            };
+            let short = last_reported.is_some_and(|reported| fetched < reported);
+            // Without ids a second pass cannot be told from the first: only a moving
+            // total justifies one; a short count re-reads from scratch (below).
+            let again = last_moved || (short && self.plan.source.id.is_some());
+            if !again || extra_passes >= EXTRA_PASSES {
+                break;
+            }
+            extra_passes += 1;
             tracing::warn!(spec = %self.plan.name, window = %label(window),
-                "the vendor's total changed while paging ({:?}); reading the window again",
-                fetch.totals);
-            let mut again = self.spawn_fetch(window);
-            match self.read_pass(&mut again, &mut writer, &mut acc).await {
-                Ok(second) => {
-                    fetch.pages += second.pages;
-                    fetch.records += second.records;
-                    fetch.totals.extend(second.totals);
+                "reading the window again in the same transaction: {} (totals {:?}, {} distinct so far)",
+                if last_moved { "the vendor's total changed while paging" } else { "fewer records than the vendor reported" },
+                fetch.totals, fetched);
+            let mut pass = self.spawn_fetch(window);
+            match self.read_pass(&mut pass, &mut writer, &mut acc).await {
+                Ok(next) => {
+                    last_moved = next.total_moved();
+                    last_reported = next.reported_total();
+                    last_records = next.records;
+                    fetch.pages += next.pages;
+                    fetch.records += next.records;
+                    fetch.totals.extend(next.totals);
                 }
                 Err(failure) => {
-                    again.handle.abort();
+                    pass.handle.abort();
                     writer.abort().await;
                     return Err(failure);
                 }
             }
-        } else if let Some(reported) = fetch.reported_total() {
-            // Totals count distinct records: compare ids when the spec names them.
+        }
+        if let (false, Some(reported)) = (last_moved, last_reported) {
+            // Totals count distinct records: compare ids when the spec names them. More is
+            // fine (a record moved into the window while it was read); fewer is not.
             let fetched = match self.plan.source.id {
                 Some(_) => acc.seen.len() as u64,
-                None => fetch.records,
+                None => last_records,
             };
-            if fetched != reported {
+            let incomplete = match self.plan.source.id {
+                Some(_) => fetched < reported,
+                None => fetched != reported,
+            };
+            if incomplete {
                 writer.abort().await;
                 return Err(WindowFailure::Retry(RunErrorKind::Incomplete {
                     spec: self.plan.name.clone(),

@@ -416,7 +416,8 @@ async fn vendor_faults_are_retried_to_exact_truth() {
         }),
         timeout_rate: 0.1,
         hang: Duration::from_millis(1500),
-        truncate_rate: 0.05,
+        // About 70 requests: 10% makes "no torn body at all" a 1-in-1500 event.
+        truncate_rate: 0.1,
         duplicate_rate: 0.05,
         ..Faults::default()
     });
@@ -545,7 +546,7 @@ async fn a_killed_mysql_connection_is_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
-    const KILLS: usize = 24;
+    const KILLS: usize = 20;
     let fx = Fixture::new(2000, 3, SimConfig::default()).await;
     let spec = fx.spec(&Spec::default());
     fx.sim.set_faults(Faults {
@@ -568,10 +569,14 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
     let started = Instant::now();
     let status = command(&["--full"]).status().expect("qsync runs");
     assert!(status.success());
-    let full = started.elapsed();
+    let mut full = started.elapsed();
     let mut rng = rand::thread_rng();
     let mut interrupted = 0;
-    for i in 0..KILLS {
+    let mut attempts = 0;
+    // Kill until KILLS runs were really cut mid-way (bounded), whatever the machine's load.
+    while interrupted < KILLS && attempts < KILLS * 4 {
+        let i = attempts;
+        attempts += 1;
         // Mostly full re-reads; every third run resumes from the mark the last kill left.
         let args: &[&str] = if i % 3 == 2 { &[] } else { &["--full"] };
         if i == 0 {
@@ -591,15 +596,18 @@ async fn kill_9_at_random_moments_then_run_gives_exact_truth() {
         tokio::time::sleep(at).await;
         if child.try_wait().expect("child status").is_none() {
             interrupted += 1;
+        } else {
+            // The run beat the kill: aim earlier from now on.
+            full = full.mul_f64(0.8);
         }
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         fx.assert_state_not_ahead().await;
     }
-    eprintln!("kill -9: {interrupted} of {KILLS} runs interrupted (full run {full:?})");
+    eprintln!("kill -9: {interrupted} runs interrupted in {attempts} attempts (full run {full:?})");
     assert!(
-        interrupted >= KILLS / 3,
-        "only {interrupted} of {KILLS} runs were interrupted"
+        interrupted >= KILLS,
+        "only {interrupted} of {attempts} runs were interrupted"
     );
     let status = command(&[]).status().expect("qsync runs");
     assert!(status.success());

@@ -115,8 +115,14 @@ async fn example_specs_match_the_ground_truth_under_faults() {
     let (url, _guard) = qsync::sink::testing::fresh_database().await;
     let profile = std::fs::read_to_string(repo().join("specs/qsync.yaml"))
         .unwrap()
-        .replace("${QSYNC_SIM_URL:-http://127.0.0.1:8700}", &format!("http://{}", sim.addr()))
-        .replace("${QSYNC_MYSQL_URL:-mysql://root@127.0.0.1:3306/qsync_demo}", &url);
+        .replace(
+            "${QSYNC_SIM_URL:-http://127.0.0.1:8700}",
+            &format!("http://{}", sim.addr()),
+        )
+        .replace(
+            "${QSYNC_MYSQL_URL:-mysql://root@127.0.0.1:3306/qsync_demo}",
+            &url,
+        );
     let now = chrono::Utc::now();
     // Drift moves records to "now": the range reaches past it so the remedy sees them.
     let since = shanghai(now - chrono::Duration::days(2));
@@ -134,7 +140,8 @@ async fn example_specs_match_the_ground_truth_under_faults() {
     for spec in specs {
         let text = std::fs::read_to_string(repo().join(format!("specs/{spec}.qsync"))).unwrap();
         // Fast retries keep the test short; the fault mix is what matters.
-        let text = text.replace("@rate 1/s", "@rate 20/s") + "\n@retry 12 backoff 50ms max 1s\n@timeout 1s\n";
+        let text = text.replace("@rate 1/s", "@rate 20/s")
+            + "\n@retry 12 backoff 50ms max 1s\n@timeout 1s\n";
         std::fs::write(dir.path().join(format!("{spec}.qsync")), text).unwrap();
     }
     let path = dir.path().to_path_buf();
@@ -185,7 +192,10 @@ async fn example_specs_match_the_ground_truth_under_faults() {
             want.len()
         );
     }
-    let rejects: Vec<u64> = conn.query("SELECT COUNT(*) FROM _qsync_rejects").await.unwrap();
+    let rejects: Vec<u64> = conn
+        .query("SELECT COUNT(*) FROM _qsync_rejects")
+        .await
+        .unwrap();
     assert_eq!(rejects, vec![0]);
     conn.disconnect().await.unwrap();
     // The faults really happened.

@@ -7,5 +7,6 @@ mod cli_check_db;
 mod cli_plan;
 mod engine;
 mod examples;
+mod examples_e2e;
 mod serve;
 mod support;

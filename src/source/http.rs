@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::error::SourceError;
 use super::rate::RateLimiter;
 use super::retry::{retry_after, Backoff, Failure, RetryLogic, VendorRetry};
-use crate::connectors::{self, ApiCall, Connector, PreparedRequest, Token};
+use crate::connectors::{self, ApiCall, Connector, Outcome, PreparedRequest, Token};
 use crate::plan::{HttpMethod, RetryPlan};
 
 /// Tokens this close to expiry are replaced before use.
@@ -360,17 +360,24 @@ impl HttpSource {
             };
             self.stats.token_fetches.fetch_add(1, Ordering::Relaxed);
             let failure = match self.send(&request).await {
-                Ok((status, _, body)) if (200..300).contains(&status) => {
-                    return match self.connector.parse_token(now, &body) {
-                        Ok(token) => {
-                            self.remember_secret(&token);
-                            Ok(Some(token))
+                // Token endpoints throttle too (Jushuitan answers 199 from getInitToken):
+                // a throttled or busy answer is retried like any other request.
+                Ok((status, headers, body)) if (200..300).contains(&status) => {
+                    match retriable(self.connector.classify(status, &headers, &body)) {
+                        Some(failure) => failure,
+                        None => {
+                            return match self.connector.parse_token(now, &body) {
+                                Ok(token) => {
+                                    self.remember_secret(&token);
+                                    Ok(Some(token))
+                                }
+                                Err(e) => Err(token_error(format!(
+                                    "{e} (request {})",
+                                    self.mask(&request.url)
+                                ))),
+                            };
                         }
-                        Err(e) => Err(token_error(format!(
-                            "{e} (request {})",
-                            self.mask(&request.url)
-                        ))),
-                    };
+                    }
                 }
                 Ok((status, _, body)) if status == 429 || status >= 500 => Failure::Transient {
                     code: format!("http_{status}"),
@@ -392,7 +399,31 @@ impl HttpSource {
                 )));
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(self.backoff.delay(attempt, None)).await;
+            let retry_after = match &failure {
+                Failure::Throttled { retry_after, .. } => {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    *retry_after
+                }
+                _ => None,
+            };
+            tokio::time::sleep(self.backoff.delay(attempt, retry_after)).await;
         }
+    }
+}
+
+/// The failure to retry for a throttled or busy answer, `None` for anything else.
+fn retriable(outcome: Outcome) -> Option<Failure> {
+    match outcome {
+        Outcome::Throttled {
+            code,
+            message,
+            retry_after,
+        } => Some(Failure::Throttled {
+            code,
+            message,
+            retry_after,
+        }),
+        Outcome::Transient { code, message } => Some(Failure::Transient { code, message }),
+        Outcome::Data(_) | Outcome::AuthExpired { .. } | Outcome::Fatal { .. } => None,
     }
 }

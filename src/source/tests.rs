@@ -439,3 +439,91 @@ async fn tokens_are_fetched_once_cached_and_refreshed_when_refused() {
     assert_eq!(source.mask("secret=sim-secret"), "secret=***");
     sim.shutdown().await;
 }
+
+/// A Jushuitan whose token endpoint throttles the first request (code 199), as the real
+/// one does when a run starts right after another.
+async fn throttling_token_vendor() -> (String, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let token = {
+        let calls = calls.clone();
+        move || async move {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Json(json!({"code": 199, "msg": "调用频次超过限制!请稍后再试"}))
+            } else {
+                Json(
+                    json!({"code": 0, "data": {"access_token": "fresh-token", "expires_in": 2_592_000,
+                    "refresh_token": "r", "scope": "all"}}),
+                )
+            }
+        }
+    };
+    let app = Router::new()
+        .route("/openWeb/auth/getInitToken", axum::routing::post(token))
+        .route(
+            "/open/refund/single/query",
+            axum::routing::post(|| async {
+                Json(
+                    json!({"code": 0, "msg": "执行成功", "data": {"datas": [], "has_next": false}}),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), calls)
+}
+
+#[tokio::test]
+async fn a_throttled_token_request_is_retried() {
+    let (base, calls) = throttling_token_vendor().await;
+    let connection = Connection {
+        kind: "jushuitan".into(),
+        settings: [
+            ("base_url", base.as_str()),
+            ("app_key", "k"),
+            ("app_secret", "s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), serde_yaml::Value::from(v)))
+        .collect(),
+    };
+    let connector =
+        connectors::build(ConnectorKind::Jushuitan, "jst", &connection).expect("builds");
+    let mut plan = source_plan("/open/refund/single/query", PaginationPlan::None);
+    plan.kind = ConnectorKind::Jushuitan;
+    let source = HttpSource::new(
+        connector,
+        Arc::new(RateLimiter::new(&[])),
+        SourceOptions {
+            spec: "jst".into(),
+            connection: "jst".into(),
+            timeout: plan.timeout,
+            retry: plan.retry.clone(),
+            secrets: vec![],
+        },
+    )
+    .expect("source");
+    let call = ApiCall {
+        endpoint: "/open/refund/single/query".into(),
+        http_method: HttpMethod::Post,
+        params: serde_json::Map::new(),
+        query: vec![],
+        headers: vec![],
+    };
+    let site = Site {
+        spec: "jst".into(),
+        window: "(no window)".into(),
+        page: "page 1".into(),
+    };
+    let data = source
+        .call(&call, &site)
+        .await
+        .expect("token retried, data read");
+    assert_eq!(data["code"], 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(source.stats().throttled.load(Ordering::Relaxed), 1);
+}
