@@ -1059,6 +1059,7 @@ mod tests {
             modified: modified.then(|| vec!["m".into()]),
             total: None,
             timeout: Duration::from_secs(1),
+            max_pages: 0,
         }
     }
 

@@ -20,6 +20,7 @@ pub(crate) struct PaginateAst {
     pub explicit_end: bool,
     pub size_span: Option<Span>,
     pub span: Span,
+    pub max_pages: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +254,7 @@ impl Checker<'_> {
             explicit_end: false,
             size_span: None,
             span,
+            max_pages: None,
         };
         let mut seen: BTreeMap<&'static str, Span> = BTreeMap::new();
         let mut ok = true;
@@ -337,7 +339,7 @@ impl Checker<'_> {
                     });
                 }
                 PaginateOpt::MaxPages(n) => {
-                    self.check_count(n, "`max_pages`", 10_000_000);
+                    p.max_pages = self.check_count(n, "`max_pages`", 10_000_000);
                 }
             }
         }

@@ -188,6 +188,11 @@ impl Checker<'_> {
             modified: path_of("modified", &singles),
             total,
             timeout: directives.timeout.unwrap_or(Duration::from_secs(30)),
+            max_pages: directives
+                .paginate
+                .as_ref()
+                .and_then(|p| p.max_pages)
+                .unwrap_or(crate::source::pager::MAX_PAGES),
         };
         ok.then_some(CheckedSource { plan })
     }

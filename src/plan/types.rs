@@ -141,6 +141,8 @@ pub struct SourcePlan {
     /// Path to a vendor-reported total, checked for completeness.
     pub total: Option<Vec<String>>,
     pub timeout: Duration,
+    /// Pages per window before paging is taken for runaway (`@paginate ... max_pages N`).
+    pub max_pages: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

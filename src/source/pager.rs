@@ -34,6 +34,17 @@ use crate::template::{Renderer, RequestContext};
 /// Most pages one window may take.
 pub const MAX_PAGES: u64 = 100_000;
 
+impl WindowRequest<'_> {
+    /// The spec's page bound (`max_pages`), else [`MAX_PAGES`].
+    fn max_pages(&self) -> u64 {
+        if self.plan.max_pages == 0 {
+            MAX_PAGES
+        } else {
+            self.plan.max_pages
+        }
+    }
+}
+
 /// One page's records, in page order.
 #[derive(Debug)]
 pub struct PageRecords {
@@ -280,11 +291,11 @@ impl Delivery<'_> {
         }
         self.previous = Some(page.fingerprint);
         self.fetch.pages += 1;
-        if self.fetch.pages > MAX_PAGES {
+        if self.fetch.pages > request.max_pages() {
             return Err(SourceError::TooManyPages {
                 spec: request.spec.to_owned(),
                 window: request.window.clone(),
-                max: MAX_PAGES,
+                max: request.max_pages(),
             });
         }
         self.fetch.records += page.records.len() as u64;
@@ -438,7 +449,7 @@ async fn numbered(
     if let (false, Some(pages)) = (done, reported) {
         // The count is known: fetch the rest concurrently, deliver in order.
         let concurrency = request.source.limiter().concurrency();
-        let mut stream = futures::stream::iter(1..pages.min(MAX_PAGES + 1))
+        let mut stream = futures::stream::iter(1..pages.min(request.max_pages() + 1))
             .map(|index| {
                 let state = numbered_state(pagination, index);
                 async move {

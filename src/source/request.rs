@@ -251,6 +251,7 @@ mod tests {
             modified: None,
             total: None,
             timeout: std::time::Duration::from_secs(30),
+            max_pages: 0,
         };
         let t = |s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
         let ctx = RequestContext {

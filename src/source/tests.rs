@@ -146,6 +146,7 @@ fn source_plan(endpoint: &str, pagination: PaginationPlan) -> SourcePlan {
         modified: None,
         total: None,
         timeout: Duration::from_secs(5),
+        max_pages: 0,
     }
 }
 
@@ -526,4 +527,25 @@ async fn a_throttled_token_request_is_retried() {
     assert_eq!(data["code"], 0);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(source.stats().throttled.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn the_specs_max_pages_bounds_a_window() {
+    let base = fake_vendor().await;
+    let mut plan = source_plan(
+        "/cursor",
+        PaginationPlan::Cursor {
+            param: path("cursor"),
+            from: path("data.next"),
+            size_param: Some(path("limit")),
+            size: Some(10),
+        },
+    );
+    plan.max_pages = 2;
+    let (result, _) = fetch(&base, &plan).await;
+    let error = result.expect_err("a third page is over the bound");
+    assert!(
+        matches!(error, SourceError::TooManyPages { max: 2, .. }),
+        "{error}"
+    );
 }
