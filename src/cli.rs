@@ -195,6 +195,25 @@ pub struct SimArgs {
     /// Modify records while windows are being paged (the page-shift that loses orders).
     #[arg(long)]
     pub drift: bool,
+    /// Share of requests answered 200 with the vendor's retryable error body (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub vendor_error_rate: f64,
+    /// Throttle bursts: every N requests, answer the next few with the vendor's throttle
+    /// code (429 with Retry-After for plain HTTP).
+    #[arg(long)]
+    pub throttle_every: Option<u32>,
+    /// Share of requests that hang for 30 s before a 504 (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub timeout_rate: f64,
+    /// Share of answers cut in half (torn bodies) (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub truncate_rate: f64,
+    /// Share of pages that repeat the previous page's last record (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_rate: f64,
+    /// Lifetime of issued tokens in seconds (tokens expire mid-run).
+    #[arg(long)]
+    pub token_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -527,6 +546,17 @@ fn plan(args: &PlanArgs) -> Outcome {
 }
 
 fn sim(args: &SimArgs) -> Outcome {
+    let rates = [
+        ("--error-rate", args.error_rate),
+        ("--vendor-error-rate", args.vendor_error_rate),
+        ("--timeout-rate", args.timeout_rate),
+        ("--truncate-rate", args.truncate_rate),
+        ("--duplicate-rate", args.duplicate_rate),
+    ];
+    if let Some((flag, value)) = rates.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
+        eprintln!("error: {flag} is a share of requests between 0 and 1, not {value}");
+        return Outcome::Usage;
+    }
     if !args.listen.ip().is_loopback() {
         eprintln!(
             "error: the simulator listens on loopback only, not {}",
@@ -551,6 +581,16 @@ fn sim(args: &SimArgs) -> Outcome {
                 latency: std::time::Duration::from_millis(args.latency_ms),
                 error_rate: args.error_rate,
                 drift: args.drift,
+                vendor_error_rate: args.vendor_error_rate,
+                throttle_burst: args.throttle_every.map(|every| crate::sim::ThrottleBurst {
+                    every,
+                    len: 2,
+                    retry_after_secs: 1,
+                }),
+                timeout_rate: args.timeout_rate,
+                truncate_rate: args.truncate_rate,
+                duplicate_rate: args.duplicate_rate,
+                token_ttl: args.token_ttl_secs.map(std::time::Duration::from_secs),
                 ..crate::sim::Faults::default()
             },
             ..crate::sim::SimConfig::default()

@@ -5,6 +5,7 @@ mod check_corpus;
 mod cli_check;
 mod cli_check_db;
 mod cli_plan;
+mod cli_sim;
 mod engine;
 mod examples;
 mod examples_e2e;
