@@ -255,8 +255,11 @@ pub struct PlanArgs {
     #[arg(long, value_parser = parse_time)]
     pub at: Option<NaiveDateTime>,
     /// The high-water mark to plan from, as if stored by an earlier run.
-    #[arg(long, value_parser = parse_time)]
+    #[arg(long, value_parser = parse_time, conflicts_with = "stored")]
     pub last_sync: Option<NaiveDateTime>,
+    /// Plan from the high-water mark stored in the target database (read only).
+    #[arg(long)]
+    pub stored: bool,
     /// Start of the range, overriding the stored mark.
     #[arg(long, value_parser = parse_time)]
     pub since: Option<NaiveDateTime>,
@@ -397,6 +400,35 @@ fn check(args: &CheckArgs) -> Outcome {
     }
 }
 
+/// `plan --stored`: the mark `_qsync_state` holds for this spec, reading only.
+fn stored_mark(loaded: &frontend::Loaded) -> Result<Option<NaiveDateTime>, String> {
+    let plan = &loaded.plan;
+    let profile = loaded
+        .profile
+        .as_ref()
+        .ok_or("--stored needs a profile (qsync.yaml) with the target connection")?;
+    let connection = profile
+        .connection(&plan.target.connection)
+        .map_err(|e| e.to_string())?;
+    let url = connection
+        .get("url")
+        .ok_or_else(|| format!("connection `{}` has no `url`", plan.target.connection))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mark = runtime.block_on(async {
+        let sink = crate::sink::MysqlSink::connect(&url).await?;
+        let mark = match crate::state::StateStore::existing(&sink).await? {
+            Some(store) => store.cursor(&plan.name).await?.map(|c| c.high_water),
+            None => None,
+        };
+        sink.disconnect().await;
+        Ok::<_, crate::sink::SinkError>(mark)
+    });
+    mark.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))
+}
+
 /// `check --db`: reads the live target table and compares the map with it.
 fn live_diagnostics(
     loaded: &frontend::Loaded,
@@ -501,9 +533,20 @@ fn plan(args: &PlanArgs) -> Outcome {
             )
         );
     }
+    let stored = if args.stored {
+        match stored_mark(&loaded) {
+            Ok(mark) => mark,
+            Err(e) => {
+                eprintln!("error: cannot read the stored high-water mark: {e}");
+                return Outcome::Failed;
+            }
+        }
+    } else {
+        None
+    };
     let mut inputs = crate::dryrun::DryRunInputs {
         at: args.at,
-        last_sync: args.last_sync,
+        last_sync: args.last_sync.or(stored),
         since: args.since,
         until: args.until,
         remedy: args.remedy,

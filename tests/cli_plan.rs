@@ -228,3 +228,47 @@ async fn live_plan_fetches_the_first_page() {
     assert!(!out.stderr.contains("wrong-secret-123"), "{}", out.stderr);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn plan_from_the_stored_mark_reads_without_writing() {
+    let (url, _guard) = qsync::sink::testing::fresh_database().await;
+    let profile = std::fs::read_to_string(repo().join("tests/check/qsync.yaml"))
+        .unwrap()
+        .replace("mysql://root@127.0.0.1:3306/corpus", &url);
+    let spec = std::fs::read_to_string(repo().join("tests/check/base.qsync")).unwrap();
+    let plan_stored = |profile: String, spec: String| {
+        tokio::task::spawn_blocking(move || {
+            Test::new()
+                .file("qsync.yaml", &profile)
+                .file("base.qsync", &spec)
+                .args(&[
+                    "plan",
+                    "base.qsync",
+                    "--stored",
+                    "--at",
+                    "2024-03-10 12:00:00",
+                ])
+                .run()
+                .stdout
+        })
+    };
+    // Nothing stored yet: the window's initial time, and no table is created.
+    let out = plan_stored(profile.clone(), spec.clone()).await.unwrap();
+    assert!(out.contains("(from the window's initial time)"), "{out}");
+    let sink = qsync::sink::MysqlSink::connect(&url).await.unwrap();
+    assert!(qsync::state::StateStore::existing(&sink)
+        .await
+        .unwrap()
+        .is_none());
+
+    let store = qsync::state::StateStore::open(&sink).await.unwrap();
+    let mark =
+        chrono::NaiveDateTime::parse_from_str("2024-03-09 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
+    store.set_cursor("base", mark, "hash").await.unwrap();
+    let out = plan_stored(profile, spec).await.unwrap();
+    assert!(
+        out.contains("(from last sync 2024-03-09 00:00:00 minus overlap)"),
+        "{out}"
+    );
+    sink.disconnect().await;
+}

@@ -130,6 +130,13 @@ impl StateStore {
         Ok(StateStore { sink: sink.clone() })
     }
 
+    /// A store over existing state tables, creating nothing (for read-only callers such
+    /// as `qsync plan --stored`); `None` when this database has no `_qsync_state` yet.
+    pub async fn existing(sink: &MysqlSink) -> Result<Option<StateStore>, SinkError> {
+        let found = sink.describe(&["_qsync_state".to_owned()]).await?;
+        Ok(found.map(|_| StateStore { sink: sink.clone() }))
+    }
+
     /// The sink this store writes through.
     pub fn sink(&self) -> &MysqlSink {
         &self.sink
