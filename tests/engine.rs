@@ -486,6 +486,45 @@ async fn the_rate_limit_is_never_exceeded() {
     fx.sim.shutdown().await;
 }
 
+/// Windows fetched ahead fill their page buffers while the current window still pages
+/// under the rate limit: their requests in flight must keep being driven, or one that
+/// waits for its rate-limit turn stalls every window of the connection (before the fix this
+/// test hung 2 runs in 2, and the fetch benchmark 3 in 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
+    let fx = Fixture::new(
+        4000,
+        1,
+        SimConfig {
+            rates: true,
+            limits: Limits {
+                jushuitan: vec![(20, Duration::from_secs(1))],
+                ..Limits::default()
+            },
+            faults: Faults {
+                latency: Duration::from_millis(50),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let (plan, profile) = fx.load(&Spec {
+        rate: "@rate 20/s",
+        ..Spec::default()
+    });
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        run(&plan, &profile, RunOptions::default()),
+    )
+    .await
+    .expect("the sync finishes (about 4 s of pages at the limit)");
+    assert!(summary.pages >= 80, "{summary:?}");
+    assert_eq!(fx.sim.stats().vendors["jushuitan"].throttled, 0);
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_mysql_connection_is_survived() {
     let fx = Fixture::new(3000, 3, SimConfig::default()).await;

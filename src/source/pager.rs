@@ -20,6 +20,10 @@ use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
+use std::collections::VecDeque;
+use std::future::Future;
+
+use futures::stream::FuturesOrdered;
 use futures::StreamExt as _;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -391,6 +395,23 @@ pub async fn fetch_window(
     Ok(delivery.fetch)
 }
 
+/// Awaits `work` while driving the futures of `in_flight`, keeping what they yield (in
+/// order) in `arrived`.
+async fn driving<W: Future, F: Future>(
+    work: W,
+    in_flight: &mut FuturesOrdered<F>,
+    arrived: &mut VecDeque<F::Output>,
+) -> W::Output {
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            Some(item) = in_flight.next(), if !in_flight.is_empty() => arrived.push_back(item),
+        }
+    }
+}
+
 /// The state of zero-based page `index` of numbered paging.
 fn numbered_state(pagination: &PaginationPlan, index: u64) -> PageState {
     let signed = i64::try_from(index).unwrap_or(i64::MAX);
@@ -447,24 +468,44 @@ async fn numbered(
         .await?;
     let mut next = 1;
     if let (false, Some(pages)) = (done, reported) {
-        // The count is known: fetch the rest concurrently, deliver in order.
+        // The count is known: fetch the rest concurrently, deliver in order. Pages in
+        // flight keep being driven while a page waits for the writer (backpressure): an
+        // unpolled request would hold its rate-limit turn and slot, and with windows
+        // fetched ahead that stalls every window of the connection.
         let concurrency = request.source.limiter().concurrency();
-        let mut stream = futures::stream::iter(1..pages.min(request.max_pages() + 1))
-            .map(|index| {
-                let state = numbered_state(pagination, index);
-                async move {
-                    let page = request.fetch(&state).await;
-                    (index, state, page)
-                }
-            })
-            .buffered(concurrency);
-        while let Some((index, state, page)) = stream.next().await {
+        let end = pages.min(request.max_pages() + 1);
+        let fetch_page = |index: u64| {
+            let state = numbered_state(pagination, index);
+            async move {
+                let page = request.fetch(&state).await;
+                (index, state, page)
+            }
+        };
+        let mut in_flight = FuturesOrdered::new();
+        let mut arrived = VecDeque::new();
+        let mut upcoming = 1..end;
+        loop {
+            while in_flight.len() + arrived.len() < concurrency {
+                let Some(index) = upcoming.next() else { break };
+                in_flight.push_back(fetch_page(index));
+            }
+            let next_page = match arrived.pop_front() {
+                Some(page) => Some(page),
+                None => in_flight.next().await,
+            };
+            let Some((index, state, page)) = next_page else {
+                break;
+            };
             let page = page?;
             done = is_last(pagination, &page, index);
             reported = reported.max(reported_pages(pagination, &page));
-            delivery
-                .deliver(request, page, request.page_label(&state))
-                .await?;
+            let label = request.page_label(&state);
+            driving(
+                delivery.deliver(request, page, label),
+                &mut in_flight,
+                &mut arrived,
+            )
+            .await?;
             next = index + 1;
             if done {
                 break;

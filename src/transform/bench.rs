@@ -139,6 +139,72 @@ pub fn sample_clock() -> RunClock {
     }
 }
 
+/// Records per page in [`sample_pages`], Jushuitan's usual page size.
+pub const RECORDS_PER_PAGE: usize = 50;
+
+/// `records` sample records as Jushuitan response pages, one JSON body per line: the input
+/// both qsync and `jq` read in the transform comparison.
+pub fn sample_pages(records: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(records * 1100);
+    let pages = records.div_ceil(RECORDS_PER_PAGE);
+    for page in 0..pages {
+        let first = page * RECORDS_PER_PAGE;
+        let datas: Vec<Value> = (first..records.min(first + RECORDS_PER_PAGE))
+            .map(|n| sample_record(n as u64))
+            .collect();
+        let body = json!({
+            "code": 0,
+            "msg": null,
+            "data": {
+                "page_index": page + 1,
+                "page_size": RECORDS_PER_PAGE,
+                "data_count": records,
+                "page_count": pages,
+                "has_next": page + 1 < pages,
+                "datas": datas,
+            }
+        });
+        serde_json::to_writer(&mut out, &body).expect("a Value always serializes");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Decodes each page of `pages` (as [`sample_pages`] makes them) and transforms its records,
+/// the way a run does after a response arrives; returns the rows produced and the time.
+///
+/// # Panics
+/// When a page is not JSON or a sample record is rejected: both are bugs.
+pub fn run_pages(pages: &[u8]) -> (usize, Duration) {
+    let transformer = Transformer::new(&sample_steps(), &sample_columns(), sample_clock())
+        .expect("the sample spec compiles");
+    let mut rows: Vec<Vec<Cell>> = Vec::with_capacity(RECORDS_PER_PAGE * ITEMS_PER_RECORD);
+    let mut total = 0;
+    let start = Instant::now();
+    for line in pages.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let mut body: Value = serde_json::from_slice(line).expect("sample pages are JSON");
+        let Some(Value::Array(records)) = body
+            .get_mut("data")
+            .and_then(|d| d.get_mut("datas"))
+            .map(Value::take)
+        else {
+            panic!("a sample page without data.datas");
+        };
+        for record in &records {
+            total += transformer
+                .rows(record, &mut rows)
+                .expect("sample records convert");
+        }
+        // The page's rows go to the sink as one batch and are dropped here.
+        rows.clear();
+    }
+    (total, start.elapsed())
+}
+
+/// The `jq` program doing the same flatten as `@flatten items` over [`sample_pages`]: each
+/// item becomes an object of the record's fields and the item's fields as `items_<field>`.
+pub const JQ_FLATTEN: &str = r#".data.datas[] | del(.items) as $record | .items[] | $record + with_entries(.key |= "items_" + .)"#;
+
 /// Transforms `records` sample records and returns the rows produced and the time taken.
 ///
 /// The input is a pool of 1000 distinct records (20 pages of 50, generated beforehand and
