@@ -15,7 +15,7 @@ use futures::StreamExt as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
 
-use super::mysql::{encode_row, load_data_sql, to_sql_value};
+use super::mysql::{encode_row, load_data_sql, statement_head, statement_tail, to_sql_value};
 use super::{create_table_sql, statement_sql, MysqlSink, SinkError, TableSpec, WriterOptions};
 use crate::plan::{TargetPlan, WriteMode};
 use crate::transform::{bench as samples, Cell, Transformer};
@@ -135,21 +135,160 @@ fn encode_parts(rows: &[Vec<Cell>], parts: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// 1000-row prepared statements, autocommitted, on one connection.
+/// 1000-row prepared statements, autocommitted, the rows split over `connections`
+/// connections (disjoint halves, so no two connections touch one key).
 async fn multi_row(
     sink: &MysqlSink,
     spec: &TableSpec,
     rows: &[Vec<Cell>],
+    connections: usize,
 ) -> Result<Option<Duration>, SinkError> {
-    let mut conn = sink.dedicated_connection().await?;
-    for chunk in rows.chunks(1000) {
-        let sql = statement_sql(spec, chunk.len())?;
-        let params: Vec<_> = chunk.iter().flatten().map(to_sql_value).collect();
-        conn.exec_drop(sql, Params::Positional(params))
-            .await
-            .map_err(|e| sink.query_error("after_sales", &e))?;
-    }
+    let per = rows.len().div_ceil(connections.max(1)).max(1);
+    let parts = rows.chunks(per).map(|part| async move {
+        let mut conn = sink.dedicated_connection().await?;
+        for chunk in part.chunks(1000) {
+            let sql = statement_sql(spec, chunk.len())?;
+            let params: Vec<_> = chunk.iter().flatten().map(to_sql_value).collect();
+            conn.exec_drop(sql, Params::Positional(params))
+                .await
+                .map_err(|e| sink.query_error("after_sales", &e))?;
+        }
+        Ok::<(), SinkError>(())
+    });
+    futures::future::try_join_all(parts).await?;
     Ok(None)
+}
+
+/// A cell as a SQL literal, escaped the way `mysqldump` writes strings.
+fn push_literal(cell: &Cell, out: &mut String) {
+    use std::fmt::Write as _;
+    match cell {
+        Cell::Null => out.push_str("NULL"),
+        Cell::Int(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Cell::Double(x) => {
+            let _ = write!(out, "{x}");
+        }
+        Cell::Decimal(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Cell::Bool(b) => out.push(if *b { '1' } else { '0' }),
+        Cell::Text(text) | Cell::Json(text) => {
+            out.push('\'');
+            for ch in text.chars() {
+                match ch {
+                    '\'' => out.push_str("\\'"),
+                    '\\' => out.push_str("\\\\"),
+                    '\0' => out.push_str("\\0"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    other => out.push(other),
+                }
+            }
+            out.push('\'');
+        }
+        Cell::Date(d) => {
+            let _ = write!(out, "'{}'", d.format("%Y-%m-%d"));
+        }
+        Cell::DateTime(t) => {
+            let _ = write!(out, "'{}'", t.format("%Y-%m-%d %H:%M:%S"));
+        }
+    }
+}
+
+/// SQL scripts of 1000-row statements of `spec`'s mode, the rows split over `parts`.
+fn client_scripts(
+    spec: &TableSpec,
+    rows: &[Vec<Cell>],
+    parts: usize,
+) -> Result<Vec<String>, SinkError> {
+    let head = statement_head(spec)?;
+    let tail = statement_tail(spec);
+    let per = rows.len().div_ceil(parts.max(1)).max(1);
+    Ok(rows
+        .chunks(per)
+        .map(|part| {
+            let mut script = String::with_capacity(part.len() * 400);
+            for chunk in part.chunks(1000) {
+                script.push_str(&head);
+                for (i, row) in chunk.iter().enumerate() {
+                    script.push_str(if i == 0 { " (" } else { ", (" });
+                    for (j, cell) in row.iter().enumerate() {
+                        if j > 0 {
+                            script.push_str(", ");
+                        }
+                        push_literal(cell, &mut script);
+                    }
+                    script.push(')');
+                }
+                script.push_str(&tail);
+                script.push_str(";\n");
+            }
+            script
+        })
+        .collect())
+}
+
+/// The `mariadb` command-line client running `scripts` at once, one process each, against
+/// the database of `url`; `None` when the client is not installed.
+fn mariadb_client(url: &str, scripts: &[String]) -> Result<Option<Duration>, SinkError> {
+    let failed = |reason: String| SinkError::Template {
+        table: "after_sales".into(),
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
+    let dir = std::env::temp_dir().join(format!("qsync-write-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+    let mut files = Vec::new();
+    for (i, script) in scripts.iter().enumerate() {
+        let path = dir.join(format!("part{i}.sql"));
+        std::fs::write(&path, script).map_err(|e| failed(e.to_string()))?;
+        files.push(path);
+    }
+    let result = run_clients(&parsed, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_clients(
+    parsed: &url::Url,
+    files: &[std::path::PathBuf],
+) -> Result<Option<Duration>, SinkError> {
+    let failed = |reason: String| SinkError::Template {
+        table: "after_sales".into(),
+        reason,
+    };
+    let command = |file: &std::path::Path| -> std::io::Result<std::process::Child> {
+        let mut command = std::process::Command::new("mariadb");
+        command
+            .arg(format!("--host={}", parsed.host_str().unwrap_or("127.0.0.1")))
+            .arg(format!("--port={}", parsed.port().unwrap_or(3306)))
+            .arg(format!("--user={}", parsed.username()))
+            .arg(parsed.path().trim_start_matches('/'))
+            .stdin(std::fs::File::open(file)?)
+            .stdout(std::process::Stdio::null());
+        if let Some(password) = parsed.password() {
+            command.arg(format!("--password={password}"));
+        }
+        command.spawn()
+    };
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for file in files {
+        match command(file) {
+            Ok(child) => children.push(child),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(failed(format!("cannot run mariadb: {e}"))),
+        }
+    }
+    for mut child in children {
+        let status = child.wait().map_err(|e| failed(e.to_string()))?;
+        if !status.success() {
+            return Err(failed(format!("the mariadb client exited with {status}")));
+        }
+    }
+    Ok(Some(start.elapsed()))
 }
 
 /// The qsync writer: batches of 1000 through `write_batch`, one commit at the end.
@@ -191,8 +330,44 @@ async fn measure<F: std::future::Future<Output = Result<Option<Duration>, SinkEr
     Ok(line)
 }
 
+/// Prints and keeps the scenarios of one run.
+struct Report {
+    rows: usize,
+    lines: Vec<BenchLine>,
+}
+
+impl Report {
+    async fn add<F>(&mut self, name: &str, run: F) -> Result<(), SinkError>
+    where
+        F: std::future::Future<Output = Result<Option<Duration>, SinkError>>,
+    {
+        self.lines.push(measure(name, self.rows, run).await?);
+        Ok(())
+    }
+
+    /// The `mariadb` client with `scripts`; a missing client is reported, not measured.
+    fn client(&mut self, name: &str, url: &str, scripts: &[String]) -> Result<(), SinkError> {
+        match mariadb_client(url, scripts)? {
+            Some(elapsed) => {
+                let line = BenchLine {
+                    name: name.to_owned(),
+                    rows: self.rows,
+                    elapsed,
+                };
+                println!("{line}");
+                self.lines.push(line);
+            }
+            None => println!("{name:<44} skipped: no `mariadb` client on the PATH"),
+        }
+        Ok(())
+    }
+}
+
 /// Runs every scenario against the database of `url` (its `after_sales` table is dropped
 /// and recreated) with `rows` rows; prints each line as it completes and returns them.
+///
+/// Replace and upsert scenarios run against the table left full by the previous one, so
+/// every row replaces an existing row of the same key.
 pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
     let sink = MysqlSink::connect(url).await?;
     let data = sample_rows(rows);
@@ -201,118 +376,117 @@ pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
     let insert = table(WriteMode::Insert)?;
     let replace = table(WriteMode::Replace)?;
     let upsert = table(WriteMode::Upsert)?;
-    let n = data.len();
-    let mut lines = Vec::new();
+    let mut report = Report {
+        rows: data.len(),
+        lines: Vec::new(),
+    };
 
     println!("-- insert into an empty table");
     reset(&sink, &insert).await?;
-    lines.push(
-        measure(
-            "LOAD DATA, 1 connection",
-            n,
-            load_data(&sink, &insert, &one),
-        )
-        .await?,
-    );
+    report
+        .add("LOAD DATA, 1 connection", load_data(&sink, &insert, &one))
+        .await?;
     reset(&sink, &insert).await?;
-    lines.push(
-        measure(
-            "LOAD DATA, 2 connections",
-            n,
-            load_data(&sink, &insert, &two),
-        )
-        .await?,
-    );
+    report
+        .add("LOAD DATA, 2 connections", load_data(&sink, &insert, &two))
+        .await?;
+    for parts in [1, 2] {
+        reset(&sink, &insert).await?;
+        let scripts = client_scripts(&insert, &data, parts)?;
+        report.client(
+            &format!("mariadb client, INSERT x1000, {parts} conn"),
+            url,
+            &scripts,
+        )?;
+    }
+    for connections in [1, 2] {
+        reset(&sink, &insert).await?;
+        report
+            .add(
+                &format!("prepared INSERT x1000, {connections} conn"),
+                multi_row(&sink, &insert, &data, connections),
+            )
+            .await?;
+    }
     reset(&sink, &insert).await?;
-    lines.push(
-        measure(
-            "multi-row INSERT x1000, 1 connection",
-            n,
-            multi_row(&sink, &insert, &data),
-        )
-        .await?,
-    );
-    reset(&sink, &insert).await?;
-    lines.push(
-        measure(
+    report
+        .add(
             "qsync insert (1 connection, 1 txn)",
-            n,
             qsync(&sink, &insert, &data, 1),
         )
-        .await?,
-    );
+        .await?;
     reset(&sink, &replace).await?;
-    lines.push(
-        measure(
+    report
+        .add(
             "qsync replace, empty table, 2 connections",
-            n,
             qsync(&sink, &replace, &data, 2),
         )
-        .await?,
-    );
+        .await?;
 
     println!("-- replace into a full table");
-    reset(&sink, &replace).await?;
-    let _ = load_data(&sink, &replace, &two).await?;
-    lines.push(
-        measure(
+    report
+        .add(
             "LOAD DATA REPLACE, 1 connection",
-            n,
             load_data(&sink, &replace, &one),
         )
-        .await?,
-    );
-    lines.push(
-        measure(
+        .await?;
+    report
+        .add(
             "LOAD DATA REPLACE, 2 connections",
-            n,
             load_data(&sink, &replace, &two),
         )
-        .await?,
-    );
-    lines.push(
-        measure(
-            "multi-row REPLACE x1000, 1 connection",
-            n,
-            multi_row(&sink, &replace, &data),
-        )
-        .await?,
-    );
-    lines.push(
-        measure(
-            "qsync replace, 1 connection",
-            n,
-            qsync(&sink, &replace, &data, 1),
-        )
-        .await?,
-    );
-    lines.push(
-        measure(
-            "qsync replace, 2 connections",
-            n,
-            qsync(&sink, &replace, &data, 2),
-        )
-        .await?,
-    );
+        .await?;
+    for parts in [1, 2] {
+        let scripts = client_scripts(&replace, &data, parts)?;
+        report.client(
+            &format!("mariadb client, REPLACE x1000, {parts} conn"),
+            url,
+            &scripts,
+        )?;
+    }
+    for connections in [1, 2] {
+        report
+            .add(
+                &format!("prepared REPLACE x1000, {connections} conn"),
+                multi_row(&sink, &replace, &data, connections),
+            )
+            .await?;
+    }
+    for connections in [1, 2] {
+        report
+            .add(
+                &format!("qsync replace, {connections} connection(s)"),
+                qsync(&sink, &replace, &data, connections),
+            )
+            .await?;
+    }
 
     println!("-- upsert into a full table");
-    lines.push(
-        measure(
-            "multi-row upsert x1000, 1 connection",
-            n,
-            multi_row(&sink, &upsert, &data),
-        )
-        .await?,
-    );
-    lines.push(
-        measure(
-            "qsync upsert, 2 connections",
-            n,
-            qsync(&sink, &upsert, &data, 2),
-        )
-        .await?,
-    );
+    for parts in [1, 2] {
+        let scripts = client_scripts(&upsert, &data, parts)?;
+        report.client(
+            &format!("mariadb client, upsert x1000, {parts} conn"),
+            url,
+            &scripts,
+        )?;
+    }
+    for connections in [1, 2] {
+        report
+            .add(
+                &format!("prepared upsert x1000, {connections} conn"),
+                multi_row(&sink, &upsert, &data, connections),
+            )
+            .await?;
+    }
+    for connections in [1, 2] {
+        report
+            .add(
+                &format!("qsync upsert, {connections} connection(s)"),
+                qsync(&sink, &upsert, &data, connections),
+            )
+            .await?;
+    }
 
     sink.disconnect().await;
-    Ok(lines)
+    Ok(report.lines)
 }

@@ -337,7 +337,7 @@ pub fn create_table_sql(table: &TableSpec) -> String {
 }
 
 /// The statement head: `REPLACE INTO t (cols) VALUES`, or the rendered custom template.
-fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
+pub(crate) fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
     let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
     let columns = columns.join(", ");
     if let Some(template) = &table.head {
@@ -360,7 +360,7 @@ fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
 }
 
 /// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value.
-fn statement_tail(table: &TableSpec) -> String {
+pub(crate) fn statement_tail(table: &TableSpec) -> String {
     if table.mode != WriteMode::Upsert || table.head.is_some() {
         return String::new();
     }
