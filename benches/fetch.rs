@@ -2,7 +2,9 @@
 //! bottleneck. The simulator (in process, loopback) serves Jushuitan after-sales pages with
 //! 50 ms of latency and enforces 20 requests/s per app key; qsync syncs ~2,000 pages of 50
 //! into a fresh database under `@rate 20/s`. The figure is total time ÷ (pages ÷ rate): 1.00
-//! is the limit itself. `QSYNC_BENCH_PAGES` sets the page count (default 2,000).
+//! is the limit itself. Both spacings run: `@rate 20/s` (by answer, the default) and
+//! `@rate 20/s by send`. `QSYNC_BENCH_PAGES` sets the page count (default 2,000),
+//! `QSYNC_BENCH_SPACING` the spacings (default "answer,send").
 
 use std::time::{Duration, Instant};
 
@@ -30,13 +32,16 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2_000);
-    if let Err(why) = run(pages).await {
-        eprintln!("fetch benchmark failed: {why}");
-        std::process::exit(1);
+    let spacings = std::env::var("QSYNC_BENCH_SPACING").unwrap_or_else(|_| "answer,send".into());
+    for spacing in spacings.split(',').map(str::trim) {
+        if let Err(why) = run(pages, spacing).await {
+            eprintln!("fetch benchmark failed: {why}");
+            std::process::exit(1);
+        }
     }
 }
 
-async fn run(pages: usize) -> Result<(), String> {
+async fn run(pages: usize, spacing: &str) -> Result<(), String> {
     let sim = sim::start(
         SimConfig {
             seed: 7,
@@ -80,7 +85,7 @@ source jushuitan "/open/refund/single/query" {{
     param modified_begin = "{{{{ window.start | datetime }}}}"
     param modified_end = "{{{{ window.end | datetime }}}}"
     @paginate page_index size {PAGE}
-    @rate {RATE}/s
+    @rate {RATE}/s by {spacing}
     @retry 5 backoff 200ms max 2s
     records data.datas
     id as_id
@@ -127,7 +132,7 @@ map {{
     #[allow(clippy::cast_precision_loss, reason = "a ratio for humans")]
     let ideal = summary.pages as f64 / f64::from(RATE);
     println!(
-        "fetch: {} pages ({} windows, {} rows) at {RATE}/s with 50 ms latency: {took:.2}s; pages / rate = {ideal:.2}s; ratio {:.3}",
+        "fetch, by {spacing}: {} pages ({} windows, {} rows) at {RATE}/s with 50 ms latency: {took:.2}s; pages / rate = {ideal:.2}s; ratio {:.3}",
         summary.pages,
         summary.windows,
         summary.rows_written,

@@ -45,7 +45,8 @@ impl Dataset {
             .with_timezone(&chrono_tz::Asia::Shanghai)
             .naive_local();
         let start = now - TimeDelta::hours(1) - step * i32::try_from(records).unwrap_or(i32::MAX);
-        let start = start - TimeDelta::nanoseconds(i64::from(start.and_utc().timestamp_subsec_nanos()));
+        let start =
+            start - TimeDelta::nanoseconds(i64::from(start.and_utc().timestamp_subsec_nanos()));
         Dataset {
             records,
             start,
@@ -83,7 +84,10 @@ async fn page(
     let first = data.index_at(from).clamp(0, data.records);
     let end = data.index_at(until).clamp(first, data.records);
     let number: i64 = params.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
-    let size: i64 = params.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(100);
+    let size: i64 = params
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(100);
     let lo = (first + (number - 1) * size).min(end);
     let hi = (lo + size).min(end);
     let items: Vec<Value> = (lo..hi).map(|i| data.record(i)).collect();

@@ -101,7 +101,10 @@ pub async fn fetch_live_page(
         .map_err(|e| e.to_string())?;
     let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)
         .map_err(|e| e.to_string())?;
-    let limiter = std::sync::Arc::new(source::RateLimiter::new(&plan.source.rates));
+    let limiter = std::sync::Arc::new(source::RateLimiter::new(
+        &plan.source.rates,
+        plan.source.rate_by_send,
+    ));
     let http = source::HttpSource::new(
         connector,
         limiter,
@@ -165,6 +168,8 @@ fn section_source(out: &mut String, plan: &Plan) {
         "  rate {}; {} attempts per request, backoff {}..{}; timeout {}",
         if rates.is_empty() {
             "unlimited".to_owned()
+        } else if s.rate_by_send {
+            format!("{} (spaced by send)", rates.join(" and "))
         } else {
             rates.join(" and ")
         },

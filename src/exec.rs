@@ -418,7 +418,11 @@ async fn execute(
         .limiters
         .clone()
         .unwrap_or_else(|| Arc::new(Limiters::new()));
-    let limiter = limiters.get(&plan.source.connection, &plan.source.rates);
+    let limiter = limiters.get(
+        &plan.source.connection,
+        &plan.source.rates,
+        plan.source.rate_by_send,
+    );
     let source = HttpSource::new(
         connector,
         limiter,
@@ -1053,6 +1057,7 @@ mod tests {
             window: None,
             pagination: crate::plan::PaginationPlan::None,
             rates: vec![],
+            rate_by_send: false,
             retry: crate::plan::RetryPlan::default(),
             records: vec![],
             id: Some(vec!["id".into()]),

@@ -39,7 +39,7 @@ const DIRECTIVES: &[&str] = &[
 fn name_of(d: &Directive) -> &'static str {
     match d {
         Directive::Paginate { .. } => "paginate",
-        Directive::Rate(_) => "rate",
+        Directive::Rate { .. } => "rate",
         Directive::Retry { .. } => "retry",
         Directive::Timeout(_) => "timeout",
         Directive::Flatten { .. } => "flatten",
@@ -98,12 +98,13 @@ impl Checker<'_> {
                 param,
                 options,
             } => out.paginate = self.check_paginate(style.as_ref(), param, options, span),
-            Directive::Rate(rates) => {
+            Directive::Rate { rates, spacing } => {
                 for rate in rates {
                     if let Some(r) = self.check_rate(rate) {
                         out.rates.push(r);
                     }
                 }
+                out.rate_by_send = spacing.as_ref().is_some_and(|s| s.node == "send");
             }
             Directive::Retry {
                 attempts,

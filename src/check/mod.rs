@@ -230,6 +230,8 @@ pub(crate) struct Directives {
     pub transforms: Vec<(TransformStep, Span)>,
     pub paginate: Option<directives::PaginateAst>,
     pub rates: Vec<crate::plan::RateLimit>,
+    /// `@rate ... by send`.
+    pub rate_by_send: bool,
     pub retry: Option<crate::plan::RetryPlan>,
     pub timeout: Option<std::time::Duration>,
     pub schedule: Option<String>,
@@ -285,6 +287,40 @@ impl FieldScope {
             }
         }
         scope
+    }
+}
+
+#[cfg(test)]
+mod rate_spacing {
+    const SPEC: &str = include_str!("../../specs/jst-refunds.qsync");
+
+    fn with_rate(line: &str) -> String {
+        SPEC.replace("@rate 5/s 100/min", line)
+    }
+
+    #[test]
+    fn rates_are_spaced_by_answer_unless_the_spec_says_by_send() {
+        let checked = |line: &str| {
+            super::check("r.qsync", &with_rate(line), super::CheckContext::default())
+                .unwrap_or_else(|e| panic!("{line}: {:?}", e.diagnostics))
+        };
+        assert!(!checked("@rate 5/s 100/min").source.rate_by_send);
+        assert!(!checked("@rate 5/s by answer").source.rate_by_send);
+        let by_send = checked("@rate 5/s 100/min by send");
+        assert!(by_send.source.rate_by_send);
+        assert_eq!(by_send.source.rates.len(), 2);
+    }
+
+    #[test]
+    fn an_unknown_spacing_is_a_parse_error_at_the_word() {
+        let text = with_rate("@rate 5/s by sending");
+        let Err(failure) = super::check("r.qsync", &text, super::CheckContext::default()) else {
+            panic!("`by sending` is refused");
+        };
+        let first = &failure.diagnostics[0];
+        let at = text.find("by sending").expect("in the text") + 3;
+        assert_eq!(first.span.start, at, "{first:?}");
+        assert!(first.message.contains("`send` or `answer`"), "{first:?}");
     }
 }
 

@@ -182,6 +182,7 @@ impl Checker<'_> {
             window,
             pagination: pagination?,
             rates,
+            rate_by_send: directives.rate_by_send,
             retry: directives.retry.clone().unwrap_or_default(),
             records,
             id: path_of("id", &singles),

@@ -131,6 +131,9 @@ pub struct SourcePlan {
     pub pagination: PaginationPlan,
     /// Every limit applies at once (Jushuitan: 5/s and 100/min).
     pub rates: Vec<RateLimit>,
+    /// `@rate ... by send`: log calls at their send, not their answer (see `source::rate`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rate_by_send: bool,
     pub retry: RetryPlan,
     /// Path to the records array in a decoded response, e.g. `data.datas`.
     pub records: Vec<String>,

@@ -262,7 +262,10 @@ fn run_clients(
     let command = |file: &std::path::Path| -> std::io::Result<std::process::Child> {
         let mut command = std::process::Command::new("mariadb");
         command
-            .arg(format!("--host={}", parsed.host_str().unwrap_or("127.0.0.1")))
+            .arg(format!(
+                "--host={}",
+                parsed.host_str().unwrap_or("127.0.0.1")
+            ))
             .arg(format!("--port={}", parsed.port().unwrap_or(3306)))
             .arg(format!("--user={}", parsed.username()))
             .arg(parsed.path().trim_start_matches('/'))

@@ -223,6 +223,10 @@ impl HttpSource {
             let retry_after = match &failure {
                 Failure::Throttled { retry_after, .. } => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    if self.limiter.throttled() && !self.limiter.limits().is_empty() {
+                        tracing::warn!(spec = %site.spec,
+                            "the vendor throttled a call within the rate limit: calls are spaced by their answers from now on");
+                    }
                     *retry_after
                 }
                 _ => None,
@@ -402,6 +406,10 @@ impl HttpSource {
             let retry_after = match &failure {
                 Failure::Throttled { retry_after, .. } => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    if self.limiter.throttled() && !self.limiter.limits().is_empty() {
+                        tracing::warn!(spec = %site.spec,
+                            "the vendor throttled a call within the rate limit: calls are spaced by their answers from now on");
+                    }
                     *retry_after
                 }
                 _ => None,

@@ -1,18 +1,28 @@
 //! Client-side rate limits: one limiter per profile connection (the vendor counts calls per
 //! app key), shared by every request of every window and, in `serve`, of every spec.
 //!
-//! The vendor counts a call when it *arrives*, which is somewhere between our send and the
-//! response. So a call holds its slot while in flight and is logged at the time its answer
-//! came back; a new call may go only when, for every limit of the plan (Jushuitan: 5/s
-//! *and* 100/min), the calls in flight plus those answered within the last interval leave
-//! room. Any two calls `n` apart then arrive at least one interval apart whatever the
-//! network or server delays, so the vendor never sees more than `n` in *any* interval (a
-//! fixed-window or GCRA bucket with a burst can reach twice the rate across a boundary). A
-//! small margin absorbs clock granularity.
+//! A new call may go only when, for every limit of the plan (Jushuitan: 5/s *and* 100/min),
+//! the calls logged within the last interval leave room; a small margin absorbs clock
+//! granularity. Logged calls form a sliding log, not a bucket: a fixed-window or GCRA bucket
+//! with a burst can reach twice the rate across a boundary.
 //!
-//! It does not decide what to do when the vendor throttles anyway (`retry`).
+//! The vendor counts a call when it *arrives*, somewhere between our send and its answer,
+//! and we cannot see when. Two ways to log a call:
+//! - at its **answer** time, holding its slot while in flight (the default): any two calls
+//!   `n` apart then arrive at least one interval apart whatever the delays, at the price of
+//!   one round trip per interval (5% at 50 ms and 1/s). Vendors punish overruns (Qimen bans
+//!   the app key for a while, WDT asks to wait 5–10 minutes), so this is the safe default;
+//! - at its **send** time (`@rate 20/s by send`): the vendor sees exactly the limit when
+//!   delays are steady, and a rate-bound sync runs at the limit; a send delayed by a busy
+//!   machine can land one call over it.
+//!
+//! A `by send` limiter switches to answer-time spacing for good the first time the vendor
+//! throttles one of its calls ([`RateLimiter::throttled`]): uneven delays made the vendor
+//! see more than we sent, so from then on we leave it no chance. It does not decide what
+//! to do with the throttled call itself (`retry`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,16 +31,29 @@ use tokio::time::Instant;
 
 use crate::plan::RateLimit;
 
-/// Extra spacing per limit interval.
-fn margin(per: Duration) -> Duration {
-    (per / 100).clamp(Duration::from_millis(2), Duration::from_millis(100))
+/// Extra spacing per limit interval. Answer-time spacing needs only to absorb clock
+/// granularity (1%); send-time spacing also a send delayed by a busy machine (the permit is
+/// logged a little before the request leaves), hence 2.5%.
+fn margin(per: Duration, by_answer: bool) -> Duration {
+    let share = if by_answer { 100 } else { 40 };
+    (per / share).clamp(Duration::from_millis(2), Duration::from_millis(250))
 }
 
 #[derive(Debug, Default)]
 struct Log {
+    /// Calls sent and not yet answered that are not in `done` (answer-time spacing).
     in_flight: usize,
-    /// When answered calls came back, oldest first, kept for the longest interval.
+    /// When logged calls were sent or answered, oldest first, kept for the longest interval.
     done: VecDeque<Instant>,
+}
+
+impl Log {
+    /// Logs a call at `at`, keeping `done` in order (answers can come back out of order
+    /// with the send times logged before a switch to answer-time spacing).
+    fn log(&mut self, at: Instant) {
+        let position = self.done.partition_point(|t| *t <= at);
+        self.done.insert(position, at);
+    }
 }
 
 /// Every limit of one connection, applied at once.
@@ -38,23 +61,30 @@ struct Log {
 pub struct RateLimiter {
     limits: Vec<RateLimit>,
     log: Mutex<Log>,
+    /// Log calls at their answer, holding the slot while in flight (after a throttle).
+    by_answer: AtomicBool,
     /// Waiters take turns in arrival order, so no request starves.
     turn: tokio::sync::Mutex<()>,
     freed: Notify,
 }
 
-/// A slot held by one call; dropping it logs the call as answered now.
+/// The right to send one call. Under answer-time spacing it holds a slot until dropped
+/// (after the answer arrived), which logs the call then.
 #[derive(Debug)]
 pub struct Permit<'a> {
     limiter: &'a RateLimiter,
+    holds_slot: bool,
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
+        if !self.holds_slot {
+            return;
+        }
         {
             let mut log = self.limiter.lock();
             log.in_flight = log.in_flight.saturating_sub(1);
-            log.done.push_back(Instant::now());
+            log.log(Instant::now());
         }
         self.limiter.freed.notify_waiters();
     }
@@ -69,8 +99,9 @@ enum Wait {
 }
 
 impl RateLimiter {
-    /// A limiter for `limits`; none means unlimited.
-    pub fn new(limits: &[RateLimit]) -> RateLimiter {
+    /// A limiter for `limits` (none means unlimited), logging calls at their send when
+    /// `by_send`, else at their answer.
+    pub fn new(limits: &[RateLimit], by_send: bool) -> RateLimiter {
         RateLimiter {
             limits: limits
                 .iter()
@@ -78,6 +109,7 @@ impl RateLimiter {
                 .filter(|l| l.requests > 0 && !l.per.is_zero())
                 .collect(),
             log: Mutex::new(Log::default()),
+            by_answer: AtomicBool::new(!by_send),
             turn: tokio::sync::Mutex::new(()),
             freed: Notify::new(),
         }
@@ -94,6 +126,17 @@ impl RateLimiter {
         &self.limits
     }
 
+    /// The vendor throttled a call despite the limits: log calls at their answer from now
+    /// on. Returns whether this call made the switch (only a `by send` limiter switches).
+    pub fn throttled(&self) -> bool {
+        !self.by_answer.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether calls are logged at their answer (after a throttle) rather than their send.
+    pub fn spaces_by_answer(&self) -> bool {
+        self.by_answer.load(Ordering::Relaxed)
+    }
+
     /// Requests that may usefully be in flight at once: the tightest limit's count, so a
     /// full interval's worth can be pipelined, bounded to keep memory and sockets modest.
     pub fn concurrency(&self) -> usize {
@@ -106,10 +149,11 @@ impl RateLimiter {
     }
 
     fn check(&self, log: &mut Log, now: Instant) -> Wait {
+        let by_answer = self.spaces_by_answer();
         let longest = self
             .limits
             .iter()
-            .map(|l| l.per + margin(l.per))
+            .map(|l| l.per + margin(l.per, by_answer))
             .max()
             .unwrap_or_default();
         while log
@@ -122,7 +166,7 @@ impl RateLimiter {
         let mut wait = Wait::Go;
         for limit in &self.limits {
             let n = limit.requests as usize;
-            let span = limit.per + margin(limit.per);
+            let span = limit.per + margin(limit.per, by_answer);
             let recent: Vec<Instant> = log
                 .done
                 .iter()
@@ -148,12 +192,13 @@ impl RateLimiter {
         wait
     }
 
-    /// Waits until a call may be sent and holds its slot until the permit is dropped
-    /// (after the answer arrived).
+    /// Waits until a call may be sent; drop the permit once its answer arrived.
     pub async fn acquire(&self) -> Permit<'_> {
         if self.limits.is_empty() {
-            self.lock().in_flight += 1;
-            return Permit { limiter: self };
+            return Permit {
+                limiter: self,
+                holds_slot: false,
+            };
         }
         let _turn = self.turn.lock().await;
         loop {
@@ -164,8 +209,16 @@ impl RateLimiter {
                 let mut log = self.lock();
                 match self.check(&mut log, Instant::now()) {
                     Wait::Go => {
-                        log.in_flight += 1;
-                        return Permit { limiter: self };
+                        let holds_slot = self.spaces_by_answer();
+                        if holds_slot {
+                            log.in_flight += 1;
+                        } else {
+                            log.log(Instant::now());
+                        }
+                        return Permit {
+                            limiter: self,
+                            holds_slot,
+                        };
                     }
                     other => other,
                 }
@@ -190,14 +243,15 @@ impl Limiters {
         Limiters::default()
     }
 
-    /// The limiter of `connection`, created from `rates` when it does not exist yet.
-    pub fn get(&self, connection: &str, rates: &[RateLimit]) -> Arc<RateLimiter> {
+    /// The limiter of `connection`, created from `rates` and `by_send` when it does not
+    /// exist yet.
+    pub fn get(&self, connection: &str, rates: &[RateLimit], by_send: bool) -> Arc<RateLimiter> {
         let mut map = self
             .by_connection
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(connection.to_owned())
-            .or_insert_with(|| Arc::new(RateLimiter::new(rates)))
+            .or_insert_with(|| Arc::new(RateLimiter::new(rates, by_send)))
             .clone()
     }
 }
@@ -234,7 +288,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_limit_applies_at_once() {
-        let limiter = RateLimiter::new(&[rate(5, 1), rate(20, 60)]);
+        let limiter = RateLimiter::new(&[rate(5, 1), rate(20, 60)], false);
         let times = send_times(&limiter, 30).await;
         assert!(max_in_any(&times, Duration::from_secs(1)) <= 5);
         assert!(max_in_any(&times, Duration::from_secs(60)) <= 20);
@@ -245,7 +299,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_waiters_share_one_budget() {
-        let limiter = Arc::new(RateLimiter::new(&[rate(4, 1)]));
+        let limiter = Arc::new(RateLimiter::new(&[rate(4, 1)], false));
         let start = Instant::now();
         let tasks: Vec<_> = (0..12)
             .map(|_| {
@@ -269,8 +323,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn calls_in_flight_hold_their_slot_until_answered() {
-        let limiter = Arc::new(RateLimiter::new(&[rate(2, 1)]));
+    async fn slow_answers_do_not_slow_send_time_spacing() {
+        let limiter = Arc::new(RateLimiter::new(&[rate(2, 1)], true));
+        let start = Instant::now();
+        let a = limiter.acquire().await;
+        let b = limiter.acquire().await;
+        // Both calls are still in flight; the third goes one interval after they were sent.
+        let third = limiter.acquire().await;
+        let at = Instant::now() - start;
+        assert!(at >= Duration::from_secs(1), "{at:?}");
+        assert!(at < Duration::from_millis(1050), "{at:?}");
+        drop((a, b, third));
+        assert!(!limiter.spaces_by_answer());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_answer_calls_in_flight_hold_their_slot_until_answered() {
+        let limiter = Arc::new(RateLimiter::new(&[rate(2, 1)], false));
+        assert!(limiter.spaces_by_answer());
+        assert!(
+            !limiter.throttled(),
+            "answer spacing has nothing to switch to"
+        );
         let start = Instant::now();
         let a = limiter.acquire().await;
         let b = limiter.acquire().await;
@@ -287,12 +361,28 @@ mod tests {
         drop(b);
         let third = waiter.await.expect("task");
         assert!(third >= Duration::from_secs(4), "{third:?}");
-        assert!(third < Duration::from_millis(4100), "{third:?}");
+        assert!(third < Duration::from_millis(4050), "{third:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_send_switches_to_answer_spacing_after_a_throttle() {
+        let limiter = Arc::new(RateLimiter::new(&[rate(2, 1)], true));
+        assert!(!limiter.spaces_by_answer());
+        assert!(limiter.throttled(), "the first throttle switches");
+        assert!(!limiter.throttled(), "later ones do not switch again");
+        let start = Instant::now();
+        let a = limiter.acquire().await;
+        let b = limiter.acquire().await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop((a, b));
+        // The two calls were logged when answered (at 2 s), not when sent.
+        drop(limiter.acquire().await);
+        assert!(Instant::now() - start >= Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_limits_never_wait() {
-        let limiter = RateLimiter::new(&[]);
+        let limiter = RateLimiter::new(&[], false);
         let times = send_times(&limiter, 100).await;
         assert!(times.iter().all(|t| t.is_zero()));
         assert_eq!(limiter.concurrency(), 8);
@@ -301,11 +391,13 @@ mod tests {
     #[test]
     fn limiters_are_shared_per_connection() {
         let limiters = Limiters::new();
-        let a = limiters.get("jst", &[rate(5, 1)]);
-        let b = limiters.get("jst", &[rate(50, 1)]);
+        let a = limiters.get("jst", &[rate(5, 1)], false);
+        let b = limiters.get("jst", &[rate(50, 1)], true);
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(b.limits()[0].requests, 5);
-        let c = limiters.get("wdt", &[rate(50, 1)]);
+        assert!(b.spaces_by_answer(), "the first plan decides");
+        let c = limiters.get("wdt", &[rate(50, 1)], true);
+        assert!(!c.spaces_by_answer());
         assert!(!Arc::ptr_eq(&a, &c));
     }
 }

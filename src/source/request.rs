@@ -245,6 +245,7 @@ mod tests {
                 until: EndRule::ShortPage,
             },
             rates: vec![],
+            rate_by_send: false,
             retry: RetryPlan::default(),
             records: vec![],
             id: None,

@@ -136,6 +136,7 @@ fn source_plan(endpoint: &str, pagination: PaginationPlan) -> SourcePlan {
         window: None,
         pagination,
         rates: vec![],
+        rate_by_send: false,
         retry: RetryPlan {
             attempts: 3,
             base: Duration::from_millis(5),
@@ -164,7 +165,7 @@ fn http_source(base: &str, plan: &SourcePlan) -> HttpSource {
     let connector = connectors::build(ConnectorKind::Http, "fake", &connection).expect("builds");
     HttpSource::new(
         connector,
-        Arc::new(RateLimiter::new(&plan.rates)),
+        Arc::new(RateLimiter::new(&plan.rates, plan.rate_by_send)),
         SourceOptions {
             spec: "fake".into(),
             connection: "fake".into(),
@@ -396,7 +397,7 @@ async fn tokens_are_fetched_once_cached_and_refreshed_when_refused() {
         connectors::build(ConnectorKind::DingtalkYida, "yida", &connection).expect("builds");
     let source = HttpSource::new(
         connector,
-        Arc::new(RateLimiter::new(&[])),
+        Arc::new(RateLimiter::new(&[], false)),
         SourceOptions {
             spec: "yida".into(),
             connection: "yida".into(),
@@ -498,7 +499,7 @@ async fn a_throttled_token_request_is_retried() {
     plan.kind = ConnectorKind::Jushuitan;
     let source = HttpSource::new(
         connector,
-        Arc::new(RateLimiter::new(&[])),
+        Arc::new(RateLimiter::new(&[], false)),
         SourceOptions {
             spec: "jst".into(),
             connection: "jst".into(),

@@ -69,7 +69,11 @@ pub enum Directive {
         param: Spanned<Path>,
         options: Vec<Spanned<PaginateOpt>>,
     },
-    Rate(Vec<Spanned<String>>),
+    /// `@rate 5/s 100/min [by send|answer]`: the rates, and the spacing when given.
+    Rate {
+        rates: Vec<Spanned<String>>,
+        spacing: Option<Spanned<String>>,
+    },
     Retry {
         attempts: Spanned<String>,
         backoff: Option<Spanned<String>>,

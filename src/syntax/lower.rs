@@ -223,7 +223,19 @@ fn lower_directive(pair: P<'_>) -> Directive {
                 options,
             }
         }
-        Rule::rate_directive => Directive::Rate(inner.map(|p| text(&p)).collect()),
+        Rule::rate_directive => {
+            let mut rates = Vec::new();
+            let mut spacing = None;
+            for part in inner {
+                match part.as_rule() {
+                    Rule::rate_spacing => {
+                        spacing = part.into_inner().next().map(|p| text(&p));
+                    }
+                    _ => rates.push(text(&part)),
+                }
+            }
+            Directive::Rate { rates, spacing }
+        }
         Rule::retry_directive => {
             let attempts = text(&next(&mut inner, "retry"));
             let backoff = inner.next().map(|p| text(&p));

@@ -288,6 +288,8 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::null => "`null`",
         Rule::duration => "a duration such as `7d` or `30s`",
         Rule::rate => "a rate such as `5/s`",
+        Rule::rate_spacing => "`by send` or `by answer`",
+        Rule::spacing => "`send` or `answer`",
         Rule::WHITESPACE | Rule::COMMENT => return None,
     })
 }
