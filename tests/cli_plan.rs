@@ -272,3 +272,26 @@ async fn plan_from_the_stored_mark_reads_without_writing() {
     );
     sink.disconnect().await;
 }
+
+#[test]
+fn plan_shows_send_time_spacing_when_the_spec_asks_for_it() {
+    let test = Test::new();
+    let spec = std::fs::read_to_string(repo().join("specs/jst-refunds.qsync"))
+        .expect("example spec")
+        .replace("@rate 5/s 100/min", "@rate 5/s 100/min by send");
+    std::fs::write(test.path().join("refunds.qsync"), spec).expect("spec written");
+    std::fs::copy(
+        repo().join("specs/qsync.yaml"),
+        test.path().join("qsync.yaml"),
+    )
+    .expect("profile copied");
+    let out = test
+        .args(&["plan", "refunds.qsync", "--at", "2024-03-10 12:00:00"])
+        .run();
+    assert!(
+        out.stdout
+            .contains("rate 5/s and 100/min (spaced by send); 6 attempts per request"),
+        "{}",
+        out.stdout
+    );
+}
