@@ -21,8 +21,9 @@ use chrono::{NaiveDateTime, TimeDelta};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
+use qsync::dryrun::expr_text;
 use qsync::sink::testing::fresh_database;
-use qsync::transform::bench::{sample_record, ITEMS_PER_RECORD};
+use qsync::transform::bench::{sample_columns, sample_record, ITEMS_PER_RECORD};
 
 /// Records per hour window.
 const PER_WINDOW: i64 = 6000;
@@ -94,6 +95,15 @@ async fn page(
     Json(json!({"code": 0, "data": {"total": end - first, "items": items}}))
 }
 
+/// The map of the sample table (`transform::bench::sample_columns`) as spec text, so the
+/// run writes the same 33 columns as the write and transform benchmarks.
+fn map_lines() -> String {
+    sample_columns()
+        .iter()
+        .map(|c| format!("    {} = {} : {}\n", c.name, expr_text(&c.expr), c.ty))
+        .collect()
+}
+
 fn spec_text(start: NaiveDateTime) -> String {
     format!(
         r#"sync "memory bench"
@@ -122,42 +132,10 @@ target mysql "after_sales" {{
 }}
 
 map {{
-    id = "<as_id>-<items_asi_id>" : string(64)
-    as_id = as_id : bigint
-    as_date = as_date : datetime
-    outer_as_id = outer_as_id : string(64)
-    so_id = so_id : string(64)
-    type = type : string(32)
-    modified = modified : datetime
-    status = status : string(32)
-    remark = remark : string(255)
-    question_type = question_type : string(64)
-    warehouse = warehouse : string(64)
-    refund = refund : decimal(12,2)
-    payment = payment : decimal(12,2)
-    good_status = good_status : string(32)
-    shop_buyer_id = shop_buyer_id : string(64)
-    shop_id = shop_id : bigint
-    logistics_company = logistics_company : string(64)
-    l_id = l_id : string(64)
-    o_id = o_id : bigint
-    order_status = order_status : string(32)
-    wh_id = wh_id : int
-    wms_co_id = wms_co_id : bigint
-    freight = freight : decimal(12,2)
-    confirm_date = confirm_date : datetime
-    items_asi_id = items_asi_id : bigint
-    items_sku_id = items_sku_id : string(64)
-    items_qty = items_qty : int
-    items_r_qty = items_r_qty : int
-    items_price = items_price : decimal(12,2)
-    items_amount = items_amount : decimal(12,2)
-    items_name = items_name : string(128)
-    items_receive_date = items_receive_date : datetime
-    items_sku_type = items_sku_type : string(32)
-}}
+{map}}}
 "#,
-        initial = start.format(TIME)
+        initial = start.format(TIME),
+        map = map_lines(),
     )
 }
 

@@ -230,65 +230,73 @@ fn client_scripts(
         .collect())
 }
 
+/// A failure of the `mariadb` client baseline (not of qsync's writer).
+fn client_failure(host: &str, message: String) -> SinkError {
+    SinkError::Query {
+        table: "after_sales".into(),
+        host: host.to_owned(),
+        code: 0,
+        message: format!("mariadb client baseline: {message}"),
+        class: super::ErrorClass::Fatal,
+    }
+}
+
 /// The `mariadb` command-line client running `scripts` at once, one process each, against
 /// the database of `url`; `None` when the client is not installed.
 fn mariadb_client(url: &str, scripts: &[String]) -> Result<Option<Duration>, SinkError> {
-    let failed = |reason: String| SinkError::Template {
-        table: "after_sales".into(),
-        reason,
-    };
-    let parsed = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
+    let parsed = url::Url::parse(url).map_err(|e| SinkError::Url {
+        reason: e.to_string(),
+    })?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let failed = |e: std::io::Error| client_failure(&host, e.to_string());
     let dir = std::env::temp_dir().join(format!("qsync-write-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+    std::fs::create_dir_all(&dir).map_err(failed)?;
     let mut files = Vec::new();
     for (i, script) in scripts.iter().enumerate() {
         let path = dir.join(format!("part{i}.sql"));
-        std::fs::write(&path, script).map_err(|e| failed(e.to_string()))?;
+        std::fs::write(&path, script).map_err(failed)?;
         files.push(path);
     }
-    let result = run_clients(&parsed, &files);
+    let result = run_clients(&parsed, &host, &files);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
 fn run_clients(
     parsed: &url::Url,
+    host: &str,
     files: &[std::path::PathBuf],
 ) -> Result<Option<Duration>, SinkError> {
-    let failed = |reason: String| SinkError::Template {
-        table: "after_sales".into(),
-        reason,
-    };
-    let command = |file: &std::path::Path| -> std::io::Result<std::process::Child> {
+    let mut inputs = Vec::new();
+    for file in files {
+        inputs.push(std::fs::File::open(file).map_err(|e| client_failure(host, e.to_string()))?);
+    }
+    let start = Instant::now();
+    let mut children = Vec::new();
+    for input in inputs {
         let mut command = std::process::Command::new("mariadb");
         command
-            .arg(format!(
-                "--host={}",
-                parsed.host_str().unwrap_or("127.0.0.1")
-            ))
+            .arg(format!("--host={host}"))
             .arg(format!("--port={}", parsed.port().unwrap_or(3306)))
             .arg(format!("--user={}", parsed.username()))
             .arg(parsed.path().trim_start_matches('/'))
-            .stdin(std::fs::File::open(file)?)
+            .stdin(input)
             .stdout(std::process::Stdio::null());
         if let Some(password) = parsed.password() {
             command.arg(format!("--password={password}"));
         }
-        command.spawn()
-    };
-    let start = Instant::now();
-    let mut children = Vec::new();
-    for file in files {
-        match command(file) {
+        match command.spawn() {
             Ok(child) => children.push(child),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(failed(format!("cannot run mariadb: {e}"))),
+            Err(e) => return Err(client_failure(host, format!("cannot run it: {e}"))),
         }
     }
     for mut child in children {
-        let status = child.wait().map_err(|e| failed(e.to_string()))?;
+        let status = child
+            .wait()
+            .map_err(|e| client_failure(host, e.to_string()))?;
         if !status.success() {
-            return Err(failed(format!("the mariadb client exited with {status}")));
+            return Err(client_failure(host, format!("exited with {status}")));
         }
     }
     Ok(Some(start.elapsed()))
@@ -366,6 +374,43 @@ impl Report {
     }
 }
 
+/// The statement baselines of `spec`'s mode (`verb` names it): the `mariadb` client, then
+/// prepared statements, each on 1 and 2 connections. With `fresh`, each starts from an
+/// empty table; otherwise each writes over the table the previous one left full.
+async fn statement_baselines(
+    report: &mut Report,
+    sink: &MysqlSink,
+    url: &str,
+    spec: &TableSpec,
+    data: &[Vec<Cell>],
+    verb: &str,
+    fresh: bool,
+) -> Result<(), SinkError> {
+    for parts in [1, 2] {
+        if fresh {
+            reset(sink, spec).await?;
+        }
+        let scripts = client_scripts(spec, data, parts)?;
+        report.client(
+            &format!("mariadb client, {verb} x1000, {parts} conn"),
+            url,
+            &scripts,
+        )?;
+    }
+    for connections in [1, 2] {
+        if fresh {
+            reset(sink, spec).await?;
+        }
+        report
+            .add(
+                &format!("prepared {verb} x1000, {connections} conn"),
+                multi_row(sink, spec, data, connections),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Runs every scenario against the database of `url` (its `after_sales` table is dropped
 /// and recreated) with `rows` rows; prints each line as it completes and returns them.
 ///
@@ -393,24 +438,7 @@ pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
     report
         .add("LOAD DATA, 2 connections", load_data(&sink, &insert, &two))
         .await?;
-    for parts in [1, 2] {
-        reset(&sink, &insert).await?;
-        let scripts = client_scripts(&insert, &data, parts)?;
-        report.client(
-            &format!("mariadb client, INSERT x1000, {parts} conn"),
-            url,
-            &scripts,
-        )?;
-    }
-    for connections in [1, 2] {
-        reset(&sink, &insert).await?;
-        report
-            .add(
-                &format!("prepared INSERT x1000, {connections} conn"),
-                multi_row(&sink, &insert, &data, connections),
-            )
-            .await?;
-    }
+    statement_baselines(&mut report, &sink, url, &insert, &data, "INSERT", true).await?;
     reset(&sink, &insert).await?;
     report
         .add(
@@ -439,22 +467,7 @@ pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
             load_data(&sink, &replace, &two),
         )
         .await?;
-    for parts in [1, 2] {
-        let scripts = client_scripts(&replace, &data, parts)?;
-        report.client(
-            &format!("mariadb client, REPLACE x1000, {parts} conn"),
-            url,
-            &scripts,
-        )?;
-    }
-    for connections in [1, 2] {
-        report
-            .add(
-                &format!("prepared REPLACE x1000, {connections} conn"),
-                multi_row(&sink, &replace, &data, connections),
-            )
-            .await?;
-    }
+    statement_baselines(&mut report, &sink, url, &replace, &data, "REPLACE", false).await?;
     for connections in [1, 2] {
         report
             .add(
@@ -465,22 +478,7 @@ pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
     }
 
     println!("-- upsert into a full table");
-    for parts in [1, 2] {
-        let scripts = client_scripts(&upsert, &data, parts)?;
-        report.client(
-            &format!("mariadb client, upsert x1000, {parts} conn"),
-            url,
-            &scripts,
-        )?;
-    }
-    for connections in [1, 2] {
-        report
-            .add(
-                &format!("prepared upsert x1000, {connections} conn"),
-                multi_row(&sink, &upsert, &data, connections),
-            )
-            .await?;
-    }
+    statement_baselines(&mut report, &sink, url, &upsert, &data, "upsert", false).await?;
     for connections in [1, 2] {
         report
             .add(
