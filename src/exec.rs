@@ -456,6 +456,8 @@ async fn execute(
     sink.ensure_table(&table, plan.target.create)
         .await
         .map_err(sink_error)?;
+    // An interrupted run may have left an `insert` window's parallel transactions prepared.
+    sink.resolve_prepared().await.map_err(sink_error)?;
     let mark = store
         .cursor(&spec)
         .await

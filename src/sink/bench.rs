@@ -439,13 +439,15 @@ pub async fn run(url: &str, rows: usize) -> Result<Vec<BenchLine>, SinkError> {
         .add("LOAD DATA, 2 connections", load_data(&sink, &insert, &two))
         .await?;
     statement_baselines(&mut report, &sink, url, &insert, &data, "INSERT", true).await?;
-    reset(&sink, &insert).await?;
-    report
-        .add(
-            "qsync insert (1 connection, 1 txn)",
-            qsync(&sink, &insert, &data, 1),
-        )
-        .await?;
+    for connections in [1, 2] {
+        reset(&sink, &insert).await?;
+        report
+            .add(
+                &format!("qsync insert, {connections} connection(s)"),
+                qsync(&sink, &insert, &data, connections),
+            )
+            .await?;
+    }
     reset(&sink, &replace).await?;
     report
         .add(

@@ -12,9 +12,11 @@ mod describe;
 pub mod mysql;
 #[doc(hidden)]
 pub mod testing;
+mod xa;
 
 pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
     create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement, TableSpec,
     WindowWriter, WriteMethod, WriteStats, WriterOptions,
 };
+pub use self::xa::Settled;

@@ -14,8 +14,9 @@
 //! - [`WindowWriter::commit`] flushes every other lane, then writes lane 0's last chunk and
 //!   the caller's state statements in **one transaction** (design guarantee 3): a crash
 //!   before that commit leaves the cursor where it was, and re-reading the window rewrites
-//!   rows idempotently. `insert` mode is not idempotent, so it uses one lane and one
-//!   transaction for the whole window.
+//!   rows idempotently. `insert` mode is not idempotent, so each lane keeps one
+//!   transaction for the whole window, and lanes other than 0 commit by two-phase commit
+//!   on lane 0's decision ([`super::xa`]); a server that refuses XA gets one lane.
 //!
 //! `LOAD DATA LOCAL` turns errors into warnings, so every load checks its warning count and
 //! rolls back on anything but the duplicates `ignore` mode expects. When the server refuses
@@ -34,6 +35,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value as SqlValue};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::xa::{Prepared, WindowXa};
 use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
 use crate::transform::Cell;
 
@@ -564,7 +566,8 @@ pub enum WriteMethod {
 /// Tuning of a [`WindowWriter`].
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
-    /// Connections writing in parallel (forced to 1 in `insert` mode).
+    /// Connections writing in parallel (1 for keyless replace/upsert/ignore, and for
+    /// `insert` when the server refuses XA).
     pub connections: usize,
     pub method: WriteMethod,
 }
@@ -611,6 +614,8 @@ struct SinkInner {
     database: String,
     /// Cleared for good once the server refuses `LOAD DATA LOCAL`.
     infile: AtomicBool,
+    /// Whether `insert` windows may use XA over several connections; probed once.
+    xa: tokio::sync::OnceCell<bool>,
 }
 
 impl MysqlSink {
@@ -638,6 +643,7 @@ impl MysqlSink {
                 host,
                 database,
                 infile: AtomicBool::new(true),
+                xa: tokio::sync::OnceCell::new(),
             }),
         };
         let mut conn = sink.connection().await?;
@@ -684,6 +690,10 @@ impl MysqlSink {
             message,
             class,
         }
+    }
+
+    pub(crate) fn xa_support(&self) -> &tokio::sync::OnceCell<bool> {
+        &self.inner.xa
     }
 
     /// A pooled connection (state reads and short transactions).
@@ -788,16 +798,32 @@ enum LaneMessage {
 
 struct Lane {
     sender: mpsc::Sender<LaneMessage>,
-    task: JoinHandle<Result<WriteStats, SinkError>>,
+    task: JoinHandle<Result<LaneDone, SinkError>>,
+}
+
+/// What a lane hands back when it finished without error.
+struct LaneDone {
+    stats: WriteStats,
+    /// An XA lane's prepared transaction, waiting for the window's decision.
+    prepared: Option<Prepared>,
 }
 
 /// Writes one window; see the module doc for the transaction layout. Dropping it without
 /// [`commit`](WindowWriter::commit) rolls back whatever is not yet committed.
 pub struct WindowWriter {
+    sink: MysqlSink,
     table: String,
     lanes: Vec<Lane>,
     key_cells: Vec<usize>,
     width: usize,
+    /// Set when an `insert` window is written on several connections.
+    xa: Option<WindowXa>,
+    /// Lane 0's server session, to learn whether its commit happened after an error.
+    first_session: u32,
+    /// Rows handed to each lane.
+    sent: Vec<u64>,
+    /// Next lane for rows without a key (`insert` mode only: no versions to keep in order).
+    next_lane: usize,
 }
 
 impl WindowWriter {
@@ -821,36 +847,65 @@ impl WindowWriter {
             spec: table.clone(),
             mode: table.mode,
         });
-        // Without a key rows cannot be routed consistently, and insert needs one transaction.
+        // `insert` is not idempotent: its window is one transaction, or one per connection
+        // bound by two-phase commit (see `xa`). Other modes rewrite rows idempotently, but
+        // without a key two versions of a row cannot be kept on one connection.
         let single = table.mode == WriteMode::Insert;
-        let count = if single || !table.has_key() {
-            1
-        } else {
+        let wanted = if single || table.has_key() {
             options.connections.max(1)
+        } else {
+            1
         };
+        let xa = if single && wanted > 1 && sink.supports_xa().await {
+            Some(WindowXa::new(sink.database()))
+        } else {
+            None
+        };
+        let count = if single && xa.is_none() { 1 } else { wanted };
         let mut lanes = Vec::with_capacity(count);
-        for _ in 0..count {
+        let mut first_session = 0;
+        for lane in 0..count {
             let conn = sink.dedicated_connection().await?;
-            let (sender, receiver) = mpsc::channel(2);
-            let worker = LaneWorker {
+            let mut worker = LaneWorker {
                 sink: sink.clone(),
                 statements: Arc::clone(&statements),
                 conn,
                 single,
+                xid: None,
                 buffer: Chunk::default(),
                 in_transaction: false,
                 stats: WriteStats::default(),
             };
+            match (&xa, lane) {
+                (Some(window), 0) => {
+                    // Holds the decision row's lock from now on: see `xa`.
+                    worker.begin().await?;
+                    exec_statement(&mut worker.conn, &window.decision())
+                        .await
+                        .map_err(|error| sink.query_error("_qsync_xa", &error))?;
+                }
+                (Some(window), _) => worker.xid = Some(window.xid(lane)),
+                (None, _) => {}
+            }
+            if lane == 0 {
+                first_session = worker.conn.id();
+            }
+            let (sender, receiver) = mpsc::channel(2);
             lanes.push(Lane {
                 sender,
                 task: tokio::spawn(worker.run(receiver)),
             });
         }
         Ok(WindowWriter {
+            sink,
             table: table.display.clone(),
             lanes,
             key_cells: table.key_cells(),
             width,
+            xa,
+            first_session,
+            sent: vec![0; count],
+            next_lane: 0,
         })
     }
 
@@ -872,7 +927,12 @@ impl WindowWriter {
         }
         let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); self.lanes.len()];
         for row in rows {
-            let lane = self.lane_of(&row);
+            let lane = if self.key_cells.is_empty() {
+                self.next_lane = (self.next_lane + 1) % self.lanes.len();
+                self.next_lane
+            } else {
+                self.lane_of(&row)
+            };
             parts[lane].push(row);
         }
         for (lane, part) in parts.into_iter().enumerate() {
@@ -895,6 +955,7 @@ impl WindowWriter {
     }
 
     async fn send(&mut self, lane: usize, rows: Vec<Vec<Cell>>) -> Result<(), SinkError> {
+        self.sent[lane] += rows.len() as u64;
         if self.lanes[lane]
             .sender
             .send(LaneMessage::Rows(rows))
@@ -919,24 +980,64 @@ impl WindowWriter {
     }
 
     /// Flushes every lane, then commits the last rows together with `state` in one
-    /// transaction. On error nothing of the last transaction (and so no state) is committed.
+    /// transaction. On error nothing of the last transaction (and so no state) is committed,
+    /// and in an XA window nothing at all.
     pub async fn commit(mut self, state: Vec<SqlStatement>) -> Result<WriteStats, SinkError> {
         let mut total = WriteStats::default();
-        let lanes = std::mem::take(&mut self.lanes);
-        let mut first = None;
-        // Lane 0 commits last, after every other lane's rows are durable, so a later
-        // version of a row can never be overtaken by an earlier one.
-        for (index, lane) in lanes.into_iter().enumerate() {
-            if index == 0 {
-                first = Some(lane);
-                continue;
+        let mut lanes = std::mem::take(&mut self.lanes).into_iter();
+        let first = lanes.next();
+        let mut prepared = Vec::new();
+        // Lane 0 commits last, after every other lane's rows are durable (or prepared), so
+        // a later version of a row can never be overtaken by an earlier one, and lane 0's
+        // commit decides an XA window.
+        for lane in lanes.by_ref() {
+            match finish(&self.table, lane, None).await {
+                Ok(done) => {
+                    total += done.stats;
+                    prepared.extend(done.prepared);
+                }
+                Err(error) => {
+                    // Dropping the unfinished lanes rolls them back.
+                    drop(lanes);
+                    drop(first);
+                    MysqlSink::rollback_prepared(prepared).await;
+                    return Err(error);
+                }
             }
-            total += finish(&self.table, lane, None).await?;
         }
-        if let Some(lane) = first {
-            total += finish(&self.table, lane, Some(state)).await?;
+        let Some(first) = first else {
+            return Ok(total);
+        };
+        let result = finish(&self.table, first, Some(state)).await;
+        let Some(window) = self.xa.take() else {
+            let done = result?;
+            total += done.stats;
+            return Ok(total);
+        };
+        match result {
+            Ok(done) => {
+                total += done.stats;
+                self.sink.commit_prepared(&window, prepared).await;
+                Ok(total)
+            }
+            // Lane 0's answer may be lost after its commit: its decision row tells.
+            Err(error) => match self.sink.decided_commit(&window, self.first_session).await {
+                Ok(Some(true)) => {
+                    tracing::warn!(table = %self.table,
+                        "the window committed though its commit reported `{error}`");
+                    self.sink.commit_prepared(&window, prepared).await;
+                    total.rows += self.sent[0];
+                    total.transactions += 1;
+                    Ok(total)
+                }
+                Ok(Some(false)) => {
+                    MysqlSink::rollback_prepared(prepared).await;
+                    Err(error)
+                }
+                // Undecidable now: the prepared lanes stay for the next run to settle.
+                Ok(None) | Err(_) => Err(error),
+            },
         }
-        Ok(total)
     }
 
     /// Abandons the window: nothing uncommitted is written, the state is untouched.
@@ -952,7 +1053,7 @@ async fn finish(
     table: &str,
     lane: Lane,
     state: Option<Vec<SqlStatement>>,
-) -> Result<WriteStats, SinkError> {
+) -> Result<LaneDone, SinkError> {
     // A send error means the lane already stopped; its result below says why.
     let _ = lane.sender.send(LaneMessage::Finish(state)).await;
     drop(lane.sender);
@@ -1015,6 +1116,8 @@ struct LaneWorker {
     conn: Conn,
     /// One transaction for the whole window (`insert` mode).
     single: bool,
+    /// The XA transaction of a lane other than 0 in a parallel `insert` window.
+    xid: Option<String>,
     buffer: Chunk,
     in_transaction: bool,
     stats: WriteStats,
@@ -1024,7 +1127,7 @@ impl LaneWorker {
     async fn run(
         mut self,
         mut receiver: mpsc::Receiver<LaneMessage>,
-    ) -> Result<WriteStats, SinkError> {
+    ) -> Result<LaneDone, SinkError> {
         while let Some(message) = receiver.recv().await {
             match message {
                 LaneMessage::Rows(rows) if self.statements.load.is_some() => {
@@ -1036,7 +1139,7 @@ impl LaneWorker {
                         }
                         ChunkEnd::Finish(state) => {
                             self.finish(state).await?;
-                            return Ok(self.stats);
+                            return self.done().await;
                         }
                         ChunkEnd::Closed | ChunkEnd::Aborted => break,
                     }
@@ -1051,16 +1154,42 @@ impl LaneWorker {
                 }
                 LaneMessage::Finish(state) => {
                     self.finish(state).await?;
-                    return Ok(self.stats);
+                    return self.done().await;
                 }
             }
         }
         // The writer was dropped or aborted: roll back explicitly, then the connection
         // closes with the worker.
-        if self.in_transaction {
-            let _ = self.conn.query_drop("ROLLBACK").await;
-        }
-        Ok(self.stats)
+        self.rollback().await;
+        Ok(LaneDone {
+            stats: self.stats,
+            prepared: None,
+        })
+    }
+
+    /// Hands back the lane's figures; an XA lane first prepares its transaction.
+    async fn done(mut self) -> Result<LaneDone, SinkError> {
+        let prepared = match self.xid.clone() {
+            Some(xid) if self.in_transaction => {
+                for sql in [format!("XA END '{xid}'"), format!("XA PREPARE '{xid}'")] {
+                    if let Err(error) = self.conn.query_drop(sql).await {
+                        self.rollback().await;
+                        return Err(self.sink.query_error(&self.statements.table, &error));
+                    }
+                }
+                self.in_transaction = false;
+                self.stats.transactions += 1;
+                Some(Prepared {
+                    conn: self.conn,
+                    xid,
+                })
+            }
+            _ => None,
+        };
+        Ok(LaneDone {
+            stats: self.stats,
+            prepared,
+        })
     }
 
     async fn finish(&mut self, state: Option<Vec<SqlStatement>>) -> Result<(), SinkError> {
@@ -1073,8 +1202,12 @@ impl LaneWorker {
 
     async fn begin(&mut self) -> Result<(), SinkError> {
         if !self.in_transaction {
+            let sql = match &self.xid {
+                Some(xid) => format!("XA START '{xid}'"),
+                None => "BEGIN".to_owned(),
+            };
             self.conn
-                .query_drop("BEGIN")
+                .query_drop(sql)
                 .await
                 .map_err(|error| self.sink.query_error(&self.statements.table, &error))?;
             self.in_transaction = true;
@@ -1096,7 +1229,17 @@ impl LaneWorker {
 
     async fn rollback(&mut self) {
         if self.in_transaction {
-            let _ = self.conn.query_drop("ROLLBACK").await;
+            match &self.xid {
+                Some(xid) => {
+                    // END fails when the server already ended it (an error inside the XA
+                    // transaction); ROLLBACK then still applies.
+                    let _ = self.conn.query_drop(format!("XA END '{xid}'")).await;
+                    let _ = self.conn.query_drop(format!("XA ROLLBACK '{xid}'")).await;
+                }
+                None => {
+                    let _ = self.conn.query_drop("ROLLBACK").await;
+                }
+            }
             self.in_transaction = false;
         }
     }

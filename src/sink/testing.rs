@@ -46,6 +46,17 @@ impl Drop for DatabaseGuard {
             runtime.block_on(async move {
                 if let Ok(opts) = Opts::from_url(&base) {
                     if let Ok(mut conn) = Conn::new(opts).await {
+                        // A prepared XA transaction left by a failing test would block the
+                        // DROP on its table's metadata lock forever.
+                        let listed: Vec<(i64, i64, i64, Vec<u8>)> =
+                            conn.query("XA RECOVER").await.unwrap_or_default();
+                        let prefix = format!("qsync-{}-", super::xa::database_tag(&name));
+                        for (_, _, _, data) in listed {
+                            let xid = String::from_utf8_lossy(&data).into_owned();
+                            if xid.starts_with(&prefix) {
+                                let _ = conn.query_drop(format!("XA ROLLBACK '{xid}'")).await;
+                            }
+                        }
                         let _ = conn
                             .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
                             .await;

@@ -286,6 +286,9 @@ async fn every_mode_and_method_writes_and_rewrites_identically() {
                 "fell back to statements"
             );
             if mode == WriteMode::Insert {
+                // Three lanes: two prepared and committed by lane 0's decision.
+                assert_eq!(stats.transactions, 3, "{method:?}");
+                assert_no_xa_leftovers(&url).await;
                 continue;
             }
             // Re-running the window leaves the table identical.
@@ -350,10 +353,16 @@ async fn dropped_writer_commits_neither_rows_nor_state() {
 
 #[tokio::test]
 async fn killed_connection_before_commit_leaves_neither_rows_nor_state() {
-    for method in [WriteMethod::Auto, WriteMethod::Statements] {
-        let (sink, table, url, guard) = setup(WriteMode::Replace).await;
+    let cases = [
+        (WriteMode::Replace, 1, WriteMethod::Auto),
+        (WriteMode::Replace, 1, WriteMethod::Statements),
+        // Lane 0 of an XA window dies while its lanes 1 and 2 are prepared.
+        (WriteMode::Insert, 3, WriteMethod::Auto),
+    ];
+    for (mode, connections, method) in cases {
+        let (sink, table, url, guard) = setup(mode).await;
         let options = WriterOptions {
-            connections: 1,
+            connections,
             method,
         };
         let mut writer = sink.window(&table, options).await.expect("opens");
@@ -391,6 +400,9 @@ async fn killed_connection_before_commit_leaves_neither_rows_nor_state() {
         let url = killer.await.expect("killer ran");
         assert!(table_rows(&url, "refunds").await.is_empty(), "{method:?}");
         assert!(marks(&url).await.is_empty(), "{method:?}");
+        if mode == WriteMode::Insert {
+            assert_no_xa_leftovers(&url).await;
+        }
     }
 }
 
@@ -437,6 +449,85 @@ async fn insert_mode_duplicate_fails_the_whole_window() {
         assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
         assert!(table_rows(&url, "refunds").await.is_empty());
         assert!(marks(&url).await.is_empty());
+        assert_no_xa_leftovers(&url).await;
+    }
+}
+
+/// No prepared transaction of this database is left, nor a decision row.
+async fn assert_no_xa_leftovers(url: &str) {
+    let mut conn = Conn::new(Opts::from_url(url).expect("url"))
+        .await
+        .expect("c");
+    let database = url.rsplit('/').next().expect("database").to_owned();
+    let prefix = format!("qsync-{}-", super::super::xa::database_tag(&database));
+    let listed: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await.expect("lists");
+    let ours: Vec<String> = listed
+        .into_iter()
+        .map(|row| String::from_utf8_lossy(&row.3).into_owned())
+        .filter(|xid| xid.starts_with(&prefix))
+        .collect();
+    assert!(ours.is_empty(), "prepared transactions left: {ours:?}");
+    let decisions: Option<i64> = conn
+        .query_first("SELECT COUNT(*) FROM _qsync_xa")
+        .await
+        .expect("counts");
+    assert_eq!(decisions, Some(0), "decision rows left");
+}
+
+#[tokio::test]
+async fn an_insert_window_on_several_connections_commits_all_or_nothing() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        let options = WriterOptions {
+            connections: 3,
+            method,
+        };
+        // A prepared lane (not lane 0) fails: a row already in the table routes to it.
+        let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        let rows = many(60, 1);
+        let clash = rows
+            .iter()
+            .find(|row| writer.lane_of(row) == 2)
+            .expect("some row goes to lane 2")
+            .clone();
+        sink.execute(&[SqlStatement::new(
+            "INSERT INTO refunds (id, qty) VALUES (?, 0)",
+            vec![clash[0].clone()],
+        )])
+        .await
+        .expect("pre-existing row");
+        writer.write_batch(rows).await.expect("buffers");
+        let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
+        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
+        assert_eq!(table_rows(&url, "refunds").await.len(), 1, "{method:?}");
+        assert!(marks(&url).await.is_empty());
+        assert_no_xa_leftovers(&url).await;
+
+        // Lane 0's commit fails after the other lanes prepared: they roll back.
+        let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+        sink.execute(&[mark(1)]).await.expect("mark 1 exists");
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        writer.write_batch(many(60, 1)).await.expect("buffers");
+        let err = writer.commit(vec![mark(1)]).await.expect_err("mark clash");
+        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
+        assert!(table_rows(&url, "refunds").await.is_empty(), "{method:?}");
+        assert_eq!(marks(&url).await, vec![1]);
+        assert_no_xa_leftovers(&url).await;
+
+        // Keyless rows spread over every lane, and all commit.
+        let mut keyless_target = target("log", WriteMode::Insert, None);
+        keyless_target.key = Vec::new();
+        let keyless = TableSpec::new(&keyless_target, &columns()).expect("valid");
+        sink.ensure_table(&keyless, true).await.expect("creates");
+        let mut writer = sink.window(&keyless, options).await.expect("opens");
+        for batch in many(90, 1).chunks(30) {
+            writer.write_batch(batch.to_vec()).await.expect("writes");
+        }
+        assert!(writer.sent.iter().all(|&n| n == 30), "{:?}", writer.sent);
+        let stats = writer.commit(vec![mark(2)]).await.expect("commits");
+        assert_eq!((stats.rows, stats.transactions), (90, 3), "{method:?}");
+        assert_eq!(table_rows(&url, "log").await.len(), 90);
+        assert_no_xa_leftovers(&url).await;
     }
 }
 
