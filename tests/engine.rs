@@ -13,7 +13,9 @@ use qsync::config::{EnvPolicy, LoadedProfile};
 use qsync::exec::{self, RunErrorKind, RunOptions, RunSummary};
 use qsync::plan::{ConnectorKind, Plan};
 use qsync::sim::{self, Dataset, Faults, Limits, SimConfig, SimCredentials, SimHandle};
-use qsync::sink::testing::{fresh_database, DatabaseGuard};
+use qsync::sink::testing::{
+    fresh_database, leave_interrupted_window, prepared_windows, DatabaseGuard,
+};
 use rand::Rng;
 use serde_json::Value;
 
@@ -521,6 +523,37 @@ async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
     .expect("the sync finishes (about 4 s of pages at the limit)");
     assert!(summary.pages >= 80, "{summary:?}");
     assert_eq!(fx.sim.stats().vendors["jushuitan"].throttled, 0);
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+/// A run killed between an `insert` window's commits leaves prepared XA transactions; the
+/// next run of any spec on that database settles them before it writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_first_settles_windows_an_interrupted_run_left_prepared() {
+    let fx = Fixture::new(200, 1, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec::default());
+    fx.conn()
+        .await
+        .query_drop("CREATE TABLE leftovers (k INT PRIMARY KEY)")
+        .await
+        .expect("table");
+    leave_interrupted_window(&fx.url, "INSERT INTO leftovers VALUES (1)", true).await;
+    leave_interrupted_window(&fx.url, "INSERT INTO leftovers VALUES (2)", false).await;
+    assert_eq!(prepared_windows(&fx.url).await, 2);
+    run(&plan, &profile, RunOptions::default()).await;
+    assert_eq!(prepared_windows(&fx.url).await, 0);
+    let kept: Vec<i64> = fx
+        .conn()
+        .await
+        .query("SELECT k FROM leftovers")
+        .await
+        .expect("reads");
+    assert_eq!(
+        kept,
+        vec![1],
+        "the decided window commits, the other rolls back"
+    );
     assert_same(&fx.actual().await, &fx.expected(|_| true));
     fx.sim.shutdown().await;
 }

@@ -405,14 +405,20 @@ pub fn statement_sql(table: &TableSpec, rows: usize) -> Result<String, SinkError
     Ok(sql)
 }
 
+/// A lane's staging table for upserts: temporary, so private to its connection.
+const STAGE: &str = "`_qsync_stage`";
+
 /// The `LOAD DATA LOCAL INFILE` statement, or `None` when the mode needs statements.
+/// Upserts load into the staging table ([`Staging`]).
 pub(crate) fn load_data_sql(table: &TableSpec) -> Option<String> {
-    let modifier = match (table.head.is_some(), table.mode) {
-        // Custom heads and upserts have no LOAD DATA equivalent.
-        (true, _) | (false, WriteMode::Upsert) => return None,
-        (false, WriteMode::Insert) => "",
-        (false, WriteMode::Replace) => " REPLACE",
-        (false, WriteMode::Ignore) => " IGNORE",
+    let (into, modifier) = match (table.head.is_some(), table.mode) {
+        // A custom head has no LOAD DATA equivalent.
+        (true, _) => return None,
+        (false, WriteMode::Insert) => (table.quoted.as_str(), ""),
+        (false, WriteMode::Replace) => (table.quoted.as_str(), " REPLACE"),
+        (false, WriteMode::Ignore) => (table.quoted.as_str(), " IGNORE"),
+        // The last version of a key in a chunk wins in the stage, as it would in the table.
+        (false, WriteMode::Upsert) => (STAGE, " REPLACE"),
     };
     let mut fields = Vec::new();
     let mut sets = Vec::new();
@@ -423,15 +429,45 @@ pub(crate) fn load_data_sql(table: &TableSpec) -> Option<String> {
         }
     }
     let mut sql = format!(
-        "LOAD DATA LOCAL INFILE 'qsync'{modifier} INTO TABLE {} CHARACTER SET utf8mb4 \
+        "LOAD DATA LOCAL INFILE 'qsync'{modifier} INTO TABLE {into} CHARACTER SET utf8mb4 \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
-        table.quoted,
         fields.join(", ")
     );
     if !sets.is_empty() {
         let _ = write!(sql, " SET {}", sets.join(", "));
     }
     Some(sql)
+}
+
+/// How an upsert lane writes a `LOAD DATA` chunk: into a fresh temporary copy of the
+/// target, then one `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` merges it, instead of
+/// a statement parsed per 1000 rows. Temporary-table DDL does not end the transaction
+/// (`TRUNCATE` would, hence drop and create).
+#[derive(Debug, Clone)]
+pub(crate) struct Staging {
+    reset: [String; 2],
+    merge: String,
+}
+
+impl Staging {
+    pub(crate) fn of(table: &TableSpec) -> Option<Staging> {
+        if table.mode != WriteMode::Upsert || table.head.is_some() {
+            return None;
+        }
+        let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
+        let columns = columns.join(", ");
+        Some(Staging {
+            reset: [
+                format!("DROP TEMPORARY TABLE IF EXISTS {STAGE}"),
+                format!("CREATE TEMPORARY TABLE {STAGE} LIKE {}", table.quoted),
+            ],
+            merge: format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {STAGE}{}",
+                table.quoted,
+                statement_tail(table)
+            ),
+        })
+    }
 }
 
 /// Appends one row as `LOAD DATA` text: tab-separated, `\N` for NULL, backslash escapes.
@@ -788,6 +824,8 @@ struct Statements {
     full: String,
     spec: TableSpec,
     mode: WriteMode,
+    /// Upserts through `LOAD DATA`: the staging statements.
+    staging: Option<Staging>,
 }
 
 enum LaneMessage {
@@ -846,6 +884,7 @@ impl WindowWriter {
             full: statement_sql(table, rows_per_statement)?,
             spec: table.clone(),
             mode: table.mode,
+            staging: Staging::of(table),
         });
         // `insert` is not idempotent: its window is one transaction, or one per connection
         // bound by two-phase commit (see `xa`). Other modes rewrite rows idempotently, but
@@ -1253,6 +1292,7 @@ impl LaneWorker {
     ) -> Result<ChunkEnd, SinkError> {
         self.begin().await?;
         let table = self.statements.table.clone();
+        self.reset_stage().await?;
         let load_sql = self.statements.load.clone().unwrap_or_default();
         let (sender, bytes) = mpsc::channel::<Bytes>(4);
         self.conn.set_infile_handler(async move {
@@ -1323,7 +1363,39 @@ impl LaneWorker {
             self.rollback().await;
             return Err(SinkError::WriterGone { table });
         }
+        self.merge_stage().await?;
         Ok(end)
+    }
+
+    /// Empties the staging table (upserts through `LOAD DATA` only).
+    async fn reset_stage(&mut self) -> Result<(), SinkError> {
+        let Some(staging) = self.statements.staging.clone() else {
+            return Ok(());
+        };
+        for sql in &staging.reset {
+            if let Err(error) = self.conn.query_drop(sql).await {
+                self.rollback().await;
+                return Err(self.sink.query_error(&self.statements.table, &error));
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts the staged chunk into the target, unless the lane fell back to statements
+    /// (which wrote the target directly).
+    async fn merge_stage(&mut self) -> Result<(), SinkError> {
+        let Some(staging) = self.statements.staging.clone() else {
+            return Ok(());
+        };
+        if self.statements.load.is_none() {
+            return Ok(());
+        }
+        if let Err(error) = self.conn.query_drop(&staging.merge).await {
+            self.rollback().await;
+            return Err(self.sink.query_error(&self.statements.table, &error));
+        }
+        self.stats.affected += self.conn.affected_rows();
+        Ok(())
     }
 
     /// After a failed streamed load: fall back to statements when the server refuses local
@@ -1437,7 +1509,10 @@ impl LaneWorker {
 
     /// `LOAD DATA LOCAL` reports bad values and duplicates as warnings, not errors.
     async fn check_warnings(&mut self) -> Result<(), LoadError> {
-        self.stats.affected += self.conn.affected_rows();
+        // A staged load's count is the stage's; the merge counts the table's.
+        if self.statements.staging.is_none() {
+            self.stats.affected += self.conn.affected_rows();
+        }
         if self.conn.get_warnings() == 0 {
             return Ok(());
         }
@@ -1485,6 +1560,7 @@ fn clone_statements(s: &Statements) -> Statements {
         full: s.full.clone(),
         spec: s.spec.clone(),
         mode: s.mode,
+        staging: s.staging.clone(),
     }
 }
 

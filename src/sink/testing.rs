@@ -108,3 +108,65 @@ fn with_database(base: &str, name: &str) -> String {
         Err(_) => format!("{}/{name}", base.trim_end_matches('/')),
     }
 }
+
+/// Leaves behind what a run killed in the middle of committing a parallel `insert` window
+/// leaves: a prepared, detached XA transaction running `statement` in the database of
+/// `url`, and, when `decided`, the window's committed `commit` decision.
+///
+/// # Panics
+/// When the test server refuses a step.
+pub async fn leave_interrupted_window(url: &str, statement: &str, decided: bool) {
+    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
+    let database = opts.db_name().unwrap_or("").to_owned();
+    let sink = super::MysqlSink::connect(url).await.expect("connects");
+    assert!(sink.supports_xa().await, "the test server supports XA");
+    let window = super::xa::WindowXa::new(&database);
+    let mut lane0 = Conn::new(opts.clone()).await.expect("connects");
+    lane0.query_drop("BEGIN").await.expect("begins");
+    let decision = window.decision();
+    let params: Vec<mysql_async::Value> = decision
+        .params
+        .iter()
+        .map(super::mysql::to_sql_value)
+        .collect();
+    lane0
+        .exec_drop(&decision.sql, params)
+        .await
+        .expect("decision row");
+    let mut lane1 = Conn::new(opts).await.expect("connects");
+    let xid = window.xid(1);
+    for sql in [
+        format!("XA START '{xid}'"),
+        statement.to_owned(),
+        format!("XA END '{xid}'"),
+        format!("XA PREPARE '{xid}'"),
+    ] {
+        lane1.query_drop(sql).await.expect("xa step");
+    }
+    lane0
+        .query_drop(if decided { "COMMIT" } else { "ROLLBACK" })
+        .await
+        .expect("decides");
+    lane1.disconnect().await.expect("detaches");
+    lane0.disconnect().await.expect("disconnects");
+    sink.disconnect().await;
+}
+
+/// Prepared XA transactions of qsync windows in the database of `url`.
+///
+/// # Panics
+/// When the test server is unreachable.
+pub async fn prepared_windows(url: &str) -> usize {
+    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
+    let prefix = format!(
+        "qsync-{}-",
+        super::xa::database_tag(opts.db_name().unwrap_or(""))
+    );
+    let mut conn = Conn::new(opts).await.expect("connects");
+    let listed: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await.expect("lists");
+    let _ = conn.disconnect().await;
+    listed
+        .iter()
+        .filter(|row| row.3.starts_with(prefix.as_bytes()))
+        .count()
+}

@@ -159,7 +159,19 @@ fn load_data_text() {
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' \
          (`id`, `qty`, `refund`, `note`, `at`, `extra`) SET `created` = NOW()"
     );
-    assert!(load_data_sql(&spec(WriteMode::Upsert)).is_none());
+    assert!(load_data_sql(&spec(WriteMode::Upsert))
+        .expect("upsert loads a stage")
+        .starts_with("LOAD DATA LOCAL INFILE 'qsync' REPLACE INTO TABLE `_qsync_stage` "));
+    let staging = Staging::of(&spec(WriteMode::Upsert)).expect("upsert stages");
+    assert_eq!(
+        staging.merge,
+        "INSERT INTO `refunds` (`id`, `qty`, `refund`, `note`, `at`, `created`, `extra`) \
+         SELECT `id`, `qty`, `refund`, `note`, `at`, `created`, `extra` FROM `_qsync_stage` \
+         ON DUPLICATE KEY UPDATE `qty` = VALUES(`qty`), `refund` = VALUES(`refund`), \
+         `note` = VALUES(`note`), `at` = VALUES(`at`), `created` = VALUES(`created`), \
+         `extra` = VALUES(`extra`)"
+    );
+    assert!(Staging::of(&spec(WriteMode::Replace)).is_none());
 }
 
 #[test]
@@ -317,22 +329,29 @@ async fn every_mode_and_method_writes_and_rewrites_identically() {
 
 #[tokio::test]
 async fn later_versions_of_a_key_win_across_lanes() {
-    let (sink, table, url, _guard) = setup(WriteMode::Replace).await;
-    let options = WriterOptions {
-        connections: 4,
-        method: WriteMethod::Auto,
-    };
-    let mut writer = sink.window(&table, options).await.expect("opens");
-    for version in 1..=5 {
-        writer
-            .write_batch(many(300, version))
-            .await
-            .expect("writes");
+    // Upsert: versions meet in one staged chunk, where the last must win too.
+    for mode in [WriteMode::Replace, WriteMode::Upsert] {
+        let (sink, table, url, _guard) = setup(mode).await;
+        let options = WriterOptions {
+            connections: 4,
+            method: WriteMethod::Auto,
+        };
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        for version in 1..=5 {
+            writer
+                .write_batch(many(300, version))
+                .await
+                .expect("writes");
+        }
+        writer.commit(vec![]).await.expect("commits");
+        let rows = table_rows(&url, "refunds").await;
+        assert_eq!(rows.len(), 300);
+        assert!(
+            rows.iter().all(|r| r.1 == Some(5)),
+            "{mode:?}: an older version won"
+        );
+        assert!(sink.inner.infile.load(Ordering::Relaxed), "used LOAD DATA");
     }
-    writer.commit(vec![]).await.expect("commits");
-    let rows = table_rows(&url, "refunds").await;
-    assert_eq!(rows.len(), 300);
-    assert!(rows.iter().all(|r| r.1 == Some(5)), "an older version won");
 }
 
 #[tokio::test]
@@ -408,10 +427,15 @@ async fn killed_connection_before_commit_leaves_neither_rows_nor_state() {
 
 #[tokio::test]
 async fn rows_the_table_cannot_hold_are_data_errors() {
-    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+    let cases = [
+        (WriteMode::Replace, WriteMethod::Auto),
+        (WriteMode::Replace, WriteMethod::Statements),
+        (WriteMode::Upsert, WriteMethod::Auto),
+    ];
+    for (mode, method) in cases {
         let (url, _guard) = fresh_database().await;
         let sink = MysqlSink::connect(&url).await.expect("connects");
-        let table = spec(WriteMode::Replace);
+        let table = spec(mode);
         // An existing table narrower than the spec says.
         let narrow = create_table_sql(&table).replace("VARCHAR(8)", "VARCHAR(2)");
         sink.execute(&[SqlStatement::new(narrow, vec![])])
