@@ -929,7 +929,7 @@ impl WindowWriter {
             if lane == 0 {
                 first_session = worker.conn.id();
             }
-            let (sender, receiver) = mpsc::channel(2);
+            let (sender, receiver) = mpsc::channel(8);
             lanes.push(Lane {
                 sender,
                 task: tokio::spawn(worker.run(receiver)),
