@@ -615,3 +615,39 @@ fn classification_examples() {
         assert_eq!(classify_code(code), class, "{code}");
     }
 }
+
+#[tokio::test]
+async fn an_insert_window_past_one_load_streams_the_rest_and_stays_atomic() {
+    // Past STREAM_CHUNK_ROWS a single-transaction lane keeps nothing to replay and loads
+    // the rest of its window in one statement; a duplicate there still fails it all.
+    let rows = STREAM_CHUNK_ROWS + STREAM_CHUNK_ROWS / 2;
+    let options = WriterOptions {
+        connections: 1,
+        method: WriteMethod::Auto,
+    };
+    let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    for batch in many(rows, 1).chunks(5000) {
+        writer.write_batch(batch.to_vec()).await.expect("writes");
+    }
+    let stats = writer.commit(vec![mark(1)]).await.expect("commits");
+    assert_eq!((stats.rows, stats.transactions), (rows as u64, 1));
+    assert_eq!(table_rows(&url, "refunds").await.len(), rows);
+
+    let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+    let late = format!("r{:06}", rows - 10);
+    sink.execute(&[SqlStatement::new(
+        "INSERT INTO refunds (id, qty) VALUES (?, 0)",
+        vec![Cell::Text(late)],
+    )])
+    .await
+    .expect("pre-existing row");
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    for batch in many(rows, 1).chunks(5000) {
+        writer.write_batch(batch.to_vec()).await.expect("writes");
+    }
+    let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
+    assert_eq!(err.class(), ErrorClass::Data, "{err}");
+    assert_eq!(table_rows(&url, "refunds").await.len(), 1);
+    assert!(marks(&url).await.is_empty());
+}
