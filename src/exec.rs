@@ -49,7 +49,7 @@ use crate::source::{
     SourceOptions, Window, WindowFetch, WindowRequest,
 };
 use crate::state::{
-    cursor_statement, rejects_statement, window_statement, Reject, RunOutcome, RunRecord,
+    cursor_statement, rejects_statement, window_statement, Holding, Reject, RunOutcome, RunRecord,
     StateStore, WindowRecord, WindowStatus,
 };
 use crate::template::{Renderer, RequestContext};
@@ -85,6 +85,9 @@ pub struct RunOptions {
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// Shared per-connection rate limiters (serve shares one across specs).
     pub limiters: Option<Arc<Limiters>>,
+    /// Hold the spec's lease under this owner while running (`qsync run`, `replay`;
+    /// `serve` takes its leases itself).
+    pub lease_owner: Option<String>,
 }
 
 /// What a run did.
@@ -192,6 +195,17 @@ pub enum RunErrorKind {
         window: String,
         message: String,
     },
+    /// Another run of the spec holds its lease.
+    #[error(
+        "spec `{spec}` is already running: `{owner}` holds its lease until {until} (MySQL \
+         server time); wait for that run to end, or for the lease to expire if it died \
+         on another machine"
+    )]
+    Busy {
+        spec: String,
+        owner: String,
+        until: NaiveDateTime,
+    },
 }
 
 /// A failed run: what went wrong and what had been committed before.
@@ -256,7 +270,7 @@ pub async fn run(
     profile: &LoadedProfile,
     options: RunOptions,
 ) -> Result<RunSummary, RunError> {
-    execute(plan, profile, options, None).await
+    exclusive(plan, profile, options, None).await
 }
 
 /// Re-runs one window; the mark never moves (neither back nor past a gap).
@@ -266,7 +280,47 @@ pub async fn replay(
     window: Window,
     options: RunOptions,
 ) -> Result<RunSummary, RunError> {
-    execute(plan, profile, options, Some(window)).await
+    exclusive(plan, profile, options, Some(window)).await
+}
+
+/// How long a run's lease lasts without renewal: how long others wait after a run that
+/// died on another machine (one that died on this host is taken over at once).
+const RUN_LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// Runs holding the spec's lease when `options.lease_owner` says so.
+async fn exclusive(
+    plan: &Plan,
+    profile: &LoadedProfile,
+    mut options: RunOptions,
+    replay: Option<Window>,
+) -> Result<RunSummary, RunError> {
+    let Some(owner) = options.lease_owner.clone() else {
+        return execute(plan, profile, options, replay).await;
+    };
+    let store = open_state(plan, profile).await?;
+    let held = store
+        .hold_lease(&plan.name, &owner, RUN_LEASE_TTL, options.shutdown.take())
+        .await
+        .map_err(|source| RunErrorKind::Sink {
+            spec: plan.name.clone(),
+            window: "(none)".to_owned(),
+            source,
+        })?;
+    let held = match held {
+        Holding::Held(held) => held,
+        Holding::Busy(lease) => {
+            return Err(RunErrorKind::Busy {
+                spec: plan.name.clone(),
+                owner: lease.owner,
+                until: lease.expires_at,
+            }
+            .into())
+        }
+    };
+    options.shutdown = Some(held.stop_signal());
+    let result = execute(plan, profile, options, replay).await;
+    held.release().await;
+    result
 }
 
 /// Connects to the target database of `plan` and opens its state tables.

@@ -831,6 +831,77 @@ async fn a_wrong_secret_fails_with_the_vendor_code_and_masked_secrets() {
     fx.sim.shutdown().await;
 }
 
+/// `qsync run` holds the spec's lease as `serve` does: a second run fails while another
+/// holds it, and the lease of a run whose process died on this host is taken over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_holds_the_specs_lease_and_takes_over_a_dead_runs() {
+    let fx = Fixture::new(100, 1, SimConfig::default()).await;
+    let (plan, profile) = fx.load(&Spec::default());
+    let store = exec::open_state(&plan, &profile).await.expect("state");
+    let ttl = Duration::from_secs(60);
+    assert!(store
+        .take_lease(&plan.name, "serve-elsewhere-7", ttl)
+        .await
+        .expect("takes"));
+    let run_cli = |status: i32| {
+        Test::new()
+            .file("refunds.qsync", &fx.spec_text(&Spec::default()))
+            .file(
+                "qsync.yaml",
+                &std::fs::read_to_string(fx.profile_path()).expect("profile"),
+            )
+            .env("QSYNC_LOG", "warn")
+            .args(&["run", "refunds.qsync"])
+            .status(status)
+            .run()
+    };
+    let out = run_cli(1);
+    assert!(
+        out.stderr.contains("is already running")
+            && out.stderr.contains("`serve-elsewhere-7` holds its lease"),
+        "{}",
+        out.stderr
+    );
+    let tables: Vec<String> = fx
+        .conn()
+        .await
+        .query("SHOW TABLES LIKE 'refunds'")
+        .await
+        .expect("lists");
+    assert!(tables.is_empty(), "the busy run touched nothing");
+    // In process too, as a typed error.
+    let options = RunOptions {
+        lease_owner: Some("run-test-1".to_owned()),
+        ..RunOptions::default()
+    };
+    let error = exec::run(&plan, &profile, options).await.expect_err("busy");
+    assert!(
+        matches!(error.kind(), RunErrorKind::Busy { owner, .. } if owner == "serve-elsewhere-7"),
+        "{error}"
+    );
+
+    // A run killed on this host: its pid is gone, so its lease is taken over.
+    assert!(store
+        .release_lease(&plan.name, "serve-elsewhere-7")
+        .await
+        .expect("releases"));
+    let mut gone = Command::new("true").spawn().expect("spawns");
+    let _ = gone.wait();
+    let dead = format!("run-{}-{}", qsync::state::host_name(), gone.id());
+    assert!(store
+        .take_lease(&plan.name, &dead, ttl)
+        .await
+        .expect("takes"));
+    run_cli(0);
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    assert_eq!(
+        store.lease(&plan.name).await.expect("reads"),
+        None,
+        "released"
+    );
+    fx.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_http_source_without_window_syncs_in_one_pass() {
     let fx = Fixture::new(900, 2, SimConfig::default()).await;

@@ -109,6 +109,7 @@ pub(super) fn run(args: &RunArgs) -> Outcome {
             remedy: args.remedy,
             progress: true,
             shutdown: Some(ctrl_c_shutdown()),
+            lease_owner: Some(crate::state::run_owner()),
             ..RunOptions::default()
         };
         exec::run(&plan, &profile, options).await
@@ -130,6 +131,7 @@ pub(super) fn replay(args: &ReplayArgs) -> Outcome {
         let options = RunOptions {
             progress: true,
             shutdown: Some(ctrl_c_shutdown()),
+            lease_owner: Some(crate::state::run_owner()),
             ..RunOptions::default()
         };
         exec::replay(&plan, &profile, args.window, options).await

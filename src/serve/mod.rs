@@ -88,13 +88,7 @@ impl ServeConfig {
 
 /// `<hostname>-<pid>`.
 pub fn default_instance() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "qsync".to_owned());
-    format!("{host}-{}", std::process::id())
+    format!("{}-{}", crate::state::host_name(), std::process::id())
 }
 
 /// What the daemon is plugged into.

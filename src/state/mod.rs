@@ -13,12 +13,14 @@
 //! vendor APIs take them; bookkeeping times (`updated_at`, lease expiry) are the server's
 //! `NOW(6)`, so instances with skewed clocks still agree on who holds a lease.
 
+mod hold;
 mod lease;
 mod ledger;
 
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 
+pub use self::hold::{host_name, run_owner, HeldLease, Holding};
 pub use self::lease::Lease;
 pub use self::ledger::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
 pub use crate::sink::SqlStatement;
