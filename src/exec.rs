@@ -301,11 +301,7 @@ async fn exclusive(
     let held = store
         .hold_lease(&plan.name, &owner, RUN_LEASE_TTL, options.shutdown.take())
         .await
-        .map_err(|source| RunErrorKind::Sink {
-            spec: plan.name.clone(),
-            window: "(none)".to_owned(),
-            source,
-        })?;
+        .map_err(|source| outside_windows(&plan.name, source))?;
     let held = match held {
         Holding::Held(held) => held,
         Holding::Busy(lease) => {
@@ -328,19 +324,19 @@ pub async fn open_state(plan: &Plan, profile: &LoadedProfile) -> Result<StateSto
     let url = mysql_url(plan, profile)?;
     let sink = MysqlSink::connect(&url)
         .await
-        .map_err(|source| RunErrorKind::Sink {
-            spec: plan.name.clone(),
-            window: "(none)".to_owned(),
-            source,
-        })?;
-    StateStore::open(&sink).await.map_err(|source| {
-        RunErrorKind::Sink {
-            spec: plan.name.clone(),
-            window: "(none)".to_owned(),
-            source,
-        }
-        .into()
-    })
+        .map_err(|source| outside_windows(&plan.name, source))?;
+    StateStore::open(&sink)
+        .await
+        .map_err(|source| outside_windows(&plan.name, source).into())
+}
+
+/// A MySQL failure before or after the windows (connecting, state tables, leases).
+fn outside_windows(spec: &str, source: SinkError) -> RunErrorKind {
+    RunErrorKind::Sink {
+        spec: spec.to_owned(),
+        window: "(none)".to_owned(),
+        source,
+    }
 }
 
 /// A stable hash of the plan, stored with the mark to notice a changed spec.
@@ -499,11 +495,7 @@ async fn execute(
         message: e.to_string(),
     })?;
 
-    let sink_error = |source: SinkError| RunErrorKind::Sink {
-        spec: spec.clone(),
-        window: "(none)".to_owned(),
-        source,
-    };
+    let sink_error = |source: SinkError| outside_windows(&spec, source);
     let store = open_state(plan, profile).await?;
     let sink = store.sink().clone();
     let table = TableSpec::new(&plan.target, &plan.columns).map_err(sink_error)?;
