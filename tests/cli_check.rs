@@ -85,6 +85,39 @@ fn warnings_do_not_fail_the_check() {
 }
 
 #[test]
+fn insert_mode_on_a_source_that_rereads_is_a_warning() {
+    let keyed = base().replace("mode replace", "mode insert");
+    let keyless = base().replace("    mode replace\n    key id\n", "");
+    assert_ne!(keyless, base(), "the base spec changed: adjust this test");
+    let out = Test::new()
+        .file("qsync.yaml", &profile())
+        .file("keyed.qsync", &keyed)
+        .file("keyless.qsync", &keyless)
+        .args(&["check", "keyed.qsync", "keyless.qsync"])
+        .run();
+    assert!(
+        out.stderr
+            .contains("`mode insert` fails a window on the first record read twice"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("without a key, every record read twice is written twice"),
+        "{}",
+        out.stderr
+    );
+    insta::assert_snapshot!(out.stderr);
+    // Replace and upsert make re-reads harmless: no warning.
+    let out = Test::new()
+        .file("qsync.yaml", &profile())
+        .file("s.qsync", &base())
+        .args(&["check", "s.qsync"])
+        .run();
+    assert!(!out.stderr.contains("insert_rereads"), "{}", out.stderr);
+}
+
+#[test]
 fn missing_env_is_a_warning_at_check_time() {
     let profile = profile().replace("corpus-secret", "${QSYNC_TEST_UNSET_VAR}");
     let out = Test::new()

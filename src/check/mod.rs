@@ -139,7 +139,13 @@ impl<'a> Checker<'a> {
         let source = source_ast.and_then(|s| self.check_source(s, &directives));
         let fields = FieldScope::new(&directives.transforms, source.as_ref(), self.ctx.sample);
         let columns = map_ast.map(|m| self.check_map(m, &fields));
-        let target = target_ast.and_then(|t| self.check_target(t, columns.as_deref()));
+        // Why a record can be read twice, which `mode insert` cannot take.
+        let rereads = if source.as_ref().is_some_and(|s| s.plan.window.is_some()) {
+            "windows overlap and share their bounds, and the remedy run re-reads"
+        } else {
+            "a source without a window is read whole on every run"
+        };
+        let target = target_ast.and_then(|t| self.check_target(t, columns.as_deref(), rereads));
         if let (Some(source), Some(columns)) = (&source, &columns) {
             if let Some(sample) = self.ctx.sample {
                 self.check_sample(sample, source, &directives.transforms, columns, map_ast);

@@ -13,6 +13,7 @@ impl Checker<'_> {
         &mut self,
         target: &Spanned<Target>,
         columns: Option<&[(ColumnPlan, Span)]>,
+        rereads: &str,
     ) -> Option<TargetPlan> {
         let mut ok = true;
         if target.kind.node != "mysql" {
@@ -172,6 +173,30 @@ impl Checker<'_> {
                 );
                 ok = false;
             }
+        }
+        let inserting = mode.map_or(!has_key, |(m, _)| m == WriteMode::Insert);
+        if inserting {
+            let span = mode.map_or(target.kind.span, |(_, span)| span);
+            let diagnostic = if has_key {
+                CheckDiagnostic::warning(
+                    codes::INSERT_REREADS,
+                    span,
+                    "`mode insert` fails a window on the first record read twice",
+                )
+                .label("not idempotent")
+                .help(format!("{rereads}: use `mode upsert` or `mode replace` (the key makes re-reads harmless), or `mode ignore` to keep the first version"))
+            } else {
+                CheckDiagnostic::warning(
+                    codes::INSERT_REREADS,
+                    span,
+                    "without a key, every record read twice is written twice",
+                )
+                .label("`insert`, no key")
+                .help(format!(
+                    "{rereads}: add `key` with the record's unique column(s) and `mode upsert`"
+                ))
+            };
+            self.report(diagnostic);
         }
         let Some(connection) = connection else {
             self.report(
