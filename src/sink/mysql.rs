@@ -656,6 +656,8 @@ struct SinkInner {
     infile: AtomicBool,
     /// Whether `insert` windows may use XA over several connections; probed once.
     xa: tokio::sync::OnceCell<bool>,
+    /// The warning that XA is refused was logged.
+    xa_refusal_told: AtomicBool,
 }
 
 impl MysqlSink {
@@ -684,6 +686,7 @@ impl MysqlSink {
                 database,
                 infile: AtomicBool::new(true),
                 xa: tokio::sync::OnceCell::new(),
+                xa_refusal_told: AtomicBool::new(false),
             }),
         };
         let mut conn = sink.connection().await?;
@@ -899,8 +902,16 @@ impl WindowWriter {
         } else {
             1
         };
-        let xa = if single && wanted > 1 && sink.supports_xa().await {
-            Some(WindowXa::new(sink.database()))
+        let xa = if single && wanted > 1 {
+            if sink.supports_xa().await {
+                Some(WindowXa::new(sink.database()))
+            } else {
+                if !sink.inner.xa_refusal_told.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(table = %table.display,
+                        "the server refuses XA (MySQL 8 needs XA_RECOVER_ADMIN): `insert` windows use one connection");
+                }
+                None
+            }
         } else {
             None
         };

@@ -651,3 +651,48 @@ async fn an_insert_window_past_one_load_streams_the_rest_and_stays_atomic() {
     assert_eq!(table_rows(&url, "refunds").await.len(), 1);
     assert!(marks(&url).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_server_refusing_xa_gets_insert_windows_on_one_connection() {
+    // An account that may write rows but not create the decision table: no XA for it.
+    let (url, guard) = fresh_database().await;
+    let root = MysqlSink::connect(&url).await.expect("connects");
+    let table = spec(WriteMode::Insert);
+    root.ensure_table(&table, true).await.expect("creates");
+    let user = format!("qsync_rw_{}", std::process::id());
+    let database = guard.name().to_owned();
+    let grants = [
+        format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY 'pw'"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%'"),
+    ];
+    for sql in &grants {
+        root.execute(&[SqlStatement::new(sql.clone(), vec![])])
+            .await
+            .expect("grants");
+    }
+    let mut limited = url::Url::parse(&url).expect("url");
+    let _ = limited.set_username(&user);
+    let _ = limited.set_password(Some("pw"));
+    let sink = MysqlSink::connect(limited.as_str())
+        .await
+        .expect("connects");
+    assert!(!sink.supports_xa().await);
+    let options = WriterOptions {
+        connections: 3,
+        method: WriteMethod::Auto,
+    };
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    assert_eq!(writer.lanes.len(), 1, "one connection without XA");
+    writer.write_batch(many(500, 1)).await.expect("writes");
+    let stats = writer.commit(vec![]).await.expect("commits");
+    assert_eq!((stats.rows, stats.transactions), (500, 1));
+    assert_eq!(table_rows(&url, "refunds").await.len(), 500);
+    // Settling has nothing to do and says so without failing.
+    assert_eq!(
+        sink.resolve_prepared().await.expect("settles"),
+        crate::sink::Settled::default()
+    );
+    root.execute(&[SqlStatement::new(format!("DROP USER '{user}'@'%'"), vec![])])
+        .await
+        .expect("drops the user");
+}
