@@ -482,15 +482,11 @@ pub(crate) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
         }
         match cell {
             Cell::Null => out.extend_from_slice(b"\\N"),
-            Cell::Int(n) => {
-                let _ = write!(ByteWriter(out), "{n}");
-            }
+            Cell::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
             Cell::Double(x) => {
                 let _ = write!(ByteWriter(out), "{x}");
             }
-            Cell::Decimal(d) => {
-                let _ = write!(ByteWriter(out), "{d}");
-            }
+            Cell::Decimal(d) => push_decimal(out, d),
             Cell::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
             Cell::Text(s) | Cell::Json(s) => escape_into(s.as_bytes(), out),
             Cell::Date(d) => {
@@ -518,6 +514,30 @@ pub(crate) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
         }
     }
     out.push(b'\n');
+}
+
+/// A decimal as `Display` writes it (`-12.30`: every digit of its scale, no exponent),
+/// without the formatter: a third of a row's cells are money.
+fn push_decimal(out: &mut Vec<u8>, d: &rust_decimal::Decimal) {
+    let mantissa = d.mantissa();
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(mantissa.unsigned_abs()).as_bytes();
+    let scale = d.scale() as usize;
+    if mantissa < 0 {
+        out.push(b'-');
+    }
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > scale {
+        let (whole, fraction) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(whole);
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
+    }
 }
 
 /// Zero-padded decimal digits; years outside 0..=9999 fall back to `Display`.

@@ -192,6 +192,48 @@ fn spec_errors() {
 }
 
 #[test]
+fn numbers_encode_as_display_writes_them() {
+    let decimals = [
+        "0",
+        "0.00",
+        "12.30",
+        "-12.30",
+        "0.05",
+        "-0.05",
+        "0.5",
+        "123456789012.99",
+        "-0.001",
+        "79228162514264337593543950335",
+        "-7.9228162514264337593543950335",
+        "100",
+        "-100.0",
+    ];
+    for text in decimals {
+        let d: Decimal = text.parse().expect("a decimal");
+        let mut out = Vec::new();
+        encode_row(&[Cell::Decimal(d)], &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            format!("{d}\n"),
+            "{text}"
+        );
+    }
+    // Display drops the sign of a negative zero; so must we.
+    let negative_zero = Decimal::new(0, 2) * Decimal::NEGATIVE_ONE;
+    let mut out = Vec::new();
+    encode_row(&[Cell::Decimal(negative_zero)], &mut out);
+    assert_eq!(
+        String::from_utf8(out).expect("utf8"),
+        format!("{negative_zero}\n")
+    );
+    for n in [0, 7, -7, i64::MAX, i64::MIN] {
+        let mut out = Vec::new();
+        encode_row(&[Cell::Int(n)], &mut out);
+        assert_eq!(String::from_utf8(out).expect("utf8"), format!("{n}\n"));
+    }
+}
+
+#[test]
 fn encoding_escapes_and_reads_back() {
     let cells = vec![
         Cell::Text("a\tb\nc\\d\0".into()),
