@@ -1,7 +1,9 @@
 //! `cargo bench --bench write`: the qsync writer against LOAD DATA and multi-row statements
 //! on the test server (`QSYNC_TEST_MYSQL_URL`), in a fresh database.
 //! `QSYNC_BENCH_ROWS` sets the row count (default 1,000,000); `QSYNC_BENCH_SECTIONS` the
-//! scenarios (comma-separated `insert`, `replace`, `upsert`; default all).
+//! scenarios (comma-separated `insert`, `replace`, `upsert`; default all);
+//! `QSYNC_BENCH_PAIRS` how many alternated LOAD DATA / qsync insert pairs end the run
+//! (default 0).
 
 #[tokio::main]
 async fn main() {
@@ -11,8 +13,12 @@ async fn main() {
         .unwrap_or(1_000_000);
     let sections = std::env::var("QSYNC_BENCH_SECTIONS").unwrap_or_default();
     let sections: Vec<&str> = sections.split(',').filter(|s| !s.is_empty()).collect();
+    let pairs = std::env::var("QSYNC_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
     let (url, _guard) = qsync::sink::testing::fresh_database().await;
-    if let Err(error) = qsync::sink::bench::run(&url, rows, &sections).await {
+    if let Err(error) = qsync::sink::bench::run(&url, rows, &sections, pairs).await {
         eprintln!("write benchmark failed: {error}");
         std::process::exit(1);
     }

@@ -413,11 +413,18 @@ async fn statement_baselines(
 
 /// Runs the scenarios of `sections` (`insert`, `replace`, `upsert`; empty: all) against the
 /// database of `url` (its `after_sales` table is dropped and recreated) with `rows` rows;
-/// prints each line as it completes and returns them.
+/// prints each line as it completes and returns them. Then `pairs` alternates 2-connection LOAD DATA and 2-connection qsync insert `pairs` times
+/// and prints the median ratio: on a shared machine single runs drift by more than the
+/// margin the insert target asks about.
 ///
 /// Replace and upsert scenarios run against the table left full by the previous one, so
 /// every row replaces an existing row of the same key.
-pub async fn run(url: &str, rows: usize, sections: &[&str]) -> Result<Vec<BenchLine>, SinkError> {
+pub async fn run(
+    url: &str,
+    rows: usize,
+    sections: &[&str],
+    pairs: usize,
+) -> Result<Vec<BenchLine>, SinkError> {
     let wanted = |section: &str| sections.is_empty() || sections.contains(&section);
     let sink = MysqlSink::connect(url).await?;
     let data = sample_rows(rows);
@@ -449,8 +456,51 @@ pub async fn run(url: &str, rows: usize, sections: &[&str]) -> Result<Vec<BenchL
     if wanted("upsert") {
         upsert_section(&mut report, &sink, url, &data).await?;
     }
+    if pairs > 0 {
+        insert_pairs(&mut report, &sink, &data, &two, pairs).await?;
+    }
     sink.disconnect().await;
     Ok(report.lines)
+}
+
+/// 2-connection LOAD DATA and 2-connection qsync insert, alternated `pairs` times into an
+/// empty table; prints each pair's ratio and the median.
+async fn insert_pairs(
+    report: &mut Report,
+    sink: &MysqlSink,
+    data: &[Vec<Cell>],
+    two: &[Bytes],
+    pairs: usize,
+) -> Result<(), SinkError> {
+    let insert = table(WriteMode::Insert)?;
+    println!("-- insert pairs: LOAD DATA and qsync, 2 connections each, alternated");
+    let mut ratios = Vec::with_capacity(pairs);
+    for pair in 1..=pairs {
+        reset(sink, &insert).await?;
+        report
+            .add(
+                &format!("LOAD DATA, 2 connections (pair {pair})"),
+                load_data(sink, &insert, two),
+            )
+            .await?;
+        reset(sink, &insert).await?;
+        report
+            .add(
+                &format!("qsync insert, 2 connections (pair {pair})"),
+                qsync(sink, &insert, data, 2),
+            )
+            .await?;
+        let n = report.lines.len();
+        ratios.push(report.lines[n - 1].rate() / report.lines[n - 2].rate());
+    }
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "qsync insert / LOAD DATA, 2 connections: median {:.2} over {pairs} pairs ({})",
+        ratios[ratios.len() / 2],
+        shown.join(", ")
+    );
+    Ok(())
 }
 
 async fn insert_section(
