@@ -363,7 +363,12 @@ impl HttpSource {
                 return Ok(None);
             };
             self.stats.token_fetches.fetch_add(1, Ordering::Relaxed);
-            let failure = match self.send(&request).await {
+            // The vendor counts token calls per app key like any other call.
+            let permit = self.limiter.acquire().await;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = self.send(&request).await;
+            drop(permit);
+            let failure = match sent {
                 // Token endpoints throttle too (Jushuitan answers 199 from getInitToken):
                 // a throttled or busy answer is retried like any other request.
                 Ok((status, headers, body)) if (200..300).contains(&status) => {

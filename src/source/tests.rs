@@ -17,7 +17,9 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::config::Connection;
 use crate::connectors::{self, ApiCall};
-use crate::plan::{ConnectorKind, EndRule, HttpMethod, PaginationPlan, RetryPlan, SourcePlan};
+use crate::plan::{
+    ConnectorKind, EndRule, HttpMethod, PaginationPlan, RateLimit, RetryPlan, SourcePlan,
+};
 use crate::sim::{self, SimConfig, SimCredentials};
 use crate::template::{Renderer, RequestContext};
 
@@ -443,13 +445,27 @@ async fn tokens_are_fetched_once_cached_and_refreshed_when_refused() {
 }
 
 /// A Jushuitan whose token endpoint throttles the first request (code 199), as the real
-/// one does when a run starts right after another.
+/// one does when a run starts right after another. Records when each request arrived.
 async fn throttling_token_vendor() -> (String, Arc<AtomicU32>) {
+    let (base, calls, _) = recording_token_vendor(true).await;
+    (base, calls)
+}
+
+/// A Jushuitan vendor counting token requests (the first one throttled when `throttle`)
+/// and logging the arrival of every request, token requests included.
+async fn recording_token_vendor(
+    throttle: bool,
+) -> (
+    String,
+    Arc<AtomicU32>,
+    Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+) {
+    let arrivals = Arc::new(std::sync::Mutex::new(Vec::new()));
     let calls = Arc::new(AtomicU32::new(0));
     let token = {
         let calls = calls.clone();
         move || async move {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 && throttle {
                 Json(json!({"code": 199, "msg": "调用频次超过限制!请稍后再试"}))
             } else {
                 Json(
@@ -459,6 +475,7 @@ async fn throttling_token_vendor() -> (String, Arc<AtomicU32>) {
             }
         }
     };
+    let log = arrivals.clone();
     let app = Router::new()
         .route("/openWeb/auth/getInitToken", axum::routing::post(token))
         .route(
@@ -468,7 +485,15 @@ async fn throttling_token_vendor() -> (String, Arc<AtomicU32>) {
                     json!({"code": 0, "msg": "执行成功", "data": {"datas": [], "has_next": false}}),
                 )
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                if let Ok(mut log) = log.lock() {
+                    log.push(tokio::time::Instant::now());
+                }
+                next.run(request)
+            },
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -476,22 +501,43 @@ async fn throttling_token_vendor() -> (String, Arc<AtomicU32>) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}"), calls)
+    (format!("http://{addr}"), calls, arrivals)
 }
 
 #[tokio::test]
-async fn a_throttled_token_request_is_retried() {
-    let (base, calls) = throttling_token_vendor().await;
+async fn token_requests_count_against_the_rate_limit() {
+    // 2 calls per second; the token request is the vendor's third call of the first second.
+    let (base, tokens, arrivals) = recording_token_vendor(false).await;
+    let limits = [RateLimit {
+        requests: 2,
+        per: Duration::from_secs(1),
+    }];
+    let (source, call, site) = jushuitan_source(&base, Arc::new(RateLimiter::new(&limits, false)));
+    let calls = (0..3).map(|_| source.call(&call, &site));
+    for data in futures::future::join_all(calls).await {
+        assert_eq!(data.expect("read")["code"], 0);
+    }
+    assert_eq!(tokens.load(Ordering::SeqCst), 1);
+    let arrivals = arrivals.lock().expect("log").clone();
+    assert_eq!(arrivals.len(), 4, "one token request and three calls");
+    for three in arrivals.windows(3) {
+        let span = three[2] - three[0];
+        assert!(
+            span >= Duration::from_millis(990),
+            "three requests within {span:?}: {arrivals:?}"
+        );
+    }
+}
+
+/// A Jushuitan source on `base` without a profile token (it fetches one) under `limiter`,
+/// with the call and site of its after-sales endpoint.
+fn jushuitan_source(base: &str, limiter: Arc<RateLimiter>) -> (HttpSource, ApiCall, Site) {
     let connection = Connection {
         kind: "jushuitan".into(),
-        settings: [
-            ("base_url", base.as_str()),
-            ("app_key", "k"),
-            ("app_secret", "s"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), serde_yaml::Value::from(v)))
-        .collect(),
+        settings: [("base_url", base), ("app_key", "k"), ("app_secret", "s")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), serde_yaml::Value::from(v)))
+            .collect(),
     };
     let connector =
         connectors::build(ConnectorKind::Jushuitan, "jst", &connection).expect("builds");
@@ -499,7 +545,7 @@ async fn a_throttled_token_request_is_retried() {
     plan.kind = ConnectorKind::Jushuitan;
     let source = HttpSource::new(
         connector,
-        Arc::new(RateLimiter::new(&[], false)),
+        limiter,
         SourceOptions {
             spec: "jst".into(),
             connection: "jst".into(),
@@ -521,6 +567,13 @@ async fn a_throttled_token_request_is_retried() {
         window: "(no window)".into(),
         page: "page 1".into(),
     };
+    (source, call, site)
+}
+
+#[tokio::test]
+async fn a_throttled_token_request_is_retried() {
+    let (base, calls) = throttling_token_vendor().await;
+    let (source, call, site) = jushuitan_source(&base, Arc::new(RateLimiter::new(&[], false)));
     let data = source
         .call(&call, &site)
         .await
