@@ -9,8 +9,9 @@
 //!   to the lane picked by a hash of its key, so two versions of one record are always
 //!   written in order on the same connection. With `LOAD DATA` a lane streams batches into
 //!   one open load while they arrive (the server ingests one batch while the next is
-//!   encoded); a chunk of up to 100k rows is one transaction. The statement method buffers
-//!   20k rows per transaction.
+//!   encoded); a chunk of up to 100k rows is one transaction. `upsert` chunks load into a
+//!   temporary staging table and are merged by one statement ([`Staging`]). The statement
+//!   method buffers 20k rows per transaction.
 //! - [`WindowWriter::commit`] flushes every other lane, then writes lane 0's last chunk and
 //!   the caller's state statements in **one transaction** (design guarantee 3): a crash
 //!   before that commit leaves the cursor where it was, and re-reading the window rewrites
