@@ -3,7 +3,7 @@
 //! Owns the spec catalogue (load, re-check on change, keep the last good version of a broken
 //! edit), the scheduler (cron slots in the profile zone, no overlapping runs, missed slots
 //! run once, a global concurrency limit), per-run leases so several instances can share a
-//! folder, graceful shutdown, metrics, the status page and JSON API ([`http`]) and alerts
+//! folder, graceful shutdown, metrics, the status page and JSON API (`http`) and alerts
 //! ([`alerts`]). It does not own how a run works: that is behind [`runner::Runner`], which
 //! production backs with `exec`. Nothing here may take the daemon down: a failing spec, a
 //! broken edit, an unreachable MySQL or a dead alert channel is logged, shown and alerted.

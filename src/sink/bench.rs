@@ -1,4 +1,4 @@
-//! The write benchmark: qsync's [`WindowWriter`] side by side with the baselines it must
+//! The write benchmark: qsync's [`WindowWriter`](super::WindowWriter) side by side with the baselines it must
 //! match, on the same server, table and rows in one run.
 //!
 //! Baselines: `LOAD DATA LOCAL INFILE` of pre-encoded text on one and on two connections,

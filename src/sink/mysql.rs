@@ -10,14 +10,14 @@
 //!   written in order on the same connection. With `LOAD DATA` a lane streams batches into
 //!   one open load while they arrive (the server ingests one batch while the next is
 //!   encoded); a chunk of up to 100k rows is one transaction. `upsert` chunks load into a
-//!   temporary staging table and are merged by one statement ([`Staging`]). The statement
+//!   temporary staging table and are merged by one statement (`Staging`). The statement
 //!   method buffers 20k rows per transaction.
 //! - [`WindowWriter::commit`] flushes every other lane, then writes lane 0's last chunk and
 //!   the caller's state statements in **one transaction** (design guarantee 3): a crash
 //!   before that commit leaves the cursor where it was, and re-reading the window rewrites
 //!   rows idempotently. `insert` mode is not idempotent, so each lane keeps one
 //!   transaction for the whole window, and lanes other than 0 commit by two-phase commit
-//!   on lane 0's decision ([`super::xa`]); a server that refuses XA gets one lane.
+//!   on lane 0's decision (`sink::xa`); a server that refuses XA gets one lane.
 //!
 //! `LOAD DATA LOCAL` turns errors into warnings, so every load checks its warning count and
 //! rolls back on anything but the duplicates `ignore` mode expects. When the server refuses
