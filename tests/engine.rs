@@ -869,6 +869,21 @@ async fn a_run_holds_the_specs_lease_and_takes_over_a_dead_runs() {
         .await
         .expect("lists");
     assert!(tables.is_empty(), "the busy run touched nothing");
+    // `qsync state` says who runs it.
+    let out = Test::new()
+        .file("refunds.qsync", &fx.spec_text(&Spec::default()))
+        .file(
+            "qsync.yaml",
+            &std::fs::read_to_string(fx.profile_path()).expect("profile"),
+        )
+        .args(&["state", "refunds.qsync"])
+        .run();
+    assert!(
+        out.stdout
+            .contains("running         yes: `serve-elsewhere-7` holds the lease until"),
+        "{}",
+        out.stdout
+    );
     // In process too, as a typed error.
     let options = RunOptions {
         lease_owner: Some("run-test-1".to_owned()),

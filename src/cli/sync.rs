@@ -186,6 +186,15 @@ pub(super) fn state(args: &StateArgs) -> Outcome {
                 time(Some(c.updated_at))
             ));
         }
+        let lease = store.lease(&plan.name).await.map_err(|e| e.to_string())?;
+        out.push_str(&match lease {
+            Some(lease) => format!(
+                "running         yes: `{}` holds the lease until {} (server time)\n",
+                lease.owner,
+                time(Some(lease.expires_at))
+            ),
+            None => "running         no\n".to_owned(),
+        });
         let runs = store
             .runs(&plan.name, 10)
             .await
