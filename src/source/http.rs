@@ -170,11 +170,7 @@ impl HttpSource {
                     at: Box::new(site.clone()),
                     message: self.mask(&e.to_string()),
                 })?;
-            let permit = self.limiter.acquire().await;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self.send(&request).await;
-            drop(permit);
-            let failure = match sent {
+            let failure = match self.send_within_limit(&request).await {
                 Ok((status, headers, body)) => {
                     let outcome = self.connector.classify(status, &headers, &body);
                     match self.logic.should_retry_response(outcome) {
@@ -220,17 +216,7 @@ impl HttpSource {
                 }
                 _ => {}
             }
-            let retry_after = match &failure {
-                Failure::Throttled { retry_after, .. } => {
-                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    if self.limiter.throttled() && !self.limiter.limits().is_empty() {
-                        tracing::warn!(spec = %site.spec,
-                            "the vendor throttled a call within the rate limit: calls are spaced by their answers from now on");
-                    }
-                    *retry_after
-                }
-                _ => None,
-            };
+            let retry_after = self.note_throttled(&failure, site);
             if !self.logic.is_retriable(&failure) || attempt >= self.attempts {
                 return Err(SourceError::GaveUp {
                     at: Box::new(site.clone()),
@@ -364,15 +350,11 @@ impl HttpSource {
             };
             self.stats.token_fetches.fetch_add(1, Ordering::Relaxed);
             // The vendor counts token calls per app key like any other call.
-            let permit = self.limiter.acquire().await;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let sent = self.send(&request).await;
-            drop(permit);
-            let failure = match sent {
+            let failure = match self.send_within_limit(&request).await {
                 // Token endpoints throttle too (Jushuitan answers 199 from getInitToken):
                 // a throttled or busy answer is retried like any other request.
                 Ok((status, headers, body)) if (200..300).contains(&status) => {
-                    match retriable(self.connector.classify(status, &headers, &body)) {
+                    match self.retriable(self.connector.classify(status, &headers, &body)) {
                         Some(failure) => failure,
                         None => {
                             return match self.connector.parse_token(now, &body) {
@@ -408,35 +390,42 @@ impl HttpSource {
                 )));
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            let retry_after = match &failure {
-                Failure::Throttled { retry_after, .. } => {
-                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    if self.limiter.throttled() && !self.limiter.limits().is_empty() {
-                        tracing::warn!(spec = %site.spec,
-                            "the vendor throttled a call within the rate limit: calls are spaced by their answers from now on");
-                    }
-                    *retry_after
-                }
-                _ => None,
-            };
+            let retry_after = self.note_throttled(&failure, site);
             tokio::time::sleep(self.backoff.delay(attempt, retry_after)).await;
         }
     }
-}
 
-/// The failure to retry for a throttled or busy answer, `None` for anything else.
-fn retriable(outcome: Outcome) -> Option<Failure> {
-    match outcome {
-        Outcome::Throttled {
-            code,
-            message,
-            retry_after,
-        } => Some(Failure::Throttled {
-            code,
-            message,
-            retry_after,
-        }),
-        Outcome::Transient { code, message } => Some(Failure::Transient { code, message }),
-        Outcome::Data(_) | Outcome::AuthExpired { .. } | Outcome::Fatal { .. } => None,
+    /// Sends `request` holding a rate-limit permit, and counts it.
+    async fn send_within_limit(
+        &self,
+        request: &PreparedRequest,
+    ) -> Result<(u16, Vec<(String, String)>, Vec<u8>), Failure> {
+        let permit = self.limiter.acquire().await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent = self.send(request).await;
+        drop(permit);
+        sent
+    }
+
+    /// Counts a throttled answer and tells the limiter (which may switch to answer-time
+    /// spacing); returns the vendor's `Retry-After`, if any.
+    fn note_throttled(&self, failure: &Failure, site: &Site) -> Option<Duration> {
+        let Failure::Throttled { retry_after, .. } = failure else {
+            return None;
+        };
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        if self.limiter.throttled() && !self.limiter.limits().is_empty() {
+            tracing::warn!(spec = %site.spec,
+                "the vendor throttled a call within the rate limit: calls are spaced by their answers from now on");
+        }
+        *retry_after
+    }
+
+    /// The failure to retry for a throttled or busy answer, `None` for anything else.
+    fn retriable(&self, outcome: Outcome) -> Option<Failure> {
+        match self.logic.should_retry_response(outcome) {
+            Err(failure @ (Failure::Throttled { .. } | Failure::Transient { .. })) => Some(failure),
+            _ => None,
+        }
     }
 }
