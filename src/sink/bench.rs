@@ -522,15 +522,7 @@ async fn insert_section(
         .add("LOAD DATA, 2 connections", load_data(sink, &insert, two))
         .await?;
     statement_baselines(report, sink, url, &insert, data, "INSERT", true).await?;
-    for connections in [1, 2] {
-        reset(sink, &insert).await?;
-        report
-            .add(
-                &format!("qsync insert, {connections} connection(s)"),
-                qsync(sink, &insert, data, connections),
-            )
-            .await?;
-    }
+    qsync_lines(report, sink, &insert, data, "insert", true).await?;
     reset(sink, &replace).await?;
     report
         .add(
@@ -563,15 +555,7 @@ async fn replace_section(
         )
         .await?;
     statement_baselines(report, sink, url, &replace, data, "REPLACE", false).await?;
-    for connections in [1, 2] {
-        report
-            .add(
-                &format!("qsync replace, {connections} connection(s)"),
-                qsync(sink, &replace, data, connections),
-            )
-            .await?;
-    }
-    Ok(())
+    qsync_lines(report, sink, &replace, data, "replace", false).await
 }
 
 async fn upsert_section(
@@ -583,11 +567,27 @@ async fn upsert_section(
     let upsert = table(WriteMode::Upsert)?;
     println!("-- upsert into a full table");
     statement_baselines(report, sink, url, &upsert, data, "upsert", false).await?;
+    qsync_lines(report, sink, &upsert, data, "upsert", false).await
+}
+
+/// qsync's writer in `spec`'s mode (`verb` names it) on 1 and 2 connections. With `fresh`,
+/// each starts from an empty table; otherwise each writes over the table left full.
+async fn qsync_lines(
+    report: &mut Report,
+    sink: &MysqlSink,
+    spec: &TableSpec,
+    data: &[Vec<Cell>],
+    verb: &str,
+    fresh: bool,
+) -> Result<(), SinkError> {
     for connections in [1, 2] {
+        if fresh {
+            reset(sink, spec).await?;
+        }
         report
             .add(
-                &format!("qsync upsert, {connections} connection(s)"),
-                qsync(sink, &upsert, data, connections),
+                &format!("qsync {verb}, {connections} connection(s)"),
+                qsync(sink, spec, data, connections),
             )
             .await?;
     }

@@ -118,6 +118,11 @@ async fn fake_vendor() -> String {
         .route("/flaky", get(flaky))
         .route("/down", get(always_500))
         .with_state(Arc::new(Fake::default()));
+    serve(app).await
+}
+
+/// Serves `app` on a free loopback port; returns its base URL.
+async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -494,14 +499,7 @@ async fn recording_token_vendor(
                 next.run(request)
             },
         ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}"), calls, arrivals)
+    (serve(app).await, calls, arrivals)
 }
 
 #[tokio::test]
