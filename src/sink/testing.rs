@@ -48,14 +48,11 @@ impl Drop for DatabaseGuard {
                     if let Ok(mut conn) = Conn::new(opts).await {
                         // A prepared XA transaction left by a failing test would block the
                         // DROP on its table's metadata lock forever.
-                        let listed: Vec<(i64, i64, i64, Vec<u8>)> =
-                            conn.query("XA RECOVER").await.unwrap_or_default();
-                        let prefix = format!("qsync-{}-", super::xa::database_tag(&name));
-                        for (_, _, _, data) in listed {
-                            let xid = String::from_utf8_lossy(&data).into_owned();
-                            if xid.starts_with(&prefix) {
-                                let _ = conn.query_drop(format!("XA ROLLBACK '{xid}'")).await;
-                            }
+                        let listed = super::xa::prepared_xids(&mut conn, &name)
+                            .await
+                            .unwrap_or_default();
+                        for (xid, _) in listed {
+                            let _ = conn.query_drop(format!("XA ROLLBACK '{xid}'")).await;
                         }
                         let _ = conn
                             .query_drop(format!("DROP DATABASE IF EXISTS `{name}`"))
@@ -117,32 +114,11 @@ fn with_database(base: &str, name: &str) -> String {
 /// When the test server refuses a step.
 pub async fn leave_interrupted_window(url: &str, statement: &str, decided: bool) {
     let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
-    let database = opts.db_name().unwrap_or("").to_owned();
     let sink = super::MysqlSink::connect(url).await.expect("connects");
     assert!(sink.supports_xa().await, "the test server supports XA");
-    let window = super::xa::WindowXa::new(&database);
-    let mut lane0 = Conn::new(opts.clone()).await.expect("connects");
-    lane0.query_drop("BEGIN").await.expect("begins");
-    let decision = window.decision();
-    let params: Vec<mysql_async::Value> = decision
-        .params
-        .iter()
-        .map(super::mysql::to_sql_value)
-        .collect();
-    lane0
-        .exec_drop(&decision.sql, params)
-        .await
-        .expect("decision row");
-    let mut lane1 = Conn::new(opts).await.expect("connects");
-    let xid = window.xid(1);
-    for sql in [
-        format!("XA START '{xid}'"),
-        statement.to_owned(),
-        format!("XA END '{xid}'"),
-        format!("XA PREPARE '{xid}'"),
-    ] {
-        lane1.query_drop(sql).await.expect("xa step");
-    }
+    let window = super::xa::WindowXa::new(opts.db_name().unwrap_or(""));
+    let mut lane0 = open_decision(url, &window).await;
+    let lane1 = prepare_lane(url, &window, 1, statement).await;
     lane0
         .query_drop(if decided { "COMMIT" } else { "ROLLBACK" })
         .await
@@ -152,21 +128,57 @@ pub async fn leave_interrupted_window(url: &str, statement: &str, decided: bool)
     sink.disconnect().await;
 }
 
-/// Prepared XA transactions of qsync windows in the database of `url`.
+/// Lane 0 of `window` as the writer opens it: a transaction holding the decision row.
+pub(crate) async fn open_decision(url: &str, window: &super::xa::WindowXa) -> Conn {
+    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
+    let mut lane0 = Conn::new(opts).await.expect("connects");
+    lane0.query_drop("BEGIN").await.expect("begins");
+    super::mysql::exec_statement(&mut lane0, &window.decision())
+        .await
+        .expect("decision row");
+    lane0
+}
+
+/// Lane `lane` of `window` running `statement`, prepared; the connection stays attached.
+pub(crate) async fn prepare_lane(
+    url: &str,
+    window: &super::xa::WindowXa,
+    lane: usize,
+    statement: &str,
+) -> Conn {
+    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
+    let mut conn = Conn::new(opts).await.expect("connects");
+    let xid = window.xid(lane);
+    for sql in [
+        format!("XA START '{xid}'"),
+        statement.to_owned(),
+        format!("XA END '{xid}'"),
+        format!("XA PREPARE '{xid}'"),
+    ] {
+        conn.query_drop(sql).await.expect("xa step");
+    }
+    conn
+}
+
+/// The xids of prepared qsync windows in the database of `url`.
+///
+/// # Panics
+/// When the test server is unreachable.
+pub async fn prepared_xids(url: &str) -> Vec<String> {
+    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
+    let database = opts.db_name().unwrap_or("").to_owned();
+    let mut conn = Conn::new(opts).await.expect("connects");
+    let listed = super::xa::prepared_xids(&mut conn, &database)
+        .await
+        .expect("lists");
+    let _ = conn.disconnect().await;
+    listed.into_iter().map(|(xid, _)| xid).collect()
+}
+
+/// How many qsync windows of the database of `url` are prepared.
 ///
 /// # Panics
 /// When the test server is unreachable.
 pub async fn prepared_windows(url: &str) -> usize {
-    let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
-    let prefix = format!(
-        "qsync-{}-",
-        super::xa::database_tag(opts.db_name().unwrap_or(""))
-    );
-    let mut conn = Conn::new(opts).await.expect("connects");
-    let listed: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await.expect("lists");
-    let _ = conn.disconnect().await;
-    listed
-        .iter()
-        .filter(|row| row.3.starts_with(prefix.as_bytes()))
-        .count()
+    prepared_xids(url).await.len()
 }

@@ -102,6 +102,23 @@ fn token_of<'a>(xid: &'a str, tag: &str) -> Option<&'a str> {
     (hex && lane.parse::<usize>().is_ok()).then_some(token)
 }
 
+/// The prepared transactions of qsync windows in `database`, as (xid, token).
+pub(crate) async fn prepared_xids(
+    conn: &mut Conn,
+    database: &str,
+) -> Result<Vec<(String, String)>, mysql_async::Error> {
+    let listed: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await?;
+    let tag = database_tag(database);
+    Ok(listed
+        .into_iter()
+        .filter_map(|(_, _, _, data)| {
+            let xid = String::from_utf8_lossy(&data).into_owned();
+            let token = token_of(&xid, &tag)?.to_owned();
+            Some((xid, token))
+        })
+        .collect())
+}
+
 /// A lane that prepared its transaction, waiting for the decision.
 pub(crate) struct Prepared {
     pub(crate) conn: Conn,
@@ -158,15 +175,11 @@ impl MysqlSink {
         ))
         .await
         .map_err(|e| fail(&e))?;
-        let listed: Vec<(i64, i64, i64, Vec<u8>)> =
-            conn.query("XA RECOVER").await.map_err(|e| fail(&e))?;
-        let tag = database_tag(self.database());
-        for (_, _, _, data) in listed {
-            let xid = String::from_utf8_lossy(&data).into_owned();
-            let Some(token) = token_of(&xid, &tag) else {
-                continue;
-            };
-            let outcome = match decide(&mut conn, token).await {
+        let listed = prepared_xids(&mut conn, self.database())
+            .await
+            .map_err(|e| fail(&e))?;
+        for (xid, token) in listed {
+            let outcome = match decide(&mut conn, &token).await {
                 Ok(outcome) => outcome,
                 // The decision row is locked: its writer is alive and will finish.
                 Err(mysql_async::Error::Server(e)) if e.code == 1205 => {

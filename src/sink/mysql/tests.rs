@@ -521,18 +521,11 @@ async fn insert_mode_duplicate_fails_the_whole_window() {
 
 /// No prepared transaction of this database is left, nor a decision row.
 async fn assert_no_xa_leftovers(url: &str) {
+    let ours = crate::sink::testing::prepared_xids(url).await;
+    assert!(ours.is_empty(), "prepared transactions left: {ours:?}");
     let mut conn = Conn::new(Opts::from_url(url).expect("url"))
         .await
         .expect("c");
-    let database = url.rsplit('/').next().expect("database").to_owned();
-    let prefix = format!("qsync-{}-", super::super::xa::database_tag(&database));
-    let listed: Vec<(i64, i64, i64, Vec<u8>)> = conn.query("XA RECOVER").await.expect("lists");
-    let ours: Vec<String> = listed
-        .into_iter()
-        .map(|row| String::from_utf8_lossy(&row.3).into_owned())
-        .filter(|xid| xid.starts_with(&prefix))
-        .collect();
-    assert!(ours.is_empty(), "prepared transactions left: {ours:?}");
     let decisions: Option<i64> = conn
         .query_first("SELECT COUNT(*) FROM _qsync_xa")
         .await

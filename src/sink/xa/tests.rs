@@ -5,7 +5,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use super::*;
-use crate::sink::testing::fresh_database;
+use crate::sink::testing::{fresh_database, open_decision, prepare_lane, prepared_xids};
 
 #[test]
 fn xids_name_their_database_and_parse_back() {
@@ -48,31 +48,9 @@ async fn setup() -> (MysqlSink, String, crate::sink::testing::DatabaseGuard) {
     (sink, url, guard)
 }
 
-/// Lane 0's open transaction holding `window`'s decision row.
-async fn decide_open(url: &str, window: &WindowXa) -> Conn {
-    let mut lane0 = conn(url).await;
-    lane0.query_drop("BEGIN").await.expect("begins");
-    let decision = window.decision();
-    lane0
-        .exec_drop(&decision.sql, (window.token.as_str(),))
-        .await
-        .expect("decision row");
-    lane0
-}
-
 /// Lane `lane` of `window` with row `id`, prepared; the connection stays attached.
 async fn prepare(url: &str, window: &WindowXa, lane: usize, id: i64) -> Conn {
-    let mut c = conn(url).await;
-    let xid = window.xid(lane);
-    for sql in [
-        format!("XA START '{xid}'"),
-        format!("INSERT INTO t VALUES ({id})"),
-        format!("XA END '{xid}'"),
-        format!("XA PREPARE '{xid}'"),
-    ] {
-        c.query_drop(sql).await.expect("xa step");
-    }
-    c
+    prepare_lane(url, window, lane, &format!("INSERT INTO t VALUES ({id})")).await
 }
 
 async fn ids(url: &str) -> Vec<i64> {
@@ -101,12 +79,12 @@ async fn a_decided_window_is_committed_and_an_undecided_one_rolled_back() {
     let undecided = WindowXa::new(sink.database());
 
     // Crash after lane 0 committed, before the XA COMMITs.
-    let mut lane0 = decide_open(&url, &decided).await;
+    let mut lane0 = open_decision(&url, &decided).await;
     let a = prepare(&url, &decided, 1, 1).await;
     let b = prepare(&url, &decided, 2, 2).await;
     lane0.query_drop("COMMIT").await.expect("decides");
     // Crash before lane 0 committed.
-    let lane0_lost = decide_open(&url, &undecided).await;
+    let lane0_lost = open_decision(&url, &undecided).await;
     let c = prepare(&url, &undecided, 1, 3).await;
     for gone in [a, b, c, lane0, lane0_lost] {
         gone.disconnect().await.expect("disconnects");
@@ -143,7 +121,7 @@ async fn a_live_window_is_left_to_its_writer() {
     let (sink, url, _guard) = setup().await;
     let window = WindowXa::new(sink.database());
     // Lane 0 still open (its writer alive), lane 1 prepared and detached.
-    let mut lane0 = decide_open(&url, &window).await;
+    let mut lane0 = open_decision(&url, &window).await;
     prepare(&url, &window, 1, 7)
         .await
         .disconnect()
@@ -194,14 +172,15 @@ async fn other_databases_are_never_touched() {
         sink.resolve_prepared().await.expect("settles"),
         Settled::default()
     );
-    let mut c = conn(&other_url).await;
-    let listed: Vec<(i64, i64, i64, Vec<u8>)> = c.query("XA RECOVER").await.expect("lists");
     let xid = foreign.xid(1);
-    assert!(
-        listed.iter().any(|row| row.3 == xid.as_bytes()),
+    assert_eq!(
+        prepared_xids(&other_url).await,
+        vec![xid.clone()],
         "left alone"
     );
-    c.query_drop(format!("XA ROLLBACK '{xid}'"))
+    conn(&other_url)
+        .await
+        .query_drop(format!("XA ROLLBACK '{xid}'"))
         .await
         .expect("cleans up");
 }
@@ -210,7 +189,7 @@ async fn other_databases_are_never_touched() {
 async fn a_lost_commit_answer_is_read_from_the_decision_row() {
     let (sink, url, _guard) = setup().await;
     let window = WindowXa::new(sink.database());
-    let mut lane0 = decide_open(&url, &window).await;
+    let mut lane0 = open_decision(&url, &window).await;
     let session = lane0.id();
     lane0.query_drop("COMMIT").await.expect("decides");
     lane0.disconnect().await.expect("disconnects");
@@ -219,7 +198,7 @@ async fn a_lost_commit_answer_is_read_from_the_decision_row() {
         Some(true)
     );
     let other = WindowXa::new(sink.database());
-    let lane0 = decide_open(&url, &other).await;
+    let lane0 = open_decision(&url, &other).await;
     let session = lane0.id();
     // Still connected and undecided: the wait ends, with no answer.
     let waiting = tokio::spawn({
