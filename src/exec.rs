@@ -295,7 +295,7 @@ async fn exclusive(
     replay: Option<Window>,
 ) -> Result<RunSummary, RunError> {
     let Some(owner) = options.lease_owner.clone() else {
-        return execute(plan, profile, options, replay).await;
+        return execute(plan, profile, options, replay, None).await;
     };
     let store = open_state(plan, profile).await?;
     let held = store
@@ -314,7 +314,8 @@ async fn exclusive(
         }
     };
     options.shutdown = Some(held.stop_signal());
-    let result = execute(plan, profile, options, replay).await;
+    // The lease's store serves the run too: one pool, the state tables checked once.
+    let result = execute(plan, profile, options, replay, Some(store)).await;
     held.release().await;
     result
 }
@@ -435,6 +436,7 @@ async fn execute(
     profile: &LoadedProfile,
     options: RunOptions,
     replay: Option<Window>,
+    store: Option<StateStore>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
     let spec = plan.name.clone();
@@ -496,7 +498,10 @@ async fn execute(
     })?;
 
     let sink_error = |source: SinkError| outside_windows(&spec, source);
-    let store = open_state(plan, profile).await?;
+    let store = match store {
+        Some(store) => store,
+        None => open_state(plan, profile).await?,
+    };
     let sink = store.sink().clone();
     let table = TableSpec::new(&plan.target, &plan.columns).map_err(sink_error)?;
     sink.ensure_table(&table, plan.target.create)
