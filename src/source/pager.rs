@@ -18,10 +18,9 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-
 use std::collections::VecDeque;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 
 use futures::stream::FuturesOrdered;
 use futures::StreamExt as _;
