@@ -2,9 +2,9 @@
 //! bottleneck. The simulator (in process, loopback) serves Jushuitan after-sales pages with
 //! 50 ms of latency and enforces 20 requests/s per app key; qsync syncs ~2,000 pages of 50
 //! into a fresh database under `@rate 20/s`. The figure is total time ÷ (pages ÷ rate): 1.00
-//! is the limit itself. Both spacings run: `@rate 20/s` (by answer, the default) and
-//! `@rate 20/s by send`. `QSYNC_BENCH_PAGES` sets the page count (default 2,000),
-//! `QSYNC_BENCH_SPACING` the spacings (default "answer,send").
+//! is the limit itself. Two spacings run: `@rate 20/s` (Jushuitan's default: by send) and
+//! `@rate 20/s by answer`. `QSYNC_BENCH_PAGES` sets the page count (default 2,000),
+//! `QSYNC_BENCH_SPACING` the spacings (default "default,answer"; also "send").
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ async fn main() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(2_000);
-    let spacings = std::env::var("QSYNC_BENCH_SPACING").unwrap_or_else(|_| "answer,send".into());
+    let spacings = std::env::var("QSYNC_BENCH_SPACING").unwrap_or_else(|_| "default,answer".into());
     for spacing in spacings.split(',').map(str::trim) {
         if let Err(why) = run(pages, spacing).await {
             eprintln!("fetch benchmark failed: {why}");
@@ -76,6 +76,10 @@ async fn run(pages: usize, spacing: &str) -> Result<(), String> {
         - chrono::Duration::days(SPAN_DAYS)
         - chrono::Duration::minutes(1))
     .format("%Y-%m-%d %H:%M:%S");
+    let rate = match spacing {
+        "default" => format!("@rate {RATE}/s"),
+        spacing => format!("@rate {RATE}/s by {spacing}"),
+    };
     let spec = format!(
         r#"sync "fetch bench"
 
@@ -85,7 +89,7 @@ source jushuitan "/open/refund/single/query" {{
     param modified_begin = "{{{{ window.start | datetime }}}}"
     param modified_end = "{{{{ window.end | datetime }}}}"
     @paginate page_index size {PAGE}
-    @rate {RATE}/s by {spacing}
+    {rate}
     @retry 5 backoff 200ms max 2s
     records data.datas
     id as_id
@@ -131,8 +135,13 @@ map {{
     let jst = &stats.vendors["jushuitan"];
     #[allow(clippy::cast_precision_loss, reason = "a ratio for humans")]
     let ideal = summary.pages as f64 / f64::from(RATE);
+    let spacing = if loaded.plan.source.rate_by_send {
+        "send"
+    } else {
+        "answer"
+    };
     println!(
-        "fetch, by {spacing}: {} pages ({} windows, {} rows) at {RATE}/s with 50 ms latency: {took:.2}s; pages / rate = {ideal:.2}s; ratio {:.3}",
+        "fetch, `{rate}` (by {spacing}): {} pages ({} windows, {} rows) at {RATE}/s with 50 ms latency: {took:.2}s; pages / rate = {ideal:.2}s; ratio {:.3}",
         summary.pages,
         summary.windows,
         summary.rows_written,

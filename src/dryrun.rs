@@ -168,10 +168,9 @@ fn section_source(out: &mut String, plan: &Plan) {
         "  rate {}; {} attempts per request, backoff {}..{}; timeout {}",
         if rates.is_empty() {
             "unlimited".to_owned()
-        } else if s.rate_by_send {
-            format!("{} (spaced by send)", rates.join(" and "))
         } else {
-            rates.join(" and ")
+            let spacing = if s.rate_by_send { "send" } else { "answer" };
+            format!("{} (spaced by {spacing})", rates.join(" and "))
         },
         s.retry.attempts,
         crate::check::human_duration(s.retry.base),

@@ -460,8 +460,9 @@ async fn the_rate_limit_is_never_exceeded() {
         },
     )
     .await;
+    // By answer: the spacing that never lets the vendor see more than the limit.
     let (plan, profile) = fx.load(&Spec {
-        rate: "@rate 20/s",
+        rate: "@rate 20/s by answer",
         ..Spec::default()
     });
     let started = Instant::now();
@@ -512,7 +513,7 @@ async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
     )
     .await;
     let (plan, profile) = fx.load(&Spec {
-        rate: "@rate 20/s",
+        rate: "@rate 20/s by answer",
         ..Spec::default()
     });
     let summary = tokio::time::timeout(
@@ -523,6 +524,46 @@ async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
     .expect("the sync finishes (about 4 s of pages at the limit)");
     assert!(summary.pages >= 80, "{summary:?}");
     assert_eq!(fx.sim.stats().vendors["jushuitan"].throttled, 0);
+    assert_same(&fx.actual().await, &fx.expected(|_| true));
+    fx.sim.shutdown().await;
+}
+
+/// Jushuitan refuses a call over its limit (code 199) and nothing worse, so its calls are
+/// spaced by send: at the limit. A call the vendor still sees over the limit (here: the
+/// simulator shares the runtime with the run, so its clock lags when the run is busy) is
+/// retried, calls are spaced by their answers from then on, and no record is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jushuitan_runs_at_its_limit_by_default_and_a_throttled_call_costs_no_record() {
+    let fx = Fixture::new(
+        4000,
+        3,
+        SimConfig {
+            rates: true,
+            limits: Limits {
+                jushuitan: vec![(20, Duration::from_secs(1))],
+                ..Limits::default()
+            },
+            faults: Faults {
+                latency: Duration::from_millis(50),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let (plan, profile) = fx.load(&Spec {
+        rate: "@rate 20/s",
+        ..Spec::default()
+    });
+    assert!(plan.source.rate_by_send, "jushuitan's default spacing");
+    let summary = run(&plan, &profile, RunOptions::default()).await;
+    let jst = fx.sim.stats().vendors["jushuitan"].clone();
+    eprintln!(
+        "rate 20/s by send: {} pages, {} throttled",
+        summary.pages, jst.throttled
+    );
+    assert_eq!(summary.throttled, jst.throttled, "every refusal seen");
+    assert!(summary.pages >= 80, "{summary:?}");
     assert_same(&fx.actual().await, &fx.expected(|_| true));
     fx.sim.shutdown().await;
 }

@@ -104,7 +104,7 @@ impl Checker<'_> {
                         out.rates.push(r);
                     }
                 }
-                out.rate_by_send = spacing.as_ref().is_some_and(|s| s.node == "send");
+                out.rate_by_send = spacing.as_ref().map(|s| s.node == "send");
             }
             Directive::Retry {
                 attempts,

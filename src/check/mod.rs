@@ -236,8 +236,8 @@ pub(crate) struct Directives {
     pub transforms: Vec<(TransformStep, Span)>,
     pub paginate: Option<directives::PaginateAst>,
     pub rates: Vec<crate::plan::RateLimit>,
-    /// `@rate ... by send`.
-    pub rate_by_send: bool,
+    /// `@rate ... by send` (true) or `by answer` (false); none: the vendor's default.
+    pub rate_by_send: Option<bool>,
     pub retry: Option<crate::plan::RetryPlan>,
     pub timeout: Option<std::time::Duration>,
     pub schedule: Option<String>,
@@ -305,7 +305,7 @@ mod rate_spacing {
     }
 
     #[test]
-    fn rates_are_spaced_by_answer_unless_the_spec_says_by_send() {
+    fn a_qimen_source_is_spaced_by_answer_unless_the_spec_says_by_send() {
         let checked = |line: &str| {
             super::check("r.qsync", &with_rate(line), super::CheckContext::default())
                 .unwrap_or_else(|e| panic!("{line}: {:?}", e.diagnostics))
@@ -315,6 +315,37 @@ mod rate_spacing {
         let by_send = checked("@rate 5/s 100/min by send");
         assert!(by_send.source.rate_by_send);
         assert_eq!(by_send.source.rates.len(), 2);
+    }
+
+    #[test]
+    fn each_vendor_has_its_default_spacing_and_the_spec_overrides_it() {
+        let spec = |name: &str| {
+            std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("specs")
+                    .join(name),
+            )
+            .expect("example spec")
+        };
+        let by_send = |text: &str| {
+            super::check("s.qsync", text, super::CheckContext::default())
+                .unwrap_or_else(|e| panic!("{text}: {:?}", e.diagnostics))
+                .source
+                .rate_by_send
+        };
+        // Vendors that refuse one call over the limit: at the limit.
+        let jst = spec("jst-orders.qsync");
+        assert!(by_send(&jst));
+        assert!(by_send(&spec("jikeyun-warehouses.qsync")));
+        assert!(by_send(&spec("yida-receipts.qsync")));
+        assert!(by_send(&spec("http-orders.qsync")));
+        // Vendors that ban the app key: never over it.
+        assert!(!by_send(&spec("wdt-refunds.qsync")));
+        assert!(!by_send(SPEC));
+        // The spec's word wins.
+        assert!(!by_send(
+            &jst.replace("@rate 5/s 100/min", "@rate 5/s 100/min by answer")
+        ));
     }
 
     #[test]

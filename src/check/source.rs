@@ -182,7 +182,9 @@ impl Checker<'_> {
             window,
             pagination: pagination?,
             rates,
-            rate_by_send: directives.rate_by_send,
+            rate_by_send: directives
+                .rate_by_send
+                .unwrap_or_else(|| kind.spaces_rate_by_send()),
             retry: directives.retry.clone().unwrap_or_default(),
             records,
             id: path_of("id", &singles),

@@ -63,6 +63,22 @@ impl ConnectorKind {
             .into_iter()
             .find(|kind| kind.keyword() == word)
     }
+
+    /// How `@rate` spaces calls when the spec does not say (see `source::rate`). By send
+    /// (at the limit) where one call over it costs one refused call that is retried:
+    /// Jushuitan's code 199, Jikeyun's upstream throttling, Yida's 403 QPS limit, a plain
+    /// API's 429. By answer (never over it, one round trip slower per interval) where the
+    /// vendor bans the app key for a while: Qimen's "This ban will last N more seconds",
+    /// WDT's advice to wait 5-10 minutes.
+    pub fn spaces_rate_by_send(self) -> bool {
+        match self {
+            ConnectorKind::Jushuitan
+            | ConnectorKind::Jikeyun
+            | ConnectorKind::DingtalkYida
+            | ConnectorKind::Http => true,
+            ConnectorKind::Qimen | ConnectorKind::Wdt => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,8 +147,8 @@ pub struct SourcePlan {
     pub pagination: PaginationPlan,
     /// Every limit applies at once (Jushuitan: 5/s and 100/min).
     pub rates: Vec<RateLimit>,
-    /// `@rate ... by send`: log calls at their send, not their answer (see `source::rate`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// Log calls at their send, not their answer (see `source::rate`): `@rate ... by send`,
+    /// or the vendor's default ([`ConnectorKind::spaces_rate_by_send`]).
     pub rate_by_send: bool,
     pub retry: RetryPlan,
     /// Path to the records array in a decoded response, e.g. `data.datas`.

@@ -8,13 +8,14 @@
 //!
 //! The vendor counts a call when it *arrives*, somewhere between our send and its answer,
 //! and we cannot see when. Two ways to log a call:
-//! - at its **answer** time, holding its slot while in flight (the default): any two calls
+//! - at its **answer** time, holding its slot while in flight (`by answer`): any two calls
 //!   `n` apart then arrive at least one interval apart whatever the delays, at the price of
-//!   one round trip per interval (5% at 50 ms and 1/s). Vendors punish overruns (Qimen bans
-//!   the app key for a while, WDT asks to wait 5–10 minutes), so this is the safe default;
-//! - at its **send** time (`@rate 20/s by send`): the vendor sees exactly the limit when
-//!   delays are steady, and a rate-bound sync runs at the limit; a send delayed by a busy
-//!   machine can land one call over it.
+//!   one round trip per interval (5% at 50 ms and 1/s). The default where the vendor
+//!   punishes an overrun (Qimen bans the app key for a while, WDT asks to wait 5–10 minutes);
+//! - at its **send** time (`by send`): the vendor sees exactly the limit when delays are
+//!   steady, and a rate-bound sync runs at the limit; a send delayed by a busy machine can
+//!   land one call over it. The default where an overrun costs one refused call
+//!   (Jushuitan, Jikeyun, Yida, plain HTTP APIs): see `ConnectorKind::spaces_rate_by_send`.
 //!
 //! A `by send` limiter switches to answer-time spacing for good the first time the vendor
 //! throttles one of its calls ([`RateLimiter::throttled`]): uneven delays made the vendor
