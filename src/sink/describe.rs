@@ -95,4 +95,46 @@ impl MysqlSink {
             unique_keys: unique_keys.into_iter().map(|(_, cols)| cols).collect(),
         }))
     }
+
+    /// Why `LOAD DATA` statements into `table` from several connections would run one at a
+    /// time, or `None` when they run side by side. Each such load holds a table lock until
+    /// it ends: a table of another engine than InnoDB is locked whole, and an
+    /// `AUTO_INCREMENT` column takes InnoDB's table-level AUTO-INC lock unless
+    /// `innodb_autoinc_lock_mode` is 2 (interleaved).
+    pub(crate) async fn serialized_loads(
+        &self,
+        table: &[String],
+    ) -> Result<Option<String>, SinkError> {
+        let (schema, name) = match table {
+            [schema, name] => (schema.clone(), name.clone()),
+            [name] => (self.database().to_owned(), name.clone()),
+            _ => return Ok(None),
+        };
+        let display = table.join(".");
+        let mut conn = self.connection().await?;
+        let found: Option<(Option<String>, i64, i64)> = conn
+            .exec_first(
+                "SELECT t.ENGINE, @@innodb_autoinc_lock_mode, \
+                 (SELECT COUNT(*) FROM information_schema.COLUMNS c \
+                  WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME \
+                  AND c.EXTRA LIKE '%auto_increment%') \
+                 FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?",
+                (schema, name),
+            )
+            .await
+            .map_err(|e| self.query_error(&display, &e))?;
+        Ok(match found {
+            Some((Some(engine), _, _)) if !engine.eq_ignore_ascii_case("InnoDB") => Some(format!(
+                "uses the {engine} engine, which locks the whole table for each statement"
+            )),
+            Some((_, lock_mode, auto_increment)) if auto_increment > 0 && lock_mode != 2 => {
+                Some(format!(
+                    "has an AUTO_INCREMENT column and innodb_autoinc_lock_mode is {lock_mode}, \
+                     so each LOAD DATA holds the table's AUTO-INC lock until it ends \
+                     (mode 2 lets loads run side by side)"
+                ))
+            }
+            _ => None,
+        })
+    }
 }

@@ -213,6 +213,8 @@ struct SinkColumn {
 /// The validated target: table, columns, key and write mode.
 #[derive(Debug, Clone)]
 pub struct TableSpec {
+    /// `[table]` or `[schema, table]` as written.
+    name: Vec<String>,
     /// `schema.table` as written, for messages.
     display: String,
     /// Quoted, dotted name.
@@ -285,6 +287,7 @@ impl TableSpec {
             return Err(spec_error("no bound column to write".into()));
         }
         Ok(TableSpec {
+            name: target.table.clone(),
             display,
             quoted,
             columns: sink_columns,
@@ -679,6 +682,8 @@ struct SinkInner {
     xa: tokio::sync::OnceCell<bool>,
     /// The warning that XA is refused was logged.
     xa_refusal_told: AtomicBool,
+    /// Tables told to be written on one connection because their loads take a table lock.
+    serial_told: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl MysqlSink {
@@ -708,6 +713,7 @@ impl MysqlSink {
                 infile: AtomicBool::new(true),
                 xa: tokio::sync::OnceCell::new(),
                 xa_refusal_told: AtomicBool::new(false),
+                serial_told: std::sync::Mutex::default(),
             }),
         };
         let mut conn = sink.connection().await?;
@@ -715,6 +721,20 @@ impl MysqlSink {
             .await
             .map_err(|error| sink.connect_error(&error))?;
         Ok(sink)
+    }
+
+    /// Warns once per table that its windows are written on one connection, and why.
+    fn tell_serial(&self, table: &str, reason: &str) {
+        let first = self
+            .inner
+            .serial_told
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(table.to_owned());
+        if first {
+            tracing::warn!(table = %table,
+                "`{table}` {reason}: LOAD DATA from several connections would take turns, so its windows are written on one connection");
+        }
     }
 
     /// `host:port` of the server.
@@ -918,11 +938,19 @@ impl WindowWriter {
         // bound by two-phase commit (see `xa`). Other modes rewrite rows idempotently, but
         // without a key two versions of a row cannot be kept on one connection.
         let single = table.mode == WriteMode::Insert;
-        let wanted = if single || table.has_key() {
+        let mut wanted = if single || table.has_key() {
             options.connections.max(1)
         } else {
             1
         };
+        if wanted > 1 && statements.load.is_some() && statements.staging.is_none() {
+            // A streamed load ends with its window: loads that hold a table lock until they
+            // end would take turns, each waiting for the other lane to idle out.
+            if let Some(reason) = sink.serialized_loads(&table.name).await? {
+                wanted = 1;
+                sink.tell_serial(&table.display, &reason);
+            }
+        }
         let xa = if single && wanted > 1 {
             if sink.supports_xa().await {
                 Some(WindowXa::new(sink.database()))
