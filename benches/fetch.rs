@@ -19,6 +19,10 @@ const RATE: u32 = 20;
 const PAGE: usize = 50;
 const SPAN_DAYS: i64 = 7;
 
+/// The allocator the `qsync` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()

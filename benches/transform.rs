@@ -14,6 +14,10 @@ fn rate(rows: usize, secs: f64) -> f64 {
     rows as f64 / secs
 }
 
+/// The allocator the `qsync` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let records: usize = std::env::var("QSYNC_BENCH_RECORDS")
         .ok()

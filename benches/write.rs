@@ -5,6 +5,10 @@
 //! `QSYNC_BENCH_PAIRS` how many alternated LOAD DATA / qsync insert pairs end the run
 //! (default 0).
 
+/// The allocator the `qsync` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let rows = std::env::var("QSYNC_BENCH_ROWS")
