@@ -519,6 +519,33 @@ async fn insert_mode_duplicate_fails_the_whole_window() {
     }
 }
 
+/// An insert window's batches go whole to the lanes in turn, but a key the window already
+/// wrote goes to the lane that wrote it: the duplicate fails at once with the server's
+/// duplicate-key error, not after a lock wait behind the other lane's uncommitted row.
+#[tokio::test]
+async fn a_key_written_again_in_an_insert_window_goes_to_the_lane_that_wrote_it() {
+    for method in [WriteMethod::Auto, WriteMethod::Statements] {
+        let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+        let options = WriterOptions {
+            connections: 2,
+            method,
+        };
+        let mut writer = sink.window(&table, options).await.expect("opens");
+        writer.write_batch(many(10, 1)).await.expect("buffers");
+        // Same key, other case: one key under the table's case-insensitive collation.
+        let mut again = vec![row("R000003", 2, "again")];
+        again.extend((100..110).map(|i| row(&format!("r{i:06}"), 1, "n")));
+        writer.write_batch(again).await.expect("buffers");
+        assert_eq!(writer.sent, [11, 10], "{method:?}");
+        let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
+        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
+        assert!(err.to_string().contains("Duplicate"), "{method:?}: {err}");
+        assert!(table_rows(&url, "refunds").await.is_empty());
+        assert!(marks(&url).await.is_empty());
+        assert_no_xa_leftovers(&url).await;
+    }
+}
+
 /// No prepared transaction of this database is left, nor a decision row.
 async fn assert_no_xa_leftovers(url: &str) {
     let ours = crate::sink::testing::prepared_xids(url).await;
@@ -540,22 +567,21 @@ async fn an_insert_window_on_several_connections_commits_all_or_nothing() {
             connections: 3,
             method,
         };
-        // A prepared lane (not lane 0) fails: a row already in the table routes to it.
+        // A prepared lane (not lane 0) fails: a row already in the table is in the third
+        // batch, which goes to lane 2.
         let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
         let mut writer = sink.window(&table, options).await.expect("opens");
         let rows = many(60, 1);
-        let clash = rows
-            .iter()
-            .find(|row| writer.lane_of(row) == 2)
-            .expect("some row goes to lane 2")
-            .clone();
         sink.execute(&[SqlStatement::new(
             "INSERT INTO refunds (id, qty) VALUES (?, 0)",
-            vec![clash[0].clone()],
+            vec![rows[45][0].clone()],
         )])
         .await
         .expect("pre-existing row");
-        writer.write_batch(rows).await.expect("buffers");
+        for batch in rows.chunks(20) {
+            writer.write_batch(batch.to_vec()).await.expect("buffers");
+        }
+        assert_eq!(writer.sent, [20, 20, 20]);
         let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
         assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
         assert_eq!(table_rows(&url, "refunds").await.len(), 1, "{method:?}");
