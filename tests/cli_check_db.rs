@@ -83,6 +83,48 @@ async fn narrow_columns_missing_keys_and_replace_pitfalls() {
         err.contains("its ON UPDATE time resets on every run"),
         "{err}"
     );
+    let mut conn = mysql_async::Conn::from_url(&url).await.unwrap();
+    let lock_mode: Option<i64> = conn
+        .query_first("SELECT @@innodb_autoinc_lock_mode")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    let one_connection = format!(
+        "qsync::check::db_one_connection: table `refund_list_query` has an AUTO_INCREMENT column and innodb_autoinc_lock_mode is {}",
+        lock_mode.unwrap_or(-1)
+    );
+    assert_eq!(err.contains(&one_connection), lock_mode != Some(2), "{err}");
+}
+
+#[tokio::test]
+async fn a_table_of_another_engine_is_written_on_one_connection() {
+    let (url, _guard) = qsync::sink::testing::fresh_database().await;
+    let spec = base();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.qsync"), &spec).unwrap();
+    let loaded = qsync::frontend::load(
+        &dir.path().join("s.qsync"),
+        None,
+        qsync::config::EnvPolicy::Require,
+        None,
+    )
+    .unwrap();
+    let table = qsync::sink::TableSpec::new(&loaded.plan.target, &loaded.plan.columns).unwrap();
+    let aria = qsync::sink::create_table_sql(&table).replace("ENGINE=InnoDB", "ENGINE=Aria");
+    execute(&url, &aria).await;
+    let out = Test::new()
+        .file("qsync.yaml", &profile(&url))
+        .file("s.qsync", &spec)
+        .args(&["check", "--db", "s.qsync"])
+        .run();
+    for part in [
+        "qsync::check::db_one_connection",
+        "table `refund_list_query` uses the Aria engine, which locks the whole table for each",
+        "its windows are written on one connection",
+    ] {
+        assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
+    }
+    assert!(out.stderr.contains("1 spec checked"), "{}", out.stderr);
 }
 
 #[tokio::test]

@@ -54,4 +54,5 @@ pub const DB_MISSING_COLUMN: &str = "qsync::check::db_missing_column";
 pub const DB_TYPE_NARROWING: &str = "qsync::check::db_type_narrowing";
 pub const DB_NO_UNIQUE_KEY: &str = "qsync::check::db_no_unique_key";
 pub const DB_REPLACE_PITFALL: &str = "qsync::check::db_replace_pitfall";
+pub const DB_ONE_CONNECTION: &str = "qsync::check::db_one_connection";
 pub const INSERT_REREADS: &str = "qsync::check::insert_rereads";

@@ -1,5 +1,6 @@
 //! `qsync check --db`: the spec's map against the live target table (read by the caller
-//! through `sink`): missing columns, type narrowing, missing unique keys, REPLACE pitfalls.
+//! through `sink`): missing columns, type narrowing, missing unique keys, REPLACE pitfalls,
+//! tables whose loads would take turns on several connections.
 //! Pure: the table shape is handed in.
 
 use super::{codes, CheckDiagnostic};
@@ -130,6 +131,23 @@ pub fn compare_live(text: &str, plan: &Plan, live: Option<&LiveTable>) -> Vec<Ch
                 );
             }
         }
+    }
+    // Upsert loads a temporary table and a custom head writes statements: neither takes
+    // the table lock for the length of a load.
+    if let Some(reason) = live
+        .serialized_loads
+        .as_deref()
+        .filter(|_| plan.target.mode != WriteMode::Upsert && plan.target.sql.is_none())
+    {
+        out.push(
+            CheckDiagnostic::warning(
+                codes::DB_ONE_CONNECTION,
+                table_span,
+                format!("table `{table_name}` {reason}: its windows are written on one connection"),
+            )
+            .label("LOAD DATA takes a table lock here")
+            .help("two loads would only take turns; InnoDB tables without AUTO_INCREMENT, or with innodb_autoinc_lock_mode = 2 in the server's configuration, are written on two"),
+        );
     }
     out
 }

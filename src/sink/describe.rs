@@ -24,6 +24,9 @@ pub struct LiveColumn {
 pub struct LiveTable {
     pub columns: Vec<LiveColumn>,
     pub unique_keys: Vec<Vec<String>>,
+    /// Why loads into it would take turns on several connections (see
+    /// [`MysqlSink::serialized_loads`]), if they would.
+    pub serialized_loads: Option<String>,
 }
 
 type ColumnRow = (
@@ -75,6 +78,8 @@ impl MysqlSink {
                 _ => unique_keys.push((index, vec![column])),
             }
         }
+        drop(conn);
+        let serialized_loads = self.serialized_loads(table).await?;
         Ok(Some(LiveTable {
             columns: columns
                 .into_iter()
@@ -93,6 +98,7 @@ impl MysqlSink {
                 )
                 .collect(),
             unique_keys: unique_keys.into_iter().map(|(_, cols)| cols).collect(),
+            serialized_loads,
         }))
     }
 
