@@ -14,6 +14,21 @@ fn profile(url: &str) -> String {
         .replace("mysql://root@127.0.0.1:3306/corpus", url)
 }
 
+/// The `CREATE TABLE` a run of `spec` would issue.
+fn create_sql(spec: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s.qsync"), spec).unwrap();
+    let loaded = qsync::frontend::load(
+        &dir.path().join("s.qsync"),
+        None,
+        qsync::config::EnvPolicy::Require,
+        None,
+    )
+    .unwrap();
+    let table = qsync::sink::TableSpec::new(&loaded.plan.target, &loaded.plan.columns).unwrap();
+    qsync::sink::create_table_sql(&table)
+}
+
 async fn execute(url: &str, sql: &str) {
     let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
     conn.query_drop(sql).await.unwrap();
@@ -100,17 +115,7 @@ async fn narrow_columns_missing_keys_and_replace_pitfalls() {
 async fn a_table_of_another_engine_is_written_on_one_connection() {
     let (url, _guard) = qsync::sink::testing::fresh_database().await;
     let spec = base();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("s.qsync"), &spec).unwrap();
-    let loaded = qsync::frontend::load(
-        &dir.path().join("s.qsync"),
-        None,
-        qsync::config::EnvPolicy::Require,
-        None,
-    )
-    .unwrap();
-    let table = qsync::sink::TableSpec::new(&loaded.plan.target, &loaded.plan.columns).unwrap();
-    let aria = qsync::sink::create_table_sql(&table).replace("ENGINE=InnoDB", "ENGINE=Aria");
+    let aria = create_sql(&spec).replace("ENGINE=InnoDB", "ENGINE=Aria");
     execute(&url, &aria).await;
     let out = Test::new()
         .file("qsync.yaml", &profile(&url))
@@ -131,18 +136,7 @@ async fn a_table_of_another_engine_is_written_on_one_connection() {
 async fn a_table_created_from_the_plan_matches() {
     let (url, _guard) = qsync::sink::testing::fresh_database().await;
     let spec = base();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("qsync.yaml"), profile(&url)).unwrap();
-    std::fs::write(dir.path().join("s.qsync"), &spec).unwrap();
-    let loaded = qsync::frontend::load(
-        &dir.path().join("s.qsync"),
-        None,
-        qsync::config::EnvPolicy::Require,
-        None,
-    )
-    .unwrap();
-    let table = qsync::sink::TableSpec::new(&loaded.plan.target, &loaded.plan.columns).unwrap();
-    execute(&url, &qsync::sink::create_table_sql(&table)).await;
+    execute(&url, &create_sql(&spec)).await;
     let out = Test::new()
         .file("qsync.yaml", &profile(&url))
         .file("s.qsync", &spec)

@@ -489,29 +489,29 @@ async fn the_rate_limit_is_never_exceeded() {
     fx.sim.shutdown().await;
 }
 
+/// A simulator that refuses Jushuitan calls over 20/s and answers each after 50 ms.
+fn at_20_per_second_with_50ms_latency() -> SimConfig {
+    SimConfig {
+        rates: true,
+        limits: Limits {
+            jushuitan: vec![(20, Duration::from_secs(1))],
+            ..Limits::default()
+        },
+        faults: Faults {
+            latency: Duration::from_millis(50),
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    }
+}
+
 /// Windows fetched ahead fill their page buffers while the current window still pages
 /// under the rate limit: their requests in flight must keep being driven, or one that
 /// waits for its rate-limit turn stalls every window of the connection (before the fix this
 /// test hung 2 runs in 2, and the fetch benchmark 3 in 4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
-    let fx = Fixture::new(
-        4000,
-        1,
-        SimConfig {
-            rates: true,
-            limits: Limits {
-                jushuitan: vec![(20, Duration::from_secs(1))],
-                ..Limits::default()
-            },
-            faults: Faults {
-                latency: Duration::from_millis(50),
-                ..Faults::default()
-            },
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let fx = Fixture::new(4000, 1, at_20_per_second_with_50ms_latency()).await;
     let (plan, profile) = fx.load(&Spec {
         rate: "@rate 20/s by answer",
         ..Spec::default()
@@ -534,23 +534,7 @@ async fn windows_fetched_ahead_never_stall_a_rate_limited_sync() {
 /// retried, calls are spaced by their answers from then on, and no record is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jushuitan_runs_at_its_limit_by_default_and_a_throttled_call_costs_no_record() {
-    let fx = Fixture::new(
-        4000,
-        3,
-        SimConfig {
-            rates: true,
-            limits: Limits {
-                jushuitan: vec![(20, Duration::from_secs(1))],
-                ..Limits::default()
-            },
-            faults: Faults {
-                latency: Duration::from_millis(50),
-                ..Faults::default()
-            },
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let fx = Fixture::new(4000, 3, at_20_per_second_with_50ms_latency()).await;
     let (plan, profile) = fx.load(&Spec {
         rate: "@rate 20/s",
         ..Spec::default()

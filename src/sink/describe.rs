@@ -40,12 +40,20 @@ type ColumnRow = (
 );
 
 impl MysqlSink {
+    /// `[table]` or `[schema, table]` as `(schema, table)`, the schema defaulting to the
+    /// connection's database.
+    fn schema_and_name(&self, table: &[String]) -> Option<(String, String)> {
+        match table {
+            [schema, name] => Some((schema.clone(), name.clone())),
+            [name] => Some((self.database().to_owned(), name.clone())),
+            _ => None,
+        }
+    }
+
     /// The shape of `table` (`[table]` or `[schema, table]`), or `None` when it does not exist.
     pub async fn describe(&self, table: &[String]) -> Result<Option<LiveTable>, SinkError> {
-        let (schema, name) = match table {
-            [schema, name] => (schema.clone(), name.clone()),
-            [name] => (self.database().to_owned(), name.clone()),
-            _ => return Ok(None),
+        let Some((schema, name)) = self.schema_and_name(table) else {
+            return Ok(None);
         };
         let display = table.join(".");
         let mut conn = self.connection().await?;
@@ -111,10 +119,8 @@ impl MysqlSink {
         &self,
         table: &[String],
     ) -> Result<Option<String>, SinkError> {
-        let (schema, name) = match table {
-            [schema, name] => (schema.clone(), name.clone()),
-            [name] => (self.database().to_owned(), name.clone()),
-            _ => return Ok(None),
+        let Some((schema, name)) = self.schema_and_name(table) else {
+            return Ok(None);
         };
         let display = table.join(".");
         let mut conn = self.connection().await?;
