@@ -552,10 +552,16 @@ fn push_digits<N: Into<i64>>(out: &mut Vec<u8>, n: N, width: u32) {
         let _ = write!(ByteWriter(out), "{n}");
         return;
     }
-    for p in (0..width).rev() {
-        let digit = (n / 10_i64.pow(p)) % 10;
-        out.push(b'0' + u8::try_from(digit).unwrap_or(0));
+    // Right to left, dividing by the constant 10 (a multiplication once compiled), not by
+    // a power of ten computed for every digit.
+    let mut digits = [b'0'; 8];
+    let width = (width as usize).min(digits.len());
+    let mut rest = n;
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
     }
+    out.extend_from_slice(&digits[..width]);
 }
 
 fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
@@ -1418,6 +1424,8 @@ impl LaneWorker {
         let pump = async {
             let mut next = Some(first);
             let mut in_chunk = 0;
+            // Sized from the rows before, so a batch's text is allocated once, not grown.
+            let mut bytes_per_row = 256;
             let end = loop {
                 let rows = match next.take() {
                     Some(rows) => rows,
@@ -1428,10 +1436,11 @@ impl LaneWorker {
                         Ok(Some(LaneMessage::Rows(rows))) => rows,
                     },
                 };
-                let mut text = Vec::with_capacity(rows.len() * 256);
+                let mut text = Vec::with_capacity(rows.len() * bytes_per_row);
                 for row in &rows {
                     encode_row(row, &mut text);
                 }
+                bytes_per_row = text.len() / rows.len().max(1) + 32;
                 in_chunk += rows.len();
                 rows_sent += rows.len() as u64;
                 drop(rows);

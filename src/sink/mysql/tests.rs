@@ -234,6 +234,36 @@ fn numbers_encode_as_display_writes_them() {
 }
 
 #[test]
+fn dates_and_times_encode_as_mysql_reads_them() {
+    let samples = [
+        (2024, 4, 7, 5, 6, 9),
+        (2024, 12, 31, 23, 59, 59),
+        (1, 1, 1, 0, 0, 0),
+        (999, 10, 20, 10, 0, 1),
+        (9999, 12, 31, 0, 0, 0),
+    ];
+    for (y, mo, d, h, mi, s) in samples {
+        let date = chrono::NaiveDate::from_ymd_opt(y, mo, d).expect("valid date");
+        let at = date.and_hms_opt(h, mi, s).expect("valid time");
+        let mut out = Vec::new();
+        encode_row(&[Cell::Date(date), Cell::DateTime(at)], &mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            format!(
+                "{}\t{}\n",
+                date.format("%Y-%m-%d"),
+                at.format("%Y-%m-%d %H:%M:%S")
+            )
+        );
+    }
+    // Years past 9999 are written whole (MySQL then refuses them as out of range).
+    let far = chrono::NaiveDate::from_ymd_opt(12345, 1, 2).expect("valid date");
+    let mut out = Vec::new();
+    encode_row(&[Cell::Date(far)], &mut out);
+    assert_eq!(String::from_utf8(out).expect("utf8"), "12345-01-02\n");
+}
+
+#[test]
 fn encoding_escapes_and_reads_back() {
     let cells = vec![
         Cell::Text("a\tb\nc\\d\0".into()),
