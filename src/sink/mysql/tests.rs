@@ -848,3 +848,24 @@ async fn tables_whose_loads_take_a_table_lock_are_written_on_one_connection() {
     }
     assert_no_xa_leftovers(&url).await;
 }
+
+#[test]
+fn keys_equal_under_the_collation_case_hash_alike() {
+    let hash = |text: &str| {
+        let mut hasher = Fnv64::default();
+        hash_cell(&Cell::Text(text.into()), &mut hasher);
+        hasher.finish()
+    };
+    assert_eq!(hash("AS-123"), hash("as-123"));
+    assert_eq!(hash("ÄRGER-1"), hash("ärger-1"));
+    // The Kelvin sign lowercases to an ASCII `k`: the non-ASCII path must agree.
+    assert_eq!(hash("\u{212A}ey"), hash("key"));
+    assert_ne!(hash("as-123"), hash("as-124"));
+    let int = |n: i64| {
+        let mut hasher = Fnv64::default();
+        hash_cell(&Cell::Int(n), &mut hasher);
+        hasher.finish()
+    };
+    assert_ne!(int(1), int(2));
+    assert_ne!(int(1), hash("1"), "the kind of cell is hashed too");
+}
