@@ -1035,6 +1035,12 @@ impl WindowWriter {
                 ),
             });
         }
+        if self.lanes.is_empty() {
+            // Every lane failed before (the caller went on after an error).
+            return Err(SinkError::WriterGone {
+                table: self.table.clone(),
+            });
+        }
         if self.lanes.len() == 1 {
             return self.send(0, rows).await;
         }
@@ -1055,14 +1061,26 @@ impl WindowWriter {
         Ok(())
     }
 
-    /// `insert` on several connections: the batch goes whole to the next lane, so each lane
+    /// `insert` on several connections: the batch goes whole to one lane, so each lane
     /// loads runs of rows that came together (neighbouring keys, mostly: lanes hashing keys
     /// apart made both server threads split the same index pages; 1M rows took 0.5 s more).
     /// A key the window already wrote goes to the lane that wrote it, so a duplicate fails
     /// at once on that connection instead of waiting for another lane's row lock.
     fn route_runs(&mut self, rows: Vec<Vec<Cell>>) -> Vec<Vec<Vec<Cell>>> {
-        let lane = self.next_lane;
-        self.next_lane = (lane + 1) % self.lanes.len();
+        // The lane with the most room, the next in turn among equals: a lane whose server
+        // thread fell behind does not hold up the others.
+        let count = self.lanes.len();
+        let room = |lane: usize| self.lanes[lane].sender.capacity();
+        // Lanes only go away when one failed, which fails the window: stay in range.
+        let first = self.next_lane % count;
+        let mut lane = first;
+        for step in 1..count {
+            let other = (first + step) % count;
+            if room(other) > room(lane) {
+                lane = other;
+            }
+        }
+        self.next_lane = (lane + 1) % count;
         let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); self.lanes.len()];
         if self.key_cells.is_empty() {
             parts[lane] = rows;
@@ -1071,7 +1089,7 @@ impl WindowWriter {
         parts[lane].reserve(rows.len());
         for row in rows {
             let to = *self.lane_of_key.entry(self.key_hash(&row)).or_insert(lane);
-            parts[to].push(row);
+            parts[to.min(count - 1)].push(row);
         }
         parts
     }
