@@ -25,7 +25,7 @@ pub struct LiveTable {
     pub columns: Vec<LiveColumn>,
     pub unique_keys: Vec<Vec<String>>,
     /// Why loads into it would take turns on several connections (see
-    /// [`MysqlSink::serialized_loads`]), if they would.
+    /// `MysqlSink::serialized_loads`), if they would.
     pub serialized_loads: Option<String>,
 }
 
