@@ -530,28 +530,10 @@ async fn rows_the_table_cannot_hold_are_data_errors() {
     }
 }
 
-#[tokio::test]
-async fn insert_mode_duplicate_fails_the_whole_window() {
-    for method in [WriteMethod::Auto, WriteMethod::Statements] {
-        let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
-        let options = WriterOptions {
-            connections: 2,
-            method,
-        };
-        let mut writer = sink.window(&table, options).await.expect("opens");
-        writer.write_batch(many(10, 1)).await.expect("buffers");
-        writer.write_batch(many(1, 1)).await.expect("buffers");
-        let err = writer.commit(vec![mark(1)]).await.expect_err("duplicate");
-        assert_eq!(err.class(), ErrorClass::Data, "{method:?}: {err}");
-        assert!(table_rows(&url, "refunds").await.is_empty());
-        assert!(marks(&url).await.is_empty());
-        assert_no_xa_leftovers(&url).await;
-    }
-}
-
-/// An insert window's batches go whole to the lanes in turn, but a key the window already
-/// wrote goes to the lane that wrote it: the duplicate fails at once with the server's
-/// duplicate-key error, not after a lock wait behind the other lane's uncommitted row.
+/// A duplicate in `insert` mode fails the whole window. Its batches go whole to the lanes,
+/// but a key the window already wrote goes to the lane that wrote it: the duplicate fails
+/// at once with the server's duplicate-key error, not after a lock wait behind the other
+/// lane's uncommitted row.
 #[tokio::test]
 async fn a_key_written_again_in_an_insert_window_goes_to_the_lane_that_wrote_it() {
     for method in [WriteMethod::Auto, WriteMethod::Statements] {
