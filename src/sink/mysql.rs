@@ -1036,7 +1036,8 @@ impl WindowWriter {
             return self.send(0, rows).await;
         }
         let parts = if self.xa.is_some() {
-            self.route_runs(rows)
+            let lane = self.lane_with_room().await;
+            self.route_runs(rows, lane)
         } else {
             let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); self.lanes.len()];
             for row in rows {
@@ -1057,9 +1058,26 @@ impl WindowWriter {
     /// apart made both server threads split the same index pages; 1M rows took 0.5 s more).
     /// A key the window already wrote goes to the lane that wrote it, so a duplicate fails
     /// at once on that connection instead of waiting for another lane's row lock.
-    fn route_runs(&mut self, rows: Vec<Vec<Cell>>) -> Vec<Vec<Vec<Cell>>> {
-        // The lane with the most room, the next in turn among equals: a lane whose server
-        // thread fell behind does not hold up the others.
+    fn route_runs(&mut self, rows: Vec<Vec<Cell>>, lane: usize) -> Vec<Vec<Vec<Cell>>> {
+        let count = self.lanes.len();
+        let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); count];
+        if self.key_cells.is_empty() {
+            parts[lane] = rows;
+            return parts;
+        }
+        parts[lane].reserve(rows.len());
+        for row in rows {
+            let to = *self.lane_of_key.entry(self.key_hash(&row)).or_insert(lane);
+            parts[to.min(count - 1)].push(row);
+        }
+        parts
+    }
+
+    /// The lane for an `insert` batch: the one with the most room, the next in turn among
+    /// equals; when every queue is full, the first that frees a slot. A lane whose server
+    /// thread is held up (a lock, a slow disk) then holds up neither the others nor the
+    /// caller.
+    async fn lane_with_room(&mut self) -> usize {
         let count = self.lanes.len();
         let room = |lane: usize| self.lanes[lane].sender.capacity();
         // Lanes only go away when one failed, which fails the window: stay in range.
@@ -1071,18 +1089,18 @@ impl WindowWriter {
                 lane = other;
             }
         }
+        if room(lane) == 0 {
+            let waits = self
+                .lanes
+                .iter()
+                .map(|l| Box::pin(l.sender.reserve()))
+                .collect::<Vec<_>>();
+            // A closed lane answers at once; sending to it then reports its failure.
+            let (_, freed, _) = futures::future::select_all(waits).await;
+            lane = freed;
+        }
         self.next_lane = (lane + 1) % count;
-        let mut parts: Vec<Vec<Vec<Cell>>> = vec![Vec::new(); self.lanes.len()];
-        if self.key_cells.is_empty() {
-            parts[lane] = rows;
-            return parts;
-        }
-        parts[lane].reserve(rows.len());
-        for row in rows {
-            let to = *self.lane_of_key.entry(self.key_hash(&row)).or_insert(lane);
-            parts[to.min(count - 1)].push(row);
-        }
-        parts
+        lane
     }
 
     /// Replace and upsert: a key's versions stay on one lane, in order.

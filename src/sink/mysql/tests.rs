@@ -851,3 +851,46 @@ fn keys_equal_under_the_collation_case_hash_alike() {
     assert_ne!(int(1), int(2));
     assert_ne!(int(1), hash("1"), "the kind of cell is hashed too");
 }
+
+/// A lane whose server thread is held up (here: by another session's uncommitted row with
+/// a key the lane must insert) gets no more batches than its buffers absorb: the others
+/// take the rest, and the window still commits whole once the lane is free. (Before, the
+/// writer waited on the held-up lane's queue until the lock wait timed out.)
+#[tokio::test]
+async fn insert_batches_go_to_the_lane_with_room() {
+    let (sink, table, url, _guard) = setup(WriteMode::Insert).await;
+    let mut blocker = Conn::new(Opts::from_url(&url).expect("url"))
+        .await
+        .expect("connects");
+    blocker
+        .query_drop("START TRANSACTION")
+        .await
+        .expect("begins");
+    blocker
+        .query_drop("INSERT INTO refunds (id, qty) VALUES ('r000150', 0)")
+        .await
+        .expect("holds the key");
+    let options = WriterOptions {
+        connections: 2,
+        method: WriteMethod::Auto,
+    };
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    // Batch 2 (rows 100..199) goes to lane 1, which then waits for the key 'r000150'.
+    // Far more than the held-up lane's queue, stream and socket buffers can absorb.
+    let rows = many(400_000, 1);
+    let mut batches = rows.chunks(100);
+    for batch in batches.by_ref().take(2) {
+        writer.write_batch(batch.to_vec()).await.expect("writes");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for batch in batches {
+        writer.write_batch(batch.to_vec()).await.expect("writes");
+    }
+    let sent = writer.sent.clone();
+    blocker.query_drop("ROLLBACK").await.expect("rolls back");
+    let stats = writer.commit(vec![mark(1)]).await.expect("commits");
+    assert_eq!(stats.rows, 400_000);
+    assert_eq!(table_rows(&url, "refunds").await.len(), 400_000);
+    assert!(sent[1] * 4 < sent[0], "the held-up lane got {sent:?}");
+    assert_no_xa_leftovers(&url).await;
+}
