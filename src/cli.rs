@@ -449,17 +449,27 @@ fn live_diagnostics(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let live = runtime.block_on(async {
+    let found = runtime.block_on(async {
         let sink = crate::sink::MysqlSink::connect(&url).await?;
-        let live = sink.describe(&plan.target.table).await;
+        let found = async {
+            let live = sink.describe(&plan.target.table).await?;
+            let serialized = match live {
+                Some(_) => sink.serialized_loads(&plan.target.table).await?,
+                None => None,
+            };
+            Ok::<_, crate::sink::SinkError>((live, serialized))
+        }
+        .await;
         sink.disconnect().await;
-        live
+        found
     });
-    let live = live.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))?;
+    let (live, serialized) =
+        found.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))?;
     Ok(crate::check::compare_live(
         &loaded.text,
         plan,
         live.as_ref(),
+        serialized.as_deref(),
     ))
 }
 

@@ -8,8 +8,14 @@ use crate::plan::{ColumnType, Plan, WriteMode};
 use crate::sink::{LiveColumn, LiveTable};
 use crate::syntax::{self, ast::TargetStmt, Span};
 
-/// Diagnostics for `plan` (compiled from `text`) against `live` (`None`: no such table).
-pub fn compare_live(text: &str, plan: &Plan, live: Option<&LiveTable>) -> Vec<CheckDiagnostic> {
+/// Diagnostics for `plan` (compiled from `text`) against `live` (`None`: no such table),
+/// whose loads take turns for the reason `serialized_loads` gives, if any.
+pub fn compare_live(
+    text: &str,
+    plan: &Plan,
+    live: Option<&LiveTable>,
+    serialized_loads: Option<&str>,
+) -> Vec<CheckDiagnostic> {
     let Ok(spec) = syntax::parse(text) else {
         return Vec::new();
     };
@@ -134,9 +140,7 @@ pub fn compare_live(text: &str, plan: &Plan, live: Option<&LiveTable>) -> Vec<Ch
     }
     // Upsert loads a temporary table and a custom head writes statements: neither takes
     // the table lock for the length of a load.
-    if let Some(reason) = live
-        .serialized_loads
-        .as_deref()
+    if let Some(reason) = serialized_loads
         .filter(|_| plan.target.mode != WriteMode::Upsert && plan.target.sql.is_none())
     {
         out.push(

@@ -24,9 +24,6 @@ pub struct LiveColumn {
 pub struct LiveTable {
     pub columns: Vec<LiveColumn>,
     pub unique_keys: Vec<Vec<String>>,
-    /// Why loads into it would take turns on several connections (see
-    /// `MysqlSink::serialized_loads`), if they would.
-    pub serialized_loads: Option<String>,
 }
 
 type ColumnRow = (
@@ -86,8 +83,6 @@ impl MysqlSink {
                 _ => unique_keys.push((index, vec![column])),
             }
         }
-        drop(conn);
-        let serialized_loads = self.serialized_loads(table).await?;
         Ok(Some(LiveTable {
             columns: columns
                 .into_iter()
@@ -106,7 +101,6 @@ impl MysqlSink {
                 )
                 .collect(),
             unique_keys: unique_keys.into_iter().map(|(_, cols)| cols).collect(),
-            serialized_loads,
         }))
     }
 
@@ -115,10 +109,7 @@ impl MysqlSink {
     /// it ends: a table of another engine than InnoDB is locked whole, and an
     /// `AUTO_INCREMENT` column takes InnoDB's table-level AUTO-INC lock unless
     /// `innodb_autoinc_lock_mode` is 2 (interleaved).
-    pub(crate) async fn serialized_loads(
-        &self,
-        table: &[String],
-    ) -> Result<Option<String>, SinkError> {
+    pub async fn serialized_loads(&self, table: &[String]) -> Result<Option<String>, SinkError> {
         let Some((schema, name)) = self.schema_and_name(table) else {
             return Ok(None);
         };

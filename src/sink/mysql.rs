@@ -689,8 +689,9 @@ struct SinkInner {
     xa: tokio::sync::OnceCell<bool>,
     /// The warning that XA is refused was logged.
     xa_refusal_told: AtomicBool,
-    /// Tables told to be written on one connection because their loads take a table lock.
-    serial_told: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Per table, why its loads take turns (`serialized_loads`), asked once per sink: a
+    /// sink serves one run, and every window of it opens a writer.
+    serialized: std::sync::Mutex<HashMap<Vec<String>, Option<String>>>,
 }
 
 impl MysqlSink {
@@ -720,7 +721,7 @@ impl MysqlSink {
                 infile: AtomicBool::new(true),
                 xa: tokio::sync::OnceCell::new(),
                 xa_refusal_told: AtomicBool::new(false),
-                serial_told: std::sync::Mutex::default(),
+                serialized: std::sync::Mutex::default(),
             }),
         };
         let mut conn = sink.connection().await?;
@@ -730,18 +731,32 @@ impl MysqlSink {
         Ok(sink)
     }
 
-    /// Warns once per table that its windows are written on one connection, and why.
-    fn tell_serial(&self, table: &str, reason: &str) {
-        let first = self
+    /// Whether `table`'s windows must be written on one connection because its loads take
+    /// a table lock; asked of the server once per sink and warned about then.
+    async fn loads_take_turns(&self, table: &TableSpec) -> Result<bool, SinkError> {
+        let known = self
             .inner
-            .serial_told
+            .serialized
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(table.to_owned());
-        if first {
-            tracing::warn!(table = %table,
-                "`{table}` {reason}: LOAD DATA from several connections would take turns, so its windows are written on one connection");
+            .get(&table.name)
+            .map(Option::is_some);
+        if let Some(known) = known {
+            return Ok(known);
         }
+        let reason = self.serialized_loads(&table.name).await?;
+        if let Some(reason) = &reason {
+            let name = &table.display;
+            tracing::warn!(table = %name,
+                "`{name}` {reason}: LOAD DATA from several connections would take turns, so its windows are written on one connection");
+        }
+        let serial = reason.is_some();
+        self.inner
+            .serialized
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(table.name.clone(), reason);
+        Ok(serial)
     }
 
     /// `host:port` of the server.
@@ -955,9 +970,8 @@ impl WindowWriter {
         if wanted > 1 && statements.load.is_some() && statements.staging.is_none() {
             // A streamed load ends with its window: loads that hold a table lock until they
             // end would take turns, each waiting for the other lane to idle out.
-            if let Some(reason) = sink.serialized_loads(&table.name).await? {
+            if sink.loads_take_turns(table).await? {
                 wanted = 1;
-                sink.tell_serial(&table.display, &reason);
             }
         }
         let xa = if single && wanted > 1 {
