@@ -26,6 +26,10 @@ pub struct BenchLine {
     pub name: String,
     pub rows: usize,
     pub elapsed: Duration,
+    /// CPU time this process and the children it waited for (the `mariadb` clients) spent
+    /// meanwhile, user + system: what the client takes from the cores the server shares
+    /// with it. `None` where `/proc` is missing.
+    pub client_cpu: Option<Duration>,
 }
 
 impl BenchLine {
@@ -46,8 +50,63 @@ impl std::fmt::Display for BenchLine {
             self.rows,
             self.elapsed.as_secs_f64(),
             self.rate()
-        )
+        )?;
+        match self.client_cpu {
+            Some(cpu) => write!(f, " {:>6.2}s client CPU", cpu.as_secs_f64()),
+            None => Ok(()),
+        }
     }
+}
+
+/// A run's wall time and this process's CPU time over the same span.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    elapsed: Duration,
+    client_cpu: Option<Duration>,
+}
+
+impl Measured {
+    /// Starts both clocks; [`Clocks::stop`] reads them.
+    fn start() -> Clocks {
+        Clocks {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+}
+
+struct Clocks {
+    wall: Instant,
+    cpu: Option<Duration>,
+}
+
+impl Clocks {
+    fn stop(&self) -> Measured {
+        let elapsed = self.wall.elapsed();
+        let client_cpu = match (self.cpu, process_cpu()) {
+            (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+            _ => None,
+        };
+        Measured {
+            elapsed,
+            client_cpu,
+        }
+    }
+}
+
+/// User + system CPU time of this process and its waited-for children so far, from
+/// `/proc/self/stat` (clock ticks, 100 a second on Linux: 10 ms resolution, plenty for
+/// runs of seconds).
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at state, field 3;
+    // utime, stime, cutime and cstime are fields 14 to 17.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut ticks = 0;
+    for field in rest.split_whitespace().skip(11).take(4) {
+        ticks += field.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn table(mode: WriteMode) -> Result<TableSpec, SinkError> {
@@ -115,7 +174,7 @@ async fn load_data(
     sink: &MysqlSink,
     spec: &TableSpec,
     parts: &[Bytes],
-) -> Result<Option<Duration>, SinkError> {
+) -> Result<Option<Measured>, SinkError> {
     let sql = load_data_sql(spec).unwrap_or_default();
     let loads = parts.iter().map(|part| load(sink, &sql, part.clone()));
     futures::future::try_join_all(loads).await?;
@@ -142,7 +201,7 @@ async fn multi_row(
     spec: &TableSpec,
     rows: &[Vec<Cell>],
     connections: usize,
-) -> Result<Option<Duration>, SinkError> {
+) -> Result<Option<Measured>, SinkError> {
     let per = rows.len().div_ceil(connections.max(1)).max(1);
     let parts = rows.chunks(per).map(|part| async move {
         let mut conn = sink.dedicated_connection().await?;
@@ -243,7 +302,7 @@ fn client_failure(host: &str, message: String) -> SinkError {
 
 /// The `mariadb` command-line client running `scripts` at once, one process each, against
 /// the database of `url`; `None` when the client is not installed.
-fn mariadb_client(url: &str, scripts: &[String]) -> Result<Option<Duration>, SinkError> {
+fn mariadb_client(url: &str, scripts: &[String]) -> Result<Option<Measured>, SinkError> {
     let parsed = url::Url::parse(url).map_err(|e| SinkError::Url {
         reason: e.to_string(),
     })?;
@@ -266,12 +325,12 @@ fn run_clients(
     parsed: &url::Url,
     host: &str,
     files: &[std::path::PathBuf],
-) -> Result<Option<Duration>, SinkError> {
+) -> Result<Option<Measured>, SinkError> {
     let mut inputs = Vec::new();
     for file in files {
         inputs.push(std::fs::File::open(file).map_err(|e| client_failure(host, e.to_string()))?);
     }
-    let start = Instant::now();
+    let clocks = Measured::start();
     let mut children = Vec::new();
     for input in inputs {
         let mut command = std::process::Command::new("mariadb");
@@ -299,7 +358,7 @@ fn run_clients(
             return Err(client_failure(host, format!("exited with {status}")));
         }
     }
-    Ok(Some(start.elapsed()))
+    Ok(Some(clocks.stop()))
 }
 
 /// The qsync writer: batches of 1000 through `write_batch`, one commit at the end.
@@ -308,34 +367,36 @@ async fn qsync(
     spec: &TableSpec,
     rows: &[Vec<Cell>],
     connections: usize,
-) -> Result<Option<Duration>, SinkError> {
+) -> Result<Option<Measured>, SinkError> {
     let options = WriterOptions {
         connections,
         ..WriterOptions::default()
     };
     // Batches are owned like the transformer's output; building them is not timed.
     let batches: Vec<Vec<Vec<Cell>>> = rows.chunks(1000).map(<[_]>::to_vec).collect();
-    let start = Instant::now();
+    let clocks = Measured::start();
     let mut writer = sink.window(spec, options).await?;
     for batch in batches {
         writer.write_batch(batch).await?;
     }
     writer.commit(Vec::new()).await?;
-    Ok(Some(start.elapsed()))
+    Ok(Some(clocks.stop()))
 }
 
 /// Times `run`; a run that returns its own duration (it excludes its setup) wins.
-async fn measure<F: std::future::Future<Output = Result<Option<Duration>, SinkError>>>(
+async fn measure<F: std::future::Future<Output = Result<Option<Measured>, SinkError>>>(
     name: &str,
     rows: usize,
     run: F,
 ) -> Result<BenchLine, SinkError> {
-    let start = Instant::now();
+    let clocks = Measured::start();
     let own = run.await?;
+    let measured = own.unwrap_or_else(|| clocks.stop());
     let line = BenchLine {
         name: name.to_owned(),
         rows,
-        elapsed: own.unwrap_or_else(|| start.elapsed()),
+        elapsed: measured.elapsed,
+        client_cpu: measured.client_cpu,
     };
     println!("{line}");
     Ok(line)
@@ -350,7 +411,7 @@ struct Report {
 impl Report {
     async fn add<F>(&mut self, name: &str, run: F) -> Result<(), SinkError>
     where
-        F: std::future::Future<Output = Result<Option<Duration>, SinkError>>,
+        F: std::future::Future<Output = Result<Option<Measured>, SinkError>>,
     {
         self.lines.push(measure(name, self.rows, run).await?);
         Ok(())
@@ -359,11 +420,12 @@ impl Report {
     /// The `mariadb` client with `scripts`; a missing client is reported, not measured.
     fn client(&mut self, name: &str, url: &str, scripts: &[String]) -> Result<(), SinkError> {
         match mariadb_client(url, scripts)? {
-            Some(elapsed) => {
+            Some(measured) => {
                 let line = BenchLine {
                     name: name.to_owned(),
                     rows: self.rows,
-                    elapsed,
+                    elapsed: measured.elapsed,
+                    client_cpu: measured.client_cpu,
                 };
                 println!("{line}");
                 self.lines.push(line);

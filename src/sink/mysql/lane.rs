@@ -11,6 +11,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
 use tokio::sync::mpsc;
 
+use super::text_buffers::TextBuffers;
 use super::{
     encode_row, exec_statement, statement_sql, to_sql_value, LaneDone, LaneMessage, MysqlSink,
     SinkError, SqlStatement, Statements, TableSpec, WriteStats, CHUNK_ROWS, LOCK_RETRIES,
@@ -55,6 +56,8 @@ pub(super) struct LaneWorker {
     /// A `LOAD DATA` succeeded on this connection.
     loaded: bool,
     buffer: Chunk,
+    /// Where each batch's `LOAD DATA` text is encoded, reused batch after batch.
+    texts: TextBuffers,
     in_transaction: bool,
     stats: WriteStats,
 }
@@ -74,6 +77,7 @@ impl LaneWorker {
             xid: None,
             loaded: false,
             buffer: Chunk::default(),
+            texts: TextBuffers::default(),
             in_transaction: false,
             stats: WriteStats::default(),
         }
@@ -227,6 +231,7 @@ impl LaneWorker {
         let mut retained: Vec<Bytes> = Vec::new();
         let mut rows_sent = 0u64;
         let conn = &mut self.conn;
+        let texts = &self.texts;
         let load = {
             let done = Arc::clone(&done);
             async move {
@@ -250,7 +255,7 @@ impl LaneWorker {
                         Ok(Some(LaneMessage::Rows(rows))) => rows,
                     },
                 };
-                let mut text = Vec::with_capacity(rows.len() * bytes_per_row);
+                let mut text = texts.take(rows.len() * bytes_per_row);
                 for row in &rows {
                     encode_row(row, &mut text);
                 }
@@ -258,7 +263,7 @@ impl LaneWorker {
                 in_chunk += rows.len();
                 rows_sent += rows.len() as u64;
                 drop(rows);
-                let text = Bytes::from(text);
+                let text = texts.share(text);
                 if replayable {
                     retained.push(text.clone());
                 }

@@ -834,7 +834,7 @@ async fn tables_whose_loads_take_a_table_lock_are_written_on_one_connection() {
 #[test]
 fn keys_equal_under_the_collation_case_hash_alike() {
     let hash = |text: &str| {
-        let mut hasher = Fnv64::default();
+        let mut hasher = key_hasher();
         hash_cell(&Cell::Text(text.into()), &mut hasher);
         hasher.finish()
     };
@@ -843,8 +843,12 @@ fn keys_equal_under_the_collation_case_hash_alike() {
     // The Kelvin sign lowercases to an ASCII `k`: the non-ASCII path must agree.
     assert_eq!(hash("\u{212A}ey"), hash("key"));
     assert_ne!(hash("as-123"), hash("as-124"));
+    // Past the stack buffer: the same answer through the allocating path.
+    let long = "AS-".repeat(40);
+    assert_eq!(hash(&long), hash(&long.to_lowercase()));
+    assert_ne!(hash(&long), hash(&format!("{long}x")));
     let int = |n: i64| {
-        let mut hasher = Fnv64::default();
+        let mut hasher = key_hasher();
         hash_cell(&Cell::Int(n), &mut hasher);
         hasher.finish()
     };
