@@ -933,7 +933,7 @@ pub struct WindowWriter {
     /// Lane of the next batch (`insert` on several connections: see `route_runs`).
     next_lane: usize,
     /// `insert` on several connections: the lane of each key hash written in this window.
-    lane_of_key: LaneOfKey,
+    lane_of_key: KeyLanes,
 }
 
 impl WindowWriter {
@@ -963,7 +963,7 @@ impl WindowWriter {
         // without a key two versions of a row cannot be kept on one connection.
         let single = table.mode == WriteMode::Insert;
         let mut wanted = if single || table.has_key() {
-            options.connections.max(1)
+            options.connections.clamp(1, key_lanes::MAX_LANES)
         } else {
             1
         };
@@ -1023,7 +1023,7 @@ impl WindowWriter {
             first_session,
             sent: vec![0; count],
             next_lane: 0,
-            lane_of_key: LaneOfKey::default(),
+            lane_of_key: KeyLanes::default(),
         })
     }
 
@@ -1080,8 +1080,11 @@ impl WindowWriter {
             return parts;
         }
         parts[lane].reserve(rows.len());
-        for row in rows {
-            let to = *self.lane_of_key.entry(self.key_hash(&row)).or_insert(lane);
+        // Every hash first, then the lookups: each lookup is a cache miss the processor
+        // can overlap with the next one's when no hashing sits between them.
+        let hashes: Vec<u64> = rows.iter().map(|row| self.key_hash(row)).collect();
+        for (row, hash) in rows.into_iter().zip(hashes) {
+            let to = self.lane_of_key.lane_for(hash, lane);
             parts[to.min(count - 1)].push(row);
         }
         parts
@@ -1254,10 +1257,6 @@ fn key_hasher() -> foldhash::fast::FoldHasher<'static> {
 
 const KEY_SEED: u64 = 0x71_73_79_6e_63;
 
-/// The key-hash → lane map of a multi-connection insert window. Its keys are already
-/// hashes: foldhash's one multiply on a `u64` is all the mixing they need.
-type LaneOfKey = HashMap<u64, usize, foldhash::fast::FixedState>;
-
 fn hash_cell(cell: &Cell, hasher: &mut impl Hasher) {
     std::mem::discriminant(cell).hash(hasher);
     match cell {
@@ -1286,8 +1285,10 @@ fn hash_cell(cell: &Cell, hasher: &mut impl Hasher) {
     }
 }
 
+mod key_lanes;
 mod lane;
 mod text_buffers;
+use key_lanes::KeyLanes;
 use lane::LaneWorker;
 #[cfg(test)]
 use lane::{decode_chunk, STREAM_CHUNK_ROWS};

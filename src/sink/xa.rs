@@ -76,7 +76,7 @@ impl WindowXa {
     pub(crate) fn decision(&self) -> SqlStatement {
         SqlStatement::new(
             "INSERT INTO `_qsync_xa` (`token`, `outcome`) VALUES (?, 'commit')",
-            vec![Cell::Text(self.token.clone())],
+            vec![Cell::Text(self.token.as_str().into())],
         )
     }
 }
@@ -231,7 +231,7 @@ impl MysqlSink {
         if all {
             let delete = SqlStatement::new(
                 "DELETE FROM `_qsync_xa` WHERE `token` = ?",
-                vec![Cell::Text(window.token.clone())],
+                vec![Cell::Text(window.token.as_str().into())],
             );
             // Best effort: a leftover row is only purged later.
             let _ = self.execute(&[delete]).await;

@@ -74,7 +74,7 @@ pub fn window_statement(window: &WindowRecord) -> SqlStatement {
          `rejects` = VALUES(`rejects`), `status` = VALUES(`status`), \
          `attempts` = VALUES(`attempts`), `updated_at` = VALUES(`updated_at`)",
         vec![
-            Cell::Text(window.spec.clone()),
+            Cell::Text(window.spec.as_str().into()),
             Cell::DateTime(window.start),
             Cell::DateTime(window.end),
             count(window.pages),
@@ -82,7 +82,7 @@ pub fn window_statement(window: &WindowRecord) -> SqlStatement {
             count(window.fetched),
             count(window.written),
             count(window.rejects),
-            Cell::Text(window.status.as_str().to_owned()),
+            Cell::Text(window.status.as_str().into()),
             Cell::Int(i64::from(window.attempts)),
         ],
     )
@@ -115,11 +115,11 @@ pub fn rejects_statement(rejects: &[Reject]) -> Option<SqlStatement> {
         }
         sql.push_str("(?, ?, ?, ?, ?, NOW(6))");
         params.extend([
-            Cell::Text(reject.spec.clone()),
+            Cell::Text(reject.spec.as_str().into()),
             reject.window_start.map_or(Cell::Null, Cell::DateTime),
             reject.window_end.map_or(Cell::Null, Cell::DateTime),
-            Cell::Text(reject.raw.clone()),
-            Cell::Text(reject.reason.clone()),
+            Cell::Text(reject.raw.as_str().into()),
+            Cell::Text(reject.reason.as_str().into()),
         ]);
     }
     Some(SqlStatement::new(sql, params))
@@ -238,7 +238,7 @@ impl StateStore {
     pub async fn record_run(&self, run: &RunRecord) -> Result<u64, SinkError> {
         let millis = u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX);
         let params = vec![
-            Cell::Text(run.spec.clone()),
+            Cell::Text(run.spec.as_str().into()),
             run.range_start.map_or(Cell::Null, Cell::DateTime),
             run.range_end.map_or(Cell::Null, Cell::DateTime),
             count(run.pages),
@@ -247,8 +247,10 @@ impl StateStore {
             count(run.rejects),
             count(run.retries),
             count(millis),
-            Cell::Text(run.outcome.as_str().to_owned()),
-            run.error.clone().map_or(Cell::Null, Cell::Text),
+            Cell::Text(run.outcome.as_str().into()),
+            run.error
+                .as_deref()
+                .map_or(Cell::Null, |error| Cell::Text(error.into())),
             Cell::DateTime(run.started_at),
             run.finished_at.map_or(Cell::Null, Cell::DateTime),
         ];

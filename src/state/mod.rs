@@ -106,9 +106,9 @@ pub fn cursor_statement(spec: &str, high_water: NaiveDateTime, spec_hash: &str) 
          VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE `high_water` = VALUES(`high_water`), \
          `spec_hash` = VALUES(`spec_hash`), `updated_at` = VALUES(`updated_at`)",
         vec![
-            Cell::Text(spec.to_owned()),
+            Cell::Text(spec.into()),
             Cell::DateTime(high_water),
-            Cell::Text(spec_hash.to_owned()),
+            Cell::Text(spec_hash.into()),
         ],
     )
 }

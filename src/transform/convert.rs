@@ -26,7 +26,7 @@ use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
-use super::Cell;
+use super::{Cell, CellText};
 use crate::plan::ColumnType;
 
 /// The default profile time zone of Chinese vendor APIs.
@@ -147,7 +147,7 @@ pub fn convert(value: Option<&Value>, ty: ColumnType, tz: Tz) -> Result<Cell, Co
             .map(|t| Cell::Date(t.date()))
             .ok_or_else(|| fail(value, ty, date_reason(value))),
         ColumnType::Bool => to_bool(value).ok_or_else(|| fail(value, ty, ConvertReason::NotABool)),
-        ColumnType::Json => Ok(Cell::Json(value.to_string())),
+        ColumnType::Json => Ok(Cell::Json(value.to_string().into())),
     }
 }
 
@@ -160,10 +160,11 @@ fn date_reason(value: &Value) -> ConvertReason {
 }
 
 /// String form of any value: strings as they are, everything else as JSON text.
-pub(crate) fn to_text(value: &Value) -> String {
+fn to_text(value: &Value) -> CellText {
+    use compact_str::ToCompactString as _;
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => CellText::from(s.as_str()),
+        other => other.to_compact_string(),
     }
 }
 
@@ -464,8 +465,8 @@ pub(crate) fn cell_to_json(cell: Cell) -> Value {
         Cell::Int(n) => Value::from(n),
         Cell::Double(x) => Value::from(x),
         Cell::Bool(b) => Value::Bool(b),
-        Cell::Text(s) => Value::String(s),
-        Cell::Json(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Cell::Text(s) => Value::String(s.into()),
+        Cell::Json(s) => serde_json::from_str(&s).unwrap_or_else(|_| Value::String(s.into())),
         other @ (Cell::Decimal(_) | Cell::Date(_) | Cell::DateTime(_)) => {
             Value::String(other.render())
         }
@@ -493,7 +494,7 @@ mod tests {
     }
 
     fn text(s: &str) -> Cell {
-        Cell::Text(s.to_owned())
+        Cell::Text(s.into())
     }
 
     const DEC_12_2: ColumnType = ColumnType::Decimal {

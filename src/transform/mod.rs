@@ -20,7 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-pub use cell::Cell;
+pub use cell::{Cell, CellText};
 pub use convert::{convert, ConvertError, ConvertReason, DEFAULT_TZ};
 
 use self::flatten::{elements, Binding, Frame, Scope};

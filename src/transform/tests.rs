@@ -41,7 +41,7 @@ fn clock() -> RunClock {
 }
 
 fn text(s: &str) -> Cell {
-    Cell::Text(s.to_owned())
+    Cell::Text(s.into())
 }
 
 fn run(steps: &[TransformStep], columns: &[ColumnPlan], record: &Value) -> Vec<Vec<Cell>> {

@@ -561,7 +561,9 @@ pub(super) fn decode_chunk(text: &[u8], spec: &TableSpec) -> Result<Vec<Vec<Cell
                     out.push(b);
                 }
             }
-            row.push(Cell::Text(String::from_utf8(out).map_err(|_| bad())?));
+            row.push(Cell::Text(
+                String::from_utf8(out).map_err(|_| bad())?.into(),
+            ));
         }
         rows.push(row);
     }

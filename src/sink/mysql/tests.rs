@@ -65,7 +65,7 @@ fn row(id: &str, qty: i64, note: &str) -> Vec<Cell> {
                 .and_then(|d| d.and_hms_opt(15, 56, 1))
                 .expect("valid"),
         ),
-        Cell::Json(json!({"k": [1, "\t\n\\"]}).to_string()),
+        Cell::Json(json!({"k": [1, "\t\n\\"]}).to_string().into()),
     ]
 }
 
@@ -711,7 +711,7 @@ async fn an_insert_window_past_one_load_streams_the_rest_and_stays_atomic() {
     let late = format!("r{:06}", rows - 10);
     sink.execute(&[SqlStatement::new(
         "INSERT INTO refunds (id, qty) VALUES (?, 0)",
-        vec![Cell::Text(late)],
+        vec![Cell::Text(late.into())],
     )])
     .await
     .expect("pre-existing row");
