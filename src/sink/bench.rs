@@ -65,22 +65,20 @@ struct Measured {
     client_cpu: Option<Duration>,
 }
 
-impl Measured {
-    /// Starts both clocks; [`Clocks::stop`] reads them.
-    fn start() -> Clocks {
-        Clocks {
-            wall: Instant::now(),
-            cpu: process_cpu(),
-        }
-    }
-}
-
+/// Wall and CPU clocks started together; [`Clocks::stop`] reads both.
 struct Clocks {
     wall: Instant,
     cpu: Option<Duration>,
 }
 
 impl Clocks {
+    fn start() -> Clocks {
+        Clocks {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
     fn stop(&self) -> Measured {
         let elapsed = self.wall.elapsed();
         let client_cpu = match (self.cpu, process_cpu()) {
@@ -99,14 +97,21 @@ impl Clocks {
 /// runs of seconds).
 fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which may hold spaces) start at state, field 3;
-    // utime, stime, cutime and cstime are fields 14 to 17.
+    Some(Duration::from_millis(cpu_ticks(&stat)? * 10))
+}
+
+/// utime + stime + cutime + cstime (fields 14 to 17) of a `/proc/<pid>/stat` line.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name, field 2, is in parentheses and may hold spaces and parentheses:
+    // the fields after its last `)` start at field 3.
     let rest = stat.rsplit_once(')')?.1;
     let mut ticks = 0;
+    let mut fields = 0;
     for field in rest.split_whitespace().skip(11).take(4) {
         ticks += field.parse::<u64>().ok()?;
+        fields += 1;
     }
-    Some(Duration::from_millis(ticks * 10))
+    (fields == 4).then_some(ticks)
 }
 
 fn table(mode: WriteMode) -> Result<TableSpec, SinkError> {
@@ -330,7 +335,7 @@ fn run_clients(
     for file in files {
         inputs.push(std::fs::File::open(file).map_err(|e| client_failure(host, e.to_string()))?);
     }
-    let clocks = Measured::start();
+    let clocks = Clocks::start();
     let mut children = Vec::new();
     for input in inputs {
         let mut command = std::process::Command::new("mariadb");
@@ -374,7 +379,7 @@ async fn qsync(
     };
     // Batches are owned like the transformer's output; building them is not timed.
     let batches: Vec<Vec<Vec<Cell>>> = rows.chunks(1000).map(<[_]>::to_vec).collect();
-    let clocks = Measured::start();
+    let clocks = Clocks::start();
     let mut writer = sink.window(spec, options).await?;
     for batch in batches {
         writer.write_batch(batch).await?;
@@ -389,7 +394,7 @@ async fn measure<F: std::future::Future<Output = Result<Option<Measured>, SinkEr
     rows: usize,
     run: F,
 ) -> Result<BenchLine, SinkError> {
-    let clocks = Measured::start();
+    let clocks = Clocks::start();
     let own = run.await?;
     let measured = own.unwrap_or_else(|| clocks.stop());
     let line = BenchLine {
@@ -654,4 +659,18 @@ async fn qsync_lines(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_ticks;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "4242 (write (a) b) S 1 4242 4242 0 -1 4194304 100 0 0 0 \
+                    150 25 7 3 20 0 9 0 100 1000 200";
+        assert_eq!(cpu_ticks(stat), Some(150 + 25 + 7 + 3));
+        assert_eq!(cpu_ticks("4242 (w) S 1 2"), None, "too few fields");
+        assert_eq!(cpu_ticks("no parenthesis"), None);
+    }
 }
