@@ -898,3 +898,59 @@ async fn insert_batches_go_to_the_lane_with_room() {
     assert!(sent[1] * 4 < sent[0], "the held-up lane got {sent:?}");
     assert_no_xa_leftovers(&url).await;
 }
+
+/// A caller that goes on writing after its lanes failed gets errors, then `WriterGone`
+/// once no lane is left, never a panic; abort still rolls back and leaves no XA behind.
+#[tokio::test]
+async fn writing_after_every_lane_failed_is_an_error_not_a_panic() {
+    let (sink, table, url, guard) = setup(WriteMode::Insert).await;
+    let options = WriterOptions {
+        connections: 2,
+        method: WriteMethod::Auto,
+    };
+    let mut writer = sink.window(&table, options).await.expect("opens");
+    writer.write_batch(many(10, 1)).await.expect("writes");
+    let mut admin = Conn::new(Opts::from_url(&url).expect("url"))
+        .await
+        .expect("connects");
+    let own = admin.id();
+    let sessions: Vec<u64> = admin
+        .exec(
+            "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> ?",
+            (guard.name(), own),
+        )
+        .await
+        .expect("processlist");
+    assert!(sessions.len() >= 2, "both lanes' sessions: {sessions:?}");
+    for id in sessions {
+        // A session may end between the query and its kill.
+        let _ = admin.query_drop(format!("KILL {id}")).await;
+    }
+    let mut errors = Vec::new();
+    for i in 0..50 {
+        let rows = (0..10)
+            .map(|j| row(&format!("late{i:02}{j}"), 1, "n"))
+            .collect();
+        if let Err(error) = writer.write_batch(rows).await {
+            let gone = matches!(error, SinkError::WriterGone { .. });
+            errors.push(error);
+            if gone && writer.lanes.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(writer.lanes.is_empty(), "every lane failed: {errors:?}");
+    assert!(
+        matches!(errors.last(), Some(SinkError::WriterGone { .. })),
+        "{errors:?}"
+    );
+    let again = writer.write_batch(many(1, 1)).await;
+    assert!(
+        matches!(again, Err(SinkError::WriterGone { .. })),
+        "{again:?}"
+    );
+    writer.abort().await;
+    assert!(table_rows(&url, "refunds").await.is_empty());
+    assert_no_xa_leftovers(&url).await;
+}
