@@ -1,8 +1,10 @@
 use clap::Parser;
 
-/// mimalloc: a sync allocates and frees a cell per text value of every row. With glibc's
-/// allocator, malloc/free were about a third of the write benchmark's CPU samples; mimalloc
-/// made decode + transform 1.33x faster (see BENCHMARKS.md).
+/// mimalloc: a sync allocates and frees per record and row (decoded JSON trees, row vectors,
+/// text cells longer than 24 bytes), the frees mostly on another thread. With glibc's
+/// allocator, malloc/free were about a third of the write benchmark's CPU samples (measured
+/// before short text cells went inline); mimalloc made decode + transform 1.33x faster (see
+/// BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
