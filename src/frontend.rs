@@ -1,11 +1,11 @@
 //! The front end `check`, `plan`, `run` and `serve` share: find files, load the profile,
-//! parse, check, compile.
+//! read the sample, then `check::check` (which parses, checks and builds the plan).
 
 use std::path::{Path, PathBuf};
 
 use crate::check::{self, CheckContext, CheckDiagnostic, CheckFailure};
 use crate::config::{self, EnvPolicy, LoadedProfile, ProfileError};
-use crate::plan::{self, Plan};
+use crate::plan::Plan;
 
 /// Why a spec could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +104,7 @@ pub fn read_sample(path: &Path) -> Result<serde_json::Value, LoadError> {
     })
 }
 
-/// The spec's name: its file stem.
-pub fn spec_name(path: &Path) -> String {
-    path.file_stem()
-        .map_or_else(|| "spec".to_owned(), |s| s.to_string_lossy().into_owned())
-}
+pub use crate::plan::spec_name;
 
 /// Loads, checks and compiles one spec.
 pub fn load(
@@ -131,9 +127,8 @@ pub fn load(
         profile: profile.as_ref(),
         sample: sample.as_ref(),
     };
-    let checked = check::check(&file, &text, ctx).map_err(|f| LoadError::Check(Box::new(f)))?;
-    let warnings = checked.warnings.clone();
-    let plan = plan::compile(&spec_name(path), checked);
+    let check::Checked { plan, warnings } =
+        check::check(&file, &text, ctx).map_err(|f| LoadError::Check(Box::new(f)))?;
     Ok(Loaded {
         path: path.to_path_buf(),
         text,

@@ -17,7 +17,6 @@ pub(crate) struct PaginateAst {
     pub first: Option<i64>,
     pub from_path: Option<Vec<String>>,
     pub until: Option<EndRule>,
-    pub explicit_end: bool,
     pub size_span: Option<Span>,
     pub span: Span,
     pub max_pages: Option<u64>,
@@ -252,7 +251,6 @@ impl Checker<'_> {
             first: None,
             from_path: None,
             until: None,
-            explicit_end: false,
             size_span: None,
             span,
             max_pages: None,
@@ -330,7 +328,6 @@ impl Checker<'_> {
                         );
                         ok = false;
                     }
-                    p.explicit_end = true;
                     p.until = Some(match &rule.node {
                         ast::EndRule::Short => EndRule::ShortPage,
                         ast::EndRule::Empty => EndRule::EmptyPage,

@@ -1,4 +1,4 @@
-//! Semantic analysis: AST → validated plan pieces, or every diagnostic of the file at once.
+//! Semantic analysis: AST → the validated `Plan`, or every diagnostic of the file at once.
 //!
 //! Owns what a spec *means* and every rule a spec must obey (one file per rule family).
 //! It does not parse text (`syntax`) and does no I/O: the profile and the sample response
@@ -16,11 +16,10 @@ mod units;
 mod vendor;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use crate::config::LoadedProfile;
-use crate::plan::{
-    AlertRule, ColumnPlan, OnError, RemedyPlan, SourcePlan, TargetPlan, TransformStep,
-};
+use crate::plan::{self, AlertRule, OnError, Plan, RemedyPlan, TransformStep};
 use crate::syntax::{self, Span};
 
 pub use db::compare_live;
@@ -37,27 +36,18 @@ pub struct CheckContext<'a> {
     pub sample: Option<&'a serde_json::Value>,
 }
 
-/// A spec that passed `check`: validated pieces, ready for `plan::compile`.
+/// A spec that passed `check`: its validated plan, and the warnings that did not stop it.
 #[derive(Debug, Clone)]
-pub struct CheckedSpec {
-    pub title: String,
-    pub source: SourcePlan,
-    pub transforms: Vec<TransformStep>,
-    pub columns: Vec<ColumnPlan>,
-    pub target: TargetPlan,
-    pub schedule: Option<String>,
-    pub remedy: Option<RemedyPlan>,
-    pub on_error: OnError,
-    pub alerts: Vec<AlertRule>,
-    /// Warnings that did not stop the spec.
+pub struct Checked {
+    pub plan: Plan,
     pub warnings: Vec<CheckDiagnostic>,
-    /// Whether the spec stated its own page size (else the connector's maximum applies).
-    pub explicit_end_rule: bool,
-    pub explicit_records: bool,
 }
 
-/// Checks one spec. `file` names it in diagnostics.
-pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<CheckedSpec, CheckFailure> {
+/// Checks one spec and builds its plan. `file` names it in diagnostics; its file stem is the
+/// plan's name (the key of its state rows, see [`plan::spec_name`]).
+///
+/// Errors: a [`CheckFailure`] holding every diagnostic of the file (errors and warnings).
+pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<Checked, CheckFailure> {
     let failure = |diagnostics| CheckFailure {
         file: file.to_owned(),
         src: syntax::named(file, text),
@@ -75,13 +65,14 @@ pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<CheckedSpe
         }
     };
     let mut checker = Checker::new(ctx, text);
-    let checked = checker.check_spec(&spec, text);
+    let name = plan::spec_name(Path::new(file));
+    let checked = checker.check_spec(&spec, text, name);
     let diagnostics = checker.finish();
     match checked {
-        Some(mut checked) if !diagnostics.iter().any(CheckDiagnostic::is_error) => {
-            checked.warnings = diagnostics;
-            Ok(checked)
-        }
+        Some(plan) if !diagnostics.iter().any(CheckDiagnostic::is_error) => Ok(Checked {
+            plan,
+            warnings: diagnostics,
+        }),
         _ => Err(failure(diagnostics)),
     }
 }
@@ -116,7 +107,7 @@ impl<'a> Checker<'a> {
         self.diagnostics
     }
 
-    fn check_spec(&mut self, spec: &syntax::Spec, text: &str) -> Option<CheckedSpec> {
+    fn check_spec(&mut self, spec: &syntax::Spec, text: &str, name: String) -> Option<Plan> {
         let title = self.check_sync(spec);
         let whole = Span::new(0, text.len().min(1));
         let source_ast = self.expect_single(&spec.sources, "source", whole, codes::MISSING_SOURCE);
@@ -151,8 +142,9 @@ impl<'a> Checker<'a> {
                 self.check_sample(sample, source, &directives.transforms, columns, map_ast);
             }
         }
-        Some(CheckedSpec {
+        Some(Plan {
             title: title?,
+            name,
             source: source?.plan,
             transforms: directives.transforms.into_iter().map(|(t, _)| t).collect(),
             columns: columns?.into_iter().map(|(c, _)| c).collect(),
@@ -161,13 +153,6 @@ impl<'a> Checker<'a> {
             remedy: directives.remedy,
             on_error: directives.on_error,
             alerts: directives.alerts,
-            warnings: Vec::new(),
-            explicit_end_rule: directives.paginate.as_ref().is_some_and(|p| p.explicit_end),
-            explicit_records: source_ast.is_some_and(|s| {
-                s.statements
-                    .iter()
-                    .any(|st| matches!(st.node, syntax::ast::SourceStmt::Records(_)))
-            }),
         })
     }
 
@@ -310,11 +295,11 @@ mod rate_spacing {
             super::check("r.qsync", &with_rate(line), super::CheckContext::default())
                 .unwrap_or_else(|e| panic!("{line}: {:?}", e.diagnostics))
         };
-        assert!(!checked("@rate 5/s 100/min").source.rate_by_send);
-        assert!(!checked("@rate 5/s by answer").source.rate_by_send);
+        assert!(!checked("@rate 5/s 100/min").plan.source.rate_by_send);
+        assert!(!checked("@rate 5/s by answer").plan.source.rate_by_send);
         let by_send = checked("@rate 5/s 100/min by send");
-        assert!(by_send.source.rate_by_send);
-        assert_eq!(by_send.source.rates.len(), 2);
+        assert!(by_send.plan.source.rate_by_send);
+        assert_eq!(by_send.plan.source.rates.len(), 2);
     }
 
     #[test]
@@ -330,6 +315,7 @@ mod rate_spacing {
         let by_send = |text: &str| {
             super::check("s.qsync", text, super::CheckContext::default())
                 .unwrap_or_else(|e| panic!("{text}: {:?}", e.diagnostics))
+                .plan
                 .source
                 .rate_by_send
         };

@@ -1,24 +1,18 @@
-//! The compiled, validated plan (`plan::compile`): plain data that `exec` and the dry run
-//! consume. Nothing downstream re-parses text.
+//! The compiled, validated plan: plain data that `exec`, the dry run and `serve` consume.
+//! Nothing downstream re-parses text.
+//!
+//! The base layer: every module above may use it, and it imports nothing above it. `check`
+//! builds a `Plan` (`check::check`); `plan` never imports `check`.
 
 mod types;
 
 pub use types::*;
 
-use crate::check::CheckedSpec;
+use std::path::Path;
 
-/// Assembles the plan of a checked spec; `name` is the spec's file stem (its state key).
-pub fn compile(name: &str, checked: CheckedSpec) -> Plan {
-    Plan {
-        title: checked.title,
-        name: name.to_owned(),
-        source: checked.source,
-        transforms: checked.transforms,
-        columns: checked.columns,
-        target: checked.target,
-        schedule: checked.schedule,
-        remedy: checked.remedy,
-        on_error: checked.on_error,
-        alerts: checked.alerts,
-    }
+/// A spec's name: its file stem (`specs/jst-refunds.qsync` → `jst-refunds`), the key of its
+/// state rows; `spec` when the path has no stem.
+pub fn spec_name(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "spec".to_owned(), |s| s.to_string_lossy().into_owned())
 }
