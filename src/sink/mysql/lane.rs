@@ -12,9 +12,10 @@ use mysql_async::{Conn, Params};
 use tokio::sync::mpsc;
 
 use super::text_buffers::TextBuffers;
+use super::writer::{LaneDone, LaneMessage, Statements, WriteStats, CHUNK_ROWS, LOCK_RETRIES};
 use super::{
-    encode_row, exec_statement, statement_sql, to_sql_value, LaneDone, LaneMessage, MysqlSink,
-    SinkError, SqlStatement, Statements, TableSpec, WriteStats, CHUNK_ROWS, LOCK_RETRIES,
+    encode_row, exec_statement, statement_sql, to_sql_value, MysqlSink, SinkError, SqlStatement,
+    TableSpec,
 };
 use crate::plan::WriteMode;
 use crate::sink::xa::Prepared;

@@ -1,12 +1,16 @@
 //! Sink tests: statement text as examples, then writes against a real MariaDB/MySQL, each
 //! test in its own database.
 
+use std::hash::Hasher as _;
+use std::sync::atomic::Ordering;
+
 use mysql_async::prelude::Queryable;
 use rust_decimal::Decimal;
 use serde_json::json;
 
+use super::sql::Staging;
 use super::*;
-use crate::plan::ColumnType;
+use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
 use crate::sink::testing::fresh_database;
 
 fn target(table: &str, mode: WriteMode, sql: Option<&str>) -> TargetPlan {

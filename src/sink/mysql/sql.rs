@@ -1,0 +1,317 @@
+//! Statement text: identifier checks, the validated target ([`TableSpec`]), its DDL, the
+//! multi-row statement, the `LOAD DATA` statement and the upsert staging table.
+//!
+//! Pure text, no connection: `qsync plan` prints what these build. Values never appear in
+//! it; the only unparameterized text is a column's `sql("...")` and the custom head, both
+//! written by the spec author.
+
+use std::fmt::Write as _;
+
+use super::SinkError;
+use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+
+/// Longest identifier MySQL accepts.
+const MAX_IDENTIFIER: usize = 64;
+
+/// Checks an identifier part and returns it backtick-quoted.
+pub fn quote_identifier(name: &str) -> Result<String, SinkError> {
+    let bad = |reason| SinkError::Identifier {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("empty"));
+    }
+    if name.chars().count() > MAX_IDENTIFIER {
+        return Err(bad("longer than 64 characters"));
+    }
+    if name.contains('`') {
+        return Err(bad("contains a backtick"));
+    }
+    if name.contains('\0') {
+        return Err(bad("contains a NUL character"));
+    }
+    if name.ends_with(' ') {
+        return Err(bad("ends with a space"));
+    }
+    Ok(format!("`{name}`"))
+}
+
+/// One column of the target table.
+#[derive(Debug, Clone)]
+pub(super) struct SinkColumn {
+    pub(super) name: String,
+    pub(super) quoted: String,
+    pub(super) ty: ColumnType,
+    /// `sql("...")`: written into the statement, no cell in the row.
+    pub(super) raw: Option<String>,
+    pub(super) key: bool,
+}
+
+/// The validated target: table, columns, key and write mode.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// `[table]` or `[schema, table]` as written.
+    pub(super) name: Vec<String>,
+    /// `schema.table` as written, for messages.
+    pub(super) display: String,
+    /// Quoted, dotted name.
+    pub(super) quoted: String,
+    pub(super) columns: Vec<SinkColumn>,
+    pub(super) mode: WriteMode,
+    /// The custom statement head template.
+    pub(super) head: Option<String>,
+}
+
+impl TableSpec {
+    /// Validates the target and its columns (identifiers, key columns).
+    pub fn new(target: &TargetPlan, columns: &[ColumnPlan]) -> Result<TableSpec, SinkError> {
+        let display = target.table.join(".");
+        if target.table.is_empty() || target.table.len() > 2 {
+            return Err(SinkError::Spec {
+                table: display,
+                reason: "expected `table` or `schema.table`".into(),
+            });
+        }
+        let quoted = target
+            .table
+            .iter()
+            .map(|part| quote_identifier(part))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(".");
+        let spec_error = |reason: String| SinkError::Spec {
+            table: display.clone(),
+            reason,
+        };
+        let mut sink_columns = Vec::with_capacity(columns.len());
+        for column in columns {
+            if sink_columns
+                .iter()
+                .any(|c: &SinkColumn| c.name == column.name)
+            {
+                return Err(spec_error(format!(
+                    "column `{}` is mapped twice",
+                    column.name
+                )));
+            }
+            let key = target.key.contains(&column.name);
+            if key && matches!(column.ty, ColumnType::Text | ColumnType::Json) {
+                return Err(spec_error(format!(
+                    "key column `{}` cannot be {}; use string(n)",
+                    column.name, column.ty
+                )));
+            }
+            sink_columns.push(SinkColumn {
+                quoted: quote_identifier(&column.name)?,
+                name: column.name.clone(),
+                ty: column.ty,
+                raw: match &column.expr {
+                    Expr::Sql(sql) => Some(sql.clone()),
+                    _ => None,
+                },
+                key,
+            });
+        }
+        if let Some(missing) = target
+            .key
+            .iter()
+            .find(|k| !sink_columns.iter().any(|c| &c.name == *k))
+        {
+            return Err(spec_error(format!(
+                "key `{missing}` is not a mapped column"
+            )));
+        }
+        if sink_columns.iter().all(|c| c.raw.is_some()) {
+            return Err(spec_error("no bound column to write".into()));
+        }
+        Ok(TableSpec {
+            name: target.table.clone(),
+            display,
+            quoted,
+            columns: sink_columns,
+            mode: target.mode,
+            head: target.sql.clone(),
+        })
+    }
+
+    /// The table as written in the spec.
+    pub fn name(&self) -> &str {
+        &self.display
+    }
+
+    /// Number of cells per row (bound columns).
+    pub fn bound_columns(&self) -> usize {
+        self.columns.iter().filter(|c| c.raw.is_none()).count()
+    }
+
+    /// Positions of the key columns among the bound cells.
+    pub(super) fn key_cells(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .filter(|c| c.raw.is_none())
+            .enumerate()
+            .filter(|(_, c)| c.key)
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    pub(super) fn has_key(&self) -> bool {
+        self.columns.iter().any(|c| c.key)
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for the spec's columns: utf8mb4, primary key on `key`.
+pub fn create_table_sql(table: &TableSpec) -> String {
+    let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.quoted);
+    for column in &table.columns {
+        let null = if column.key { "NOT NULL" } else { "NULL" };
+        let _ = writeln!(sql, "  {} {} {null},", column.quoted, column.ty.sql());
+    }
+    let key: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| c.key)
+        .map(|c| c.quoted.as_str())
+        .collect();
+    if key.is_empty() {
+        // No trailing comma before the closing parenthesis.
+        sql.truncate(sql.len() - 2);
+        sql.push('\n');
+    } else {
+        let _ = writeln!(sql, "  PRIMARY KEY ({})", key.join(", "));
+    }
+    sql.push_str(") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci");
+    sql
+}
+
+/// The statement head: `REPLACE INTO t (cols) VALUES`, or the rendered custom template.
+pub(crate) fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
+    let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
+    let columns = columns.join(", ");
+    if let Some(template) = &table.head {
+        let env = minijinja::Environment::new();
+        let context = minijinja::context! { table => table.quoted, columns => columns };
+        return env
+            .render_str(template, context)
+            .map(|head| head.trim_end().to_owned())
+            .map_err(|error| SinkError::Template {
+                table: table.display.clone(),
+                reason: error.to_string(),
+            });
+    }
+    let verb = match table.mode {
+        WriteMode::Insert | WriteMode::Upsert => "INSERT INTO",
+        WriteMode::Replace => "REPLACE INTO",
+        WriteMode::Ignore => "INSERT IGNORE INTO",
+    };
+    Ok(format!("{verb} {} ({columns}) VALUES", table.quoted))
+}
+
+/// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value.
+pub(crate) fn statement_tail(table: &TableSpec) -> String {
+    if table.mode != WriteMode::Upsert || table.head.is_some() {
+        return String::new();
+    }
+    let updates: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| !c.key)
+        .map(|c| format!("{0} = VALUES({0})", c.quoted))
+        .collect();
+    let updates = if updates.is_empty() {
+        // Only key columns: nothing to update, but a duplicate must not fail.
+        let key = table
+            .columns
+            .iter()
+            .find(|c| c.key)
+            .map_or("", |c| c.quoted.as_str());
+        format!("{key} = {key}")
+    } else {
+        updates.join(", ")
+    };
+    format!(" ON DUPLICATE KEY UPDATE {updates}")
+}
+
+/// The multi-row statement for `rows` rows, with `?` for bound cells and raw SQL inline.
+pub fn statement_sql(table: &TableSpec, rows: usize) -> Result<String, SinkError> {
+    let head = statement_head(table)?;
+    let tuple: Vec<&str> = table
+        .columns
+        .iter()
+        .map(|c| c.raw.as_deref().unwrap_or("?"))
+        .collect();
+    let tuple = format!("({})", tuple.join(", "));
+    let mut sql = String::with_capacity(head.len() + rows * (tuple.len() + 2) + 64);
+    sql.push_str(&head);
+    for i in 0..rows {
+        sql.push_str(if i == 0 { " " } else { ", " });
+        sql.push_str(&tuple);
+    }
+    sql.push_str(&statement_tail(table));
+    Ok(sql)
+}
+
+/// A lane's staging table for upserts: temporary, so private to its connection.
+const STAGE: &str = "`_qsync_stage`";
+
+/// The `LOAD DATA LOCAL INFILE` statement, or `None` when the mode needs statements.
+/// Upserts load into the staging table ([`Staging`]).
+pub(crate) fn load_data_sql(table: &TableSpec) -> Option<String> {
+    let (into, modifier) = match (table.head.is_some(), table.mode) {
+        // A custom head has no LOAD DATA equivalent.
+        (true, _) => return None,
+        (false, WriteMode::Insert) => (table.quoted.as_str(), ""),
+        (false, WriteMode::Replace) => (table.quoted.as_str(), " REPLACE"),
+        (false, WriteMode::Ignore) => (table.quoted.as_str(), " IGNORE"),
+        // The last version of a key in a chunk wins in the stage, as it would in the table.
+        (false, WriteMode::Upsert) => (STAGE, " REPLACE"),
+    };
+    let mut fields = Vec::new();
+    let mut sets = Vec::new();
+    for column in &table.columns {
+        match &column.raw {
+            None => fields.push(column.quoted.as_str()),
+            Some(sql) => sets.push(format!("{} = {sql}", column.quoted)),
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'qsync'{modifier} INTO TABLE {into} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        fields.join(", ")
+    );
+    if !sets.is_empty() {
+        let _ = write!(sql, " SET {}", sets.join(", "));
+    }
+    Some(sql)
+}
+
+/// How an upsert lane writes a `LOAD DATA` chunk: into a fresh temporary copy of the
+/// target, then one `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` merges it, instead of
+/// a statement parsed per 1000 rows. Temporary-table DDL does not end the transaction
+/// (`TRUNCATE` would, hence drop and create).
+#[derive(Debug, Clone)]
+pub(crate) struct Staging {
+    pub(super) reset: [String; 2],
+    pub(super) merge: String,
+}
+
+impl Staging {
+    pub(crate) fn of(table: &TableSpec) -> Option<Staging> {
+        if table.mode != WriteMode::Upsert || table.head.is_some() {
+            return None;
+        }
+        let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
+        let columns = columns.join(", ");
+        Some(Staging {
+            reset: [
+                format!("DROP TEMPORARY TABLE IF EXISTS {STAGE}"),
+                format!("CREATE TEMPORARY TABLE {STAGE} LIKE {}", table.quoted),
+            ],
+            merge: format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {STAGE}{}",
+                table.quoted,
+                statement_tail(table)
+            ),
+        })
+    }
+}
