@@ -1206,4 +1206,39 @@ mod tests {
              2024-01-01 00:00:00"
         );
     }
+
+    /// The hash is stored with the high-water mark: a change in how a plan serializes
+    /// would make every stored mark look like a changed spec.
+    #[test]
+    fn the_spec_hash_of_every_example_spec_is_stable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+        let mut hashes = Vec::new();
+        for name in [
+            "jst-refunds",
+            "wdt-refunds",
+            "yida-receipts",
+            "http-orders",
+            "jst-orders",
+        ] {
+            let file = dir.join(format!("{name}.qsync"));
+            let text = std::fs::read_to_string(&file).expect("example spec");
+            let checked = crate::check::check(
+                &file.display().to_string(),
+                &text,
+                crate::check::CheckContext::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {:?}", e.diagnostics));
+            hashes.push(format!("{name} {}", spec_hash(&checked.plan)));
+        }
+        assert_eq!(
+            hashes,
+            [
+                "jst-refunds e9ff98ccbafa4147",
+                "wdt-refunds a1d3bae5324f7194",
+                "yida-receipts 84d340188ca7ff96",
+                "http-orders 5b527ff33f4a5a6c",
+                "jst-orders bd13b4fe114a7d7d",
+            ]
+        );
+    }
 }
