@@ -21,7 +21,6 @@ use chrono::{NaiveDateTime, TimeDelta};
 use mysql_async::prelude::Queryable;
 use serde_json::{json, Value};
 
-use qsync::dryrun::expr_text;
 use qsync::sink::testing::fresh_database;
 use qsync::transform::bench::{sample_columns, sample_record, ITEMS_PER_RECORD};
 
@@ -100,7 +99,7 @@ async fn page(
 fn map_lines() -> String {
     sample_columns()
         .iter()
-        .map(|c| format!("    {} = {} : {}\n", c.name, expr_text(&c.expr), c.ty))
+        .map(|c| format!("    {} = {} : {}\n", c.name, c.expr, c.ty))
         .collect()
 }
 

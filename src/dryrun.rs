@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 
 use crate::config::LoadedProfile;
 use crate::connectors::{self, PreparedRequest, Token};
-use crate::plan::{ColumnPlan, EndRule, Expr, PaginationPlan, Piece, Plan, TransformStep};
+use crate::plan::{human, PaginationPlan, Plan};
 use crate::source::{self, PageState, RangeInputs};
 use crate::template::{Renderer, RequestContext};
 use crate::transform::{RunClock, Transformer};
@@ -89,7 +89,7 @@ pub async fn fetch_live_page(
         window_start: window.map(|w| w.start),
         window_end: window.map(|w| w.end),
         page: page.page,
-        page_size: page_size(&plan.source.pagination),
+        page_size: plan.source.pagination.page_size(),
         offset: page.offset,
         cursor: None,
         env: std::env::vars().collect(),
@@ -138,24 +138,24 @@ fn section_source(out: &mut String, plan: &Plan) {
         s.endpoint,
         s.connection
     );
-    let _ = writeln!(out, "  records at `{}`", path_text(&s.records));
+    let _ = writeln!(out, "  records at `{}`", s.records.label());
     if let Some(id) = &s.id {
         let by = s
             .modified
             .as_ref()
-            .map(|m| format!(", latest `{}` wins", path_text(m)))
+            .map(|m| format!(", latest `{}` wins", m.label()))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             "  id `{}`: duplicates within a window removed{by}",
-            path_text(id)
+            id.label()
         );
     }
     if let Some(total) = &s.total {
         let _ = writeln!(
             out,
             "  completeness: records fetched must equal `{}`",
-            path_text(total)
+            total.label()
         );
     }
     let rates: Vec<String> = s
@@ -173,9 +173,9 @@ fn section_source(out: &mut String, plan: &Plan) {
             format!("{} (spaced by {spacing})", rates.join(" and "))
         },
         s.retry.attempts,
-        crate::check::human_duration(s.retry.base),
-        crate::check::human_duration(s.retry.max),
-        crate::check::human_duration(s.timeout),
+        human(s.retry.base),
+        human(s.retry.max),
+        human(s.timeout),
     );
 }
 
@@ -197,9 +197,9 @@ fn section_windows(
     let _ = writeln!(
         out,
         "  at most {} each, lag {}, overlap {}",
-        crate::check::human_duration(window.max_span),
-        crate::check::human_duration(window.lag),
-        crate::check::human_duration(window.overlap)
+        human(window.max_span),
+        human(window.lag),
+        human(window.overlap)
     );
     let range = source::resolve_range(
         window,
@@ -263,7 +263,7 @@ fn section_request(
         window_start: window.map(|w| w.start),
         window_end: window.map(|w| w.end),
         page: page.page,
-        page_size: page_size(&plan.source.pagination),
+        page_size: plan.source.pagination.page_size(),
         offset: page.offset,
         cursor: None,
         env: std::env::vars().collect(),
@@ -336,77 +336,13 @@ fn request_text(request: &PreparedRequest) -> String {
     out
 }
 
-fn page_size(p: &PaginationPlan) -> Option<u32> {
-    match p {
-        PaginationPlan::Page { size, .. }
-        | PaginationPlan::Offset { size, .. }
-        | PaginationPlan::Keyset { size, .. } => Some(*size),
-        PaginationPlan::Cursor { size, .. } => *size,
-        PaginationPlan::None => None,
-    }
-}
-
 fn section_pagination(out: &mut String, p: &PaginationPlan) {
     let _ = writeln!(out, "\npagination");
-    let line = match p {
-        PaginationPlan::None => "one request per window, no paging".to_owned(),
-        PaginationPlan::Page {
-            param,
-            size_param,
-            size,
-            first,
-            until,
-        } => format!(
-            "`{}` = {first}, {}, ... with `{}` = {size}; stop {}",
-            path_text(param),
-            first + 1,
-            path_text(size_param),
-            end_text(until)
-        ),
-        PaginationPlan::Offset {
-            param,
-            size_param,
-            size,
-            until,
-        } => format!(
-            "`{}` = 0, {size}, {}, ... with `{}` = {size}; stop {}",
-            path_text(param),
-            size * 2,
-            path_text(size_param),
-            end_text(until)
-        ),
-        PaginationPlan::Cursor { param, from, .. } => format!(
-            "`{}` = the previous page's `{}`; stop when it is missing or the page is empty",
-            path_text(param),
-            path_text(from)
-        ),
-        PaginationPlan::Keyset {
-            param,
-            field,
-            size_param,
-            size,
-        } => format!(
-            "`{}` = the largest `{}` of the previous page, `{}` = {size}; stop on an empty page",
-            path_text(param),
-            path_text(field),
-            path_text(size_param)
-        ),
-    };
-    let _ = writeln!(out, "  {line}");
+    let _ = writeln!(out, "  {p}");
     let _ = writeln!(
         out,
         "  guarded: a page repeating the previous one, or paging past the reported count, fails the window"
     );
-}
-
-fn end_text(rule: &EndRule) -> String {
-    match rule {
-        EndRule::ShortPage => "at a page shorter than the page size".to_owned(),
-        EndRule::EmptyPage => "at an empty page".to_owned(),
-        EndRule::HasNext(p) => format!("when `{}` is false", path_text(p)),
-        EndRule::PageCount(p) => format!("after `{}` pages", path_text(p)),
-        EndRule::Total(p) => format!("once `{}` records are read", path_text(p)),
-    }
 }
 
 fn section_transforms(out: &mut String, plan: &Plan) {
@@ -415,34 +351,11 @@ fn section_transforms(out: &mut String, plan: &Plan) {
         let _ = writeln!(out, "  none: one row per record");
     }
     for step in &plan.transforms {
-        let line = match step {
-            TransformStep::Flatten { path, prefix } => format!(
-                "@flatten {}: one row per element, element fields as `{prefix}_<field>`",
-                path_text(path)
-            ),
-            TransformStep::Rename { from, to, convert } => format!(
-                "@rename {} -> {to}{}",
-                path_text(from),
-                convert.map(|t| format!(" : {t}")).unwrap_or_default()
-            ),
-            TransformStep::Split { field, separator } => {
-                format!("@split {} by {separator:?}", path_text(field))
-            }
-            TransformStep::Filter { field, op, value } => {
-                format!("@filter {} {op:?} {value}", path_text(field))
-            }
-        };
-        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "  {step}");
     }
     let _ = writeln!(out, "\ncolumns");
     for c in &plan.columns {
-        let _ = writeln!(
-            out,
-            "  {:<24} {:<14} {}",
-            c.name,
-            c.ty.to_string(),
-            expr_text(&c.expr)
-        );
+        let _ = writeln!(out, "  {:<24} {:<14} {}", c.name, c.ty.to_string(), c.expr);
     }
 }
 
@@ -571,7 +484,7 @@ fn section_schedule(out: &mut String, plan: &Plan) {
             out,
             "  remedy on \"{}\" re-reads the last {}",
             r.schedule,
-            crate::check::human_duration(r.lookback)
+            human(r.lookback)
         );
     }
 }
@@ -583,69 +496,10 @@ fn per_unit(per: std::time::Duration) -> String {
         60 => "min".to_owned(),
         3600 => "h".to_owned(),
         86_400 => "day".to_owned(),
-        _ => crate::check::human_duration(per),
-    }
-}
-
-fn path_text(path: &[String]) -> String {
-    if path.is_empty() {
-        "(the whole response)".to_owned()
-    } else {
-        path.join(".")
+        _ => human(per),
     }
 }
 
 fn fmt_time(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// A map expression as the spec would write it.
-pub fn expr_text(expr: &Expr) -> String {
-    match expr {
-        Expr::Field(p) => p.join("."),
-        Expr::Interpolate(pieces) => {
-            let inner: String = pieces
-                .iter()
-                .map(|p| match p {
-                    Piece::Text(t) => t.clone(),
-                    Piece::Field(f) => format!("<{}>", f.join(".")),
-                })
-                .collect();
-            format!("{inner:?}")
-        }
-        Expr::Const(v) => v.to_string(),
-        Expr::Sql(s) => format!("sql({s:?})"),
-        Expr::Coalesce(items) => format!("coalesce({})", list(items)),
-        Expr::Concat(items) => format!("concat({})", list(items)),
-        Expr::DateFormat(e, f) => format!("date_format({}, {f:?})", expr_text(e)),
-        Expr::Now => "now()".to_owned(),
-        Expr::DaysAgo(n) => format!("days_ago({n})"),
-        Expr::Case {
-            subject,
-            arms,
-            default,
-        } => {
-            let mut parts: Vec<String> = arms
-                .iter()
-                .map(|(k, v)| format!("{k} => {}", expr_text(v)))
-                .collect();
-            if let Some(d) = default {
-                parts.push(format!("_ => {}", expr_text(d)));
-            }
-            format!("case {} {{ {} }}", expr_text(subject), parts.join(", "))
-        }
-    }
-}
-
-fn list(items: &[Expr]) -> String {
-    items.iter().map(expr_text).collect::<Vec<_>>().join(", ")
-}
-
-/// Columns as `name type` pairs, for messages.
-pub fn column_list(columns: &[ColumnPlan]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("{} {}", c.name, c.ty))
-        .collect::<Vec<_>>()
-        .join(", ")
 }

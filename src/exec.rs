@@ -1033,7 +1033,7 @@ fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, See
     let Some(id_path) = &source.id else {
         return true;
     };
-    let Some(id) = value_at(record, id_path).filter(|v| !v.is_null()) else {
+    let Some(id) = id_path.get(record).filter(|v| !v.is_null()) else {
         return true;
     };
     let mut hasher = DefaultHasher::new();
@@ -1042,7 +1042,7 @@ fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, See
     let modified = source
         .modified
         .as_ref()
-        .and_then(|path| value_at(record, path))
+        .and_then(|path| path.get(record))
         .cloned();
     match seen.entry(wire::scalar_text(id)) {
         Entry::Vacant(entry) => {
@@ -1084,11 +1084,6 @@ struct Seen {
     modified: Option<Value>,
 }
 
-fn value_at<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    wire::path(value, &segments)
-}
-
 fn snippet(raw: &str) -> String {
     let cut: String = raw.chars().take(300).collect();
     if cut.len() < raw.len() {
@@ -1101,6 +1096,7 @@ fn snippet(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::FieldPath;
     use serde_json::json;
 
     fn source(modified: bool) -> SourcePlan {
@@ -1115,9 +1111,9 @@ mod tests {
             rates: vec![],
             rate_by_send: false,
             retry: crate::plan::RetryPlan::default(),
-            records: vec![],
-            id: Some(vec!["id".into()]),
-            modified: modified.then(|| vec!["m".into()]),
+            records: FieldPath::default(),
+            id: Some(FieldPath::parse("id")),
+            modified: modified.then(|| FieldPath::parse("m")),
             total: None,
             timeout: Duration::from_secs(1),
             max_pages: 0,

@@ -68,7 +68,7 @@ pub fn compare_live(
                 .help(format!(
                     "add it: ALTER TABLE `{table_name}` ADD COLUMN `{}` {}",
                     column.name,
-                    column.ty.sql()
+                    crate::sink::column_sql(column.ty)
                 )),
             );
             continue;
@@ -86,7 +86,7 @@ pub fn compare_live(
                 .label("narrower in the table")
                 .help(format!(
                     "widen the table column (`{}`) or narrow the spec's type",
-                    column.ty.sql()
+                    crate::sink::column_sql(column.ty)
                 )),
             );
         }

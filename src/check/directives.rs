@@ -129,7 +129,7 @@ impl Checker<'_> {
                     .map_or_else(|| path.node.join("_"), |a| a.node.clone());
                 out.transforms.push((
                     TransformStep::Flatten {
-                        path: path.node.clone(),
+                        path: path.node.clone().into(),
                         prefix,
                     },
                     span,
@@ -139,7 +139,7 @@ impl Checker<'_> {
                 let convert = ty.as_ref().and_then(|t| self.check_type(t));
                 out.transforms.push((
                     TransformStep::Rename {
-                        from: from.node.clone(),
+                        from: from.node.clone().into(),
                         to: to.node.clone(),
                         convert,
                     },
@@ -160,7 +160,7 @@ impl Checker<'_> {
                 }
                 out.transforms.push((
                     TransformStep::Split {
-                        field: path.node.clone(),
+                        field: path.node.clone().into(),
                         separator: separator.node.clone(),
                     },
                     span,
@@ -170,7 +170,7 @@ impl Checker<'_> {
                 if let Some((op, value)) = self.check_filter(test) {
                     out.transforms.push((
                         TransformStep::Filter {
-                            field: path.node.clone(),
+                            field: path.node.clone().into(),
                             op,
                             value,
                         },
@@ -331,9 +331,11 @@ impl Checker<'_> {
                     p.until = Some(match &rule.node {
                         ast::EndRule::Short => EndRule::ShortPage,
                         ast::EndRule::Empty => EndRule::EmptyPage,
-                        ast::EndRule::HasNext(path) => EndRule::HasNext(path.node.clone()),
-                        ast::EndRule::PageCount(path) => EndRule::PageCount(path.node.clone()),
-                        ast::EndRule::Total(path) => EndRule::Total(path.node.clone()),
+                        ast::EndRule::HasNext(path) => EndRule::HasNext(path.node.clone().into()),
+                        ast::EndRule::PageCount(path) => {
+                            EndRule::PageCount(path.node.clone().into())
+                        }
+                        ast::EndRule::Total(path) => EndRule::Total(path.node.clone().into()),
                     });
                 }
                 PaginateOpt::MaxPages(n) => {

@@ -198,7 +198,7 @@ impl Checker<'_> {
         match &expr.node {
             ast::Expr::Path(path) => {
                 self.check_field(path, expr.span, fields)?;
-                Some(Expr::Field(path.clone()))
+                Some(Expr::Field(path.clone().into()))
             }
             ast::Expr::Literal(Literal::String {
                 text,
@@ -394,7 +394,7 @@ impl Checker<'_> {
                     if self.check_field(&path, field_span, fields).is_none() {
                         ok = false;
                     }
-                    pieces.push(Piece::Field(path));
+                    pieces.push(Piece::Field(path.into()));
                     let consumed = open + 1 + name.len() + 1;
                     offset += consumed;
                     rest = &rest[consumed..];

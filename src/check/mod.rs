@@ -25,7 +25,6 @@ use crate::syntax::{self, Span};
 pub use db::compare_live;
 pub use diagnostic::{line_col, render, CheckDiagnostic, CheckFailure};
 pub use sample::records as sample_records;
-pub use source::human as human_duration;
 
 /// What `check` may consult besides the text.
 #[derive(Debug, Default, Clone, Copy)]

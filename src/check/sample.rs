@@ -1,31 +1,28 @@
 //! `--sample`: tries the map on a real vendor response and warns about fields no record
-//! has and values that do not convert.
+//! has and values that do not convert. Paths are followed as at run time
+//! ([`FieldPath::get`]: object keys, and array indices such as `items.0.sku_id`).
 
 use serde_json::Value;
 
 use super::{codes, CheckDiagnostic, Checker};
-use crate::plan::{ColumnPlan, Expr, Piece, SourcePlan, TransformStep};
+use crate::plan::{ColumnPlan, Expr, FieldPath, SourcePlan, TransformStep};
 use crate::syntax::ast::Mapping;
 use crate::syntax::{Span, Spanned};
 
 /// The records of a sample response at `path` (the whole sample when it is an array).
-pub fn records<'v>(sample: &'v Value, path: &[String]) -> Vec<&'v Value> {
+pub fn records<'v>(sample: &'v Value, path: &FieldPath) -> Vec<&'v Value> {
     // Qimen may wrap the vendor's envelope in `response`; the connector unwraps it.
     let sample = match sample.get("response") {
         Some(inner) if path.first().is_none_or(|p| p != "response") => inner,
         _ => sample,
     };
-    let mut node = sample;
-    for segment in path {
-        match node.get(segment) {
-            Some(next) => node = next,
-            None => return Vec::new(),
-        }
-    }
-    match node {
-        Value::Array(items) => items.iter().collect(),
-        Value::Object(_) => vec![node],
-        _ => Vec::new(),
+    match path.get(sample) {
+        None => Vec::new(),
+        Some(node) => match node {
+            Value::Array(items) => items.iter().collect(),
+            Value::Object(_) => vec![node],
+            _ => Vec::new(),
+        },
     }
 }
 
@@ -45,7 +42,7 @@ impl Checker<'_> {
                 CheckDiagnostic::warning(
                     codes::SAMPLE_NO_RECORDS,
                     map_ast.map_or(Span::new(0, 0), |m| Span::new(m.span.start, m.span.start + 3)),
-                    format!("the sample has no records at `{}`", plan.records.join(".")),
+                    format!("the sample has no records at `{}`", plan.records),
                 )
                 .label("nothing to try the map on")
                 .help("point `records` at the array of records in the response, e.g. records data.datas"),
@@ -58,8 +55,8 @@ impl Checker<'_> {
             let expr_span = map_ast
                 .and_then(|m| m.node.iter().find(|mp| mp.column.node == column.name))
                 .map_or(*span, |mp| mp.expr.span);
-            for path in fields_of(&column.expr) {
-                let present = rows.iter().any(|row| lookup(row, &path).is_some());
+            for path in column.expr.fields() {
+                let present = rows.iter().any(|row| path.get(row).is_some());
                 if !present {
                     self.report(
                         CheckDiagnostic::warning(
@@ -67,8 +64,7 @@ impl Checker<'_> {
                             expr_span,
                             format!(
                                 "no record of the sample has field `{}` (column `{}`)",
-                                path.join("."),
-                                column.name
+                                path, column.name
                             ),
                         )
                         .label("absent from the sample")
@@ -78,7 +74,7 @@ impl Checker<'_> {
             }
             if let Expr::Field(path) = &column.expr {
                 if let Some((value, reason)) = rows.iter().find_map(|row| {
-                    let value = lookup(row, path)?;
+                    let value = path.get(row)?;
                     super::map::const_fits(value, column.ty)
                         .err()
                         .map(|e| (value.clone(), e))
@@ -89,8 +85,7 @@ impl Checker<'_> {
                             expr_span,
                             format!(
                                 "sample value {value} of `{}` does not convert to `{}`: {reason}",
-                                path.join("."),
-                                column.ty
+                                path, column.ty
                             ),
                         )
                         .label("fails on the sample")
@@ -102,45 +97,6 @@ impl Checker<'_> {
     }
 }
 
-/// Every record field an expression reads.
-fn fields_of(expr: &Expr) -> Vec<Vec<String>> {
-    match expr {
-        Expr::Field(path) => vec![path.clone()],
-        Expr::Interpolate(pieces) => pieces
-            .iter()
-            .filter_map(|p| match p {
-                Piece::Field(path) => Some(path.clone()),
-                Piece::Text(_) => None,
-            })
-            .collect(),
-        Expr::Coalesce(items) | Expr::Concat(items) => items.iter().flat_map(fields_of).collect(),
-        Expr::DateFormat(inner, _) => fields_of(inner),
-        Expr::Case {
-            subject,
-            arms,
-            default,
-        } => {
-            let mut out = fields_of(subject);
-            for (_, e) in arms {
-                out.extend(fields_of(e));
-            }
-            if let Some(d) = default {
-                out.extend(fields_of(d));
-            }
-            out
-        }
-        Expr::Const(_) | Expr::Sql(_) | Expr::Now | Expr::DaysAgo(_) => Vec::new(),
-    }
-}
-
-fn lookup<'v>(row: &'v Value, path: &[String]) -> Option<&'v Value> {
-    let mut node = row;
-    for segment in path {
-        node = node.get(segment)?;
-    }
-    Some(node)
-}
-
 /// The sample's records after `@flatten` and `@rename`, as JSON objects.
 fn preview_rows(steps: &[TransformStep], records: &[&Value]) -> Vec<Value> {
     let mut rows: Vec<Value> = records.iter().map(|r| (*r).clone()).collect();
@@ -150,7 +106,8 @@ fn preview_rows(steps: &[TransformStep], records: &[&Value]) -> Vec<Value> {
                 rows = rows
                     .into_iter()
                     .flat_map(|row| {
-                        let elements = lookup(&row, path)
+                        let elements = path
+                            .get(&row)
                             .and_then(Value::as_array)
                             .cloned()
                             .unwrap_or_default();
@@ -175,7 +132,7 @@ fn preview_rows(steps: &[TransformStep], records: &[&Value]) -> Vec<Value> {
             }
             TransformStep::Rename { from, to, .. } => {
                 for row in &mut rows {
-                    if let Some(value) = lookup(row, from).cloned() {
+                    if let Some(value) = from.get(row).cloned() {
                         if let Some(obj) = row.as_object_mut() {
                             obj.insert(to.clone(), value);
                         }

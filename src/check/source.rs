@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::directives::{PaginateAst, Style};
 use super::{codes, vendor, CheckDiagnostic, Checker, Directives};
 use crate::plan::{
-    ConnectorKind, EndRule, HttpMethod, PaginationPlan, ParamPlace, ParamPlan, ParamValue,
-    SourcePlan, WindowPlan,
+    human, ConnectorKind, EndRule, FieldPath, HttpMethod, PaginationPlan, ParamPlace, ParamPlan,
+    ParamValue, SourcePlan, WindowPlan,
 };
 use crate::syntax::ast::{Source, SourceStmt, Value, WindowOpt};
 use crate::syntax::{Span, Spanned};
@@ -71,7 +71,7 @@ impl Checker<'_> {
                     };
                     if let Some((_, previous)) = params
                         .iter()
-                        .find(|(p, _)| p.path == path && p.place == place_kind)
+                        .find(|(p, _)| *p.path == *path && p.place == place_kind)
                     {
                         let previous = *previous;
                         self.report(
@@ -92,7 +92,7 @@ impl Checker<'_> {
                     match self.check_param_value(value, &mut uses_window) {
                         Some(v) => params.push((
                             ParamPlan {
-                                path,
+                                path: path.into(),
                                 place: place_kind,
                                 value: v,
                             },
@@ -152,7 +152,7 @@ impl Checker<'_> {
         };
 
         let path_of = |key: &str, singles: &BTreeMap<&str, (Span, Vec<String>)>| {
-            singles.get(key).map(|(_, p)| p.clone())
+            singles.get(key).map(|(_, p)| FieldPath::from(p.clone()))
         };
         let records = path_of("records", &singles)
             .or_else(|| info.records_path.clone())
@@ -184,7 +184,7 @@ impl Checker<'_> {
             rates,
             rate_by_send: directives
                 .rate_by_send
-                .unwrap_or_else(|| kind.spaces_rate_by_send()),
+                .unwrap_or_else(|| crate::connectors::spaces_rate_by_send(kind)),
             retry: directives.retry.clone().unwrap_or_default(),
             records,
             id: path_of("id", &singles),
@@ -195,7 +195,7 @@ impl Checker<'_> {
                 .paginate
                 .as_ref()
                 .and_then(|p| p.max_pages)
-                .unwrap_or(crate::source::pager::MAX_PAGES),
+                .unwrap_or(crate::plan::MAX_PAGES),
         };
         ok.then_some(CheckedSource { plan })
     }
@@ -645,7 +645,7 @@ impl Checker<'_> {
             .map_or_else(|| default_size_param(&p.param.node), |s| s.node.clone());
         let mut ok = true;
         let mut collide = |checker: &mut Self, path: &[String], span: Span, what: &str| {
-            if let Some((_, declared)) = params.iter().find(|(d, _)| d.path == path) {
+            if let Some((_, declared)) = params.iter().find(|(d, _)| *d.path == *path) {
                 checker.report(
                     CheckDiagnostic::error(
                         codes::PAGINATE_COLLISION,
@@ -684,6 +684,9 @@ impl Checker<'_> {
             }
         }
         let size = p.size.or(info.max_page_size).unwrap_or(50);
+        let param = FieldPath::from(p.param.node.clone());
+        let size_param = FieldPath::from(size_param);
+        let from = FieldPath::from(p.from_path.clone().unwrap_or_default());
         let until = p.until.clone().unwrap_or_else(|| {
             info.has_next_path
                 .clone()
@@ -693,27 +696,27 @@ impl Checker<'_> {
         });
         let plan = match p.style {
             Style::Page => PaginationPlan::Page {
-                param: p.param.node.clone(),
+                param,
                 size_param,
                 size,
                 first: p.first.or(info.page_base).unwrap_or(1),
                 until,
             },
             Style::Offset => PaginationPlan::Offset {
-                param: p.param.node.clone(),
+                param,
                 size_param,
                 size,
                 until,
             },
             Style::Cursor => PaginationPlan::Cursor {
-                param: p.param.node.clone(),
-                from: p.from_path.clone().unwrap_or_default(),
+                param,
+                from,
                 size_param: p.size.map(|_| size_param),
                 size: p.size,
             },
             Style::Keyset => PaginationPlan::Keyset {
-                param: p.param.node.clone(),
-                field: p.from_path.clone().unwrap_or_default(),
+                param,
+                field: from,
                 size_param,
                 size,
             },
@@ -748,20 +751,4 @@ pub(crate) fn default_size_param(param: &[String]) -> Vec<String> {
     let camel = last.chars().any(char::is_uppercase);
     path.push(if camel { "pageSize" } else { "page_size" }.to_owned());
     path
-}
-
-/// `604800s` → `7d`.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    if s.is_multiple_of(86_400) && s > 0 {
-        format!("{}d", s / 86_400)
-    } else if s.is_multiple_of(3600) && s > 0 {
-        format!("{}h", s / 3600)
-    } else if s.is_multiple_of(60) && s > 0 {
-        format!("{}m", s / 60)
-    } else if d.subsec_millis() == 0 {
-        format!("{s}s")
-    } else {
-        format!("{}ms", d.as_millis())
-    }
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "dingtalk_yida";
 pub const TOKEN_PATH: &str = "/v1.0/oauth2/accessToken";
@@ -242,8 +242,8 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
         "/v1.0/yida/processes/instances" | "/v1.0/yida/forms/instances/search" => EndpointInfo {
             max_page_size: Some(100),
             page_base: Some(1),
-            records_path: Some(wire::path_of("data")),
-            total_path: Some(wire::path_of("totalCount")),
+            records_path: Some(FieldPath::parse("data")),
+            total_path: Some(FieldPath::parse("totalCount")),
             rate: rates.first().copied(),
             rates,
             ..EndpointInfo::default()

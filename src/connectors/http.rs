@@ -31,7 +31,7 @@ use serde_json::Value;
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "http";
 
@@ -76,8 +76,8 @@ pub struct Http {
     auth: Auth,
     timestamp: Option<(String, TimestampFormat)>,
     timezone: chrono_tz::Tz,
-    error_path: Option<(Vec<String>, String)>,
-    message_path: Option<Vec<String>>,
+    error_path: Option<(FieldPath, String)>,
+    message_path: Option<FieldPath>,
 }
 
 impl Http {
@@ -163,7 +163,7 @@ impl Http {
                 .map_err(|_| s.bad(format!("`timezone` `{tz}` is not an IANA time zone")))?,
         };
         let error_path = match (s.optional("error_path"), s.optional("success_value")) {
-            (Some(path), Some(value)) => Some((wire::path_of(&path), value)),
+            (Some(path), Some(value)) => Some((FieldPath::parse(&path), value)),
             (None, None) => None,
             _ => {
                 return Err(s.bad(
@@ -178,7 +178,7 @@ impl Http {
             timestamp,
             timezone,
             error_path,
-            message_path: s.optional("message_path").map(|p| wire::path_of(&p)),
+            message_path: s.optional("message_path").map(|p| FieldPath::parse(&p)),
         })
     }
 
@@ -324,10 +324,7 @@ impl Connector for Http {
             Err(outcome) => return outcome,
         };
         let message = |value: &Value| match &self.message_path {
-            Some(path) => {
-                let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-                wire::code_text(wire::path(value, &segments))
-            }
+            Some(path) => wire::code_text(path.get(value)),
             None => wire::message_of(value, &["message", "msg", "error"]),
         };
         if !(200..300).contains(&status) {
@@ -337,8 +334,7 @@ impl Connector for Http {
             };
         }
         if let Some((path, success)) = &self.error_path {
-            let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-            let code = wire::code_text(wire::path(&value, &segments));
+            let code = wire::code_text(path.get(&value));
             if code != *success {
                 return Outcome::Fatal {
                     code,

@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{walk, ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "jikeyun";
 
@@ -173,7 +173,7 @@ pub fn classify_envelope(mut value: Value, success: SuccessCode) -> Outcome {
     let sub = wire::code_text(value.get("subCode"));
     let message = wire::message_of(&value, &["msg", "message", "subMsg"]);
     if success.accepts(&code) && is_ok_sub_code(&sub) {
-        let data = wire::path(&value, &["result", "data"]).cloned();
+        let data = walk(&value, &["result", "data"]).cloned();
         if let Some(Value::String(text)) = data {
             match serde_json::from_str::<Value>(&text) {
                 Ok(parsed) => {
@@ -239,7 +239,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
         "erp.warehouse.get" => EndpointInfo {
             page_base: Some(0),
             max_page_size: Some(200),
-            records_path: Some(wire::path_of("result.data.warehouseInfo")),
+            records_path: Some(FieldPath::parse("result.data.warehouseInfo")),
             ..EndpointInfo::default()
         },
         _ => EndpointInfo::default(),
@@ -359,7 +359,7 @@ mod tests {
         let body = r#"{"code":200,"msg":"ok","subCode":null,"result":{"data":"{\"warehouseInfo\":[{\"warehouseId\":1}]}"}}"#;
         match jky(&[]).classify(200, &[], body.as_bytes()) {
             Outcome::Data(v) => assert_eq!(
-                wire::path(&v, &["result", "data", "warehouseInfo", "0", "warehouseId"]),
+                walk(&v, &["result", "data", "warehouseInfo", "0", "warehouseId"]),
                 Some(&Value::from(1))
             ),
             other => panic!("{other:?}"),

@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{walk, ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "jushuitan";
 const FORM: &str = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -246,7 +246,7 @@ pub fn classify_envelope(value: Value) -> Outcome {
     let message = wire::message_of(&value, &["msg", "message"]);
     let wrapped_success = code == "200"
         && value.get("code").is_some_and(Value::is_string)
-        && wire::path(&value, &["data", "datas"]).is_some_and(Value::is_array);
+        && walk(&value, &["data", "datas"]).is_some_and(Value::is_array);
     if code == "0" || wrapped_success {
         return Outcome::Data(value);
     }
@@ -275,8 +275,8 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
     let rates = vec![(5, Duration::from_secs(1)), (100, Duration::from_secs(60))];
     let mut info = EndpointInfo {
         page_base: Some(1),
-        records_path: Some(wire::path_of("data.datas")),
-        has_next_path: Some(wire::path_of("data.has_next")),
+        records_path: Some(FieldPath::parse("data.datas")),
+        has_next_path: Some(FieldPath::parse("data.has_next")),
         rate: rates.first().copied(),
         rates,
         ..EndpointInfo::default()
@@ -285,7 +285,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
         "/open/refund/single/query" | "/open/orders/out/simple/query" => {
             info.max_page_size = Some(50);
             info.max_window = Some(Duration::from_secs(7 * 86_400));
-            info.total_path = Some(wire::path_of("data.data_count"));
+            info.total_path = Some(FieldPath::parse("data.data_count"));
         }
         e if e.starts_with("/open/inventory/") => info.max_page_size = Some(100),
         _ => {}
@@ -456,7 +456,7 @@ mod tests {
         ] {
             match jst.classify(200, &[], &sample(name)) {
                 Outcome::Data(v) => {
-                    let datas = wire::path(&v, &["data", "datas"]).and_then(Value::as_array);
+                    let datas = walk(&v, &["data", "datas"]).and_then(Value::as_array);
                     assert_eq!(datas.map(Vec::len), Some(1), "{name}");
                 }
                 other => panic!("{name}: {other:?}"),

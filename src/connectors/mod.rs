@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 pub mod dingtalk_yida;
 pub mod http;
@@ -93,9 +93,9 @@ pub struct EndpointInfo {
     pub max_window: Option<Duration>,
     /// First page number (Jushuitan 1, WDT direct 0).
     pub page_base: Option<i64>,
-    pub records_path: Option<Vec<String>>,
-    pub total_path: Option<Vec<String>>,
-    pub has_next_path: Option<Vec<String>>,
+    pub records_path: Option<FieldPath>,
+    pub total_path: Option<FieldPath>,
+    pub has_next_path: Option<FieldPath>,
     /// The vendor's published request rate, per connection (app key): the tightest of
     /// `rates`, kept for callers that honour a single limit.
     pub rate: Option<(u32, Duration)>,
@@ -200,6 +200,22 @@ pub fn endpoint_info(kind: ConnectorKind, endpoint: &str) -> EndpointInfo {
     }
 }
 
+/// How `@rate` spaces calls to vendor `kind` when the spec does not say (see
+/// `source::rate`). By send (at the limit) where one call over it costs one refused call
+/// that is retried: Jushuitan's code 199, Jikeyun's upstream throttling, Yida's 403 QPS
+/// limit, a plain API's 429. By answer (never over it, one round trip slower per interval)
+/// where the vendor bans the app key for a while: Qimen's "This ban will last N more
+/// seconds", WDT's advice to wait 5-10 minutes.
+pub fn spaces_rate_by_send(kind: ConnectorKind) -> bool {
+    match kind {
+        ConnectorKind::Jushuitan
+        | ConnectorKind::Jikeyun
+        | ConnectorKind::DingtalkYida
+        | ConnectorKind::Http => true,
+        ConnectorKind::Qimen | ConnectorKind::Wdt => false,
+    }
+}
+
 /// Replaces every occurrence of every non-empty secret in `text` with `***`, longest
 /// secret first so a secret that contains another is never left half-masked.
 pub fn mask(text: &str, secrets: &[String]) -> String {
@@ -234,7 +250,7 @@ mod tests {
             ConnectorKind::DingtalkYida,
             "/v1.0/yida/processes/instances",
         );
-        assert_eq!(yida.records_path, Some(vec!["data".to_owned()]));
+        assert_eq!(yida.records_path, Some(FieldPath::parse("data")));
         assert_eq!(
             endpoint_info(ConnectorKind::Http, "/x"),
             EndpointInfo::default()

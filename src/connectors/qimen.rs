@@ -30,7 +30,7 @@ use super::{
     Token,
 };
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "qimen";
 
@@ -416,8 +416,8 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
         let mut info = EndpointInfo {
             page_base: Some(1),
             max_page_size: Some(200),
-            total_path: Some(wire::path_of("data.total_count")),
-            records_path: Some(wire::path_of("data.order")),
+            total_path: Some(FieldPath::parse("data.total_count")),
+            records_path: Some(FieldPath::parse("data.order")),
             ..EndpointInfo::default()
         };
         if endpoint == "wdt.aftersales.refund.refund.search" {
@@ -429,9 +429,9 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
         let rates = vec![(5, Duration::from_secs(1)), (100, Duration::from_secs(60))];
         let mut info = EndpointInfo {
             page_base: Some(1),
-            records_path: Some(wire::path_of("data.datas")),
-            has_next_path: Some(wire::path_of("data.has_next")),
-            total_path: Some(wire::path_of("data.data_count")),
+            records_path: Some(FieldPath::parse("data.datas")),
+            has_next_path: Some(FieldPath::parse("data.has_next")),
+            total_path: Some(FieldPath::parse("data.data_count")),
             rate: rates.first().copied(),
             rates,
             ..EndpointInfo::default()
@@ -449,6 +449,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
 mod tests {
     use super::*;
     use crate::connectors::samples;
+    use crate::plan::walk;
     use chrono::TimeZone;
 
     fn connection(settings: &[(&str, &str)]) -> Connection {
@@ -625,7 +626,7 @@ mod tests {
             r#"{"response":{"code":0,"msg":"ok","data":{"datas":[{"as_id":1}],"has_next":false}}}"#,
         );
         assert!(
-            matches!(wrapped, Outcome::Data(ref v) if wire::path(v, &["data","datas","0","as_id"]) == Some(&Value::from(1)))
+            matches!(wrapped, Outcome::Data(ref v) if walk(v, &["data","datas","0","as_id"]) == Some(&Value::from(1)))
         );
         let plain = c(r#"{"code":0,"data":{"datas":[]}}"#);
         assert!(matches!(plain, Outcome::Data(_)));

@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "wdt";
 /// WDT timestamps count seconds from 2012-01-01 00:00:00 UTC+0.
@@ -199,20 +199,20 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
     let mut info = EndpointInfo {
         page_base: Some(0),
         max_page_size: Some(200),
-        total_path: Some(wire::path_of("data.total_count")),
+        total_path: Some(FieldPath::parse("data.total_count")),
         ..EndpointInfo::default()
     };
     match endpoint {
         "aftersales.refund.Refund.search" => {
             info.max_window = Some(Duration::from_secs(30 * 86_400));
-            info.records_path = Some(wire::path_of("data.order"));
+            info.records_path = Some(FieldPath::parse("data.order"));
         }
         "sales.TradeQuery.queryWithDetail" => {
             info.max_window = Some(Duration::from_secs(3_600));
-            info.records_path = Some(wire::path_of("data.order"));
+            info.records_path = Some(FieldPath::parse("data.order"));
         }
         "setting.Warehouse.queryWarehouse" => {
-            info.records_path = Some(wire::path_of("data.details"));
+            info.records_path = Some(FieldPath::parse("data.details"));
         }
         _ => {}
     }
@@ -223,6 +223,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
 mod tests {
     use super::*;
     use crate::connectors::samples;
+    use crate::plan::walk;
     use chrono::TimeZone;
 
     fn connection(settings: &[(&str, &str)]) -> Connection {
@@ -325,12 +326,9 @@ mod tests {
             samples::get("wdt_sales_tradequery_querywithdetail.json"),
         ) {
             Outcome::Data(v) => {
+                assert_eq!(walk(&v, &["data", "total_count"]), Some(&Value::from(1)));
                 assert_eq!(
-                    wire::path(&v, &["data", "total_count"]),
-                    Some(&Value::from(1))
-                );
-                assert_eq!(
-                    wire::path(&v, &["data", "order", "0", "trade_no"]),
+                    walk(&v, &["data", "order", "0", "trade_no"]),
                     Some(&Value::from("JY202301110027"))
                 );
             }
@@ -339,7 +337,7 @@ mod tests {
         match w.classify(200, &[], samples::get("wdt_setting_warehouse_query.json")) {
             Outcome::Data(v) => {
                 assert_eq!(
-                    wire::path(&v, &["data", "details", "0", "warehouse_id"]),
+                    walk(&v, &["data", "details", "0", "warehouse_id"]),
                     Some(&Value::from(624))
                 );
             }

@@ -1,5 +1,5 @@
 //! Plumbing shared by the vendor connectors and the simulator: profile settings lookup,
-//! hashing, form encoding, JSON paths, and the HTTP-level half of response classification
+//! hashing, form encoding, and the HTTP-level half of response classification
 //! (429, 5xx, torn bodies). Nothing here knows a vendor's rules; those live in the vendor
 //! files.
 
@@ -126,22 +126,6 @@ pub fn scalar_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
-}
-
-/// Follows a dotted path split into segments; array segments are indices.
-pub fn path<'v>(value: &'v Value, segments: &[&str]) -> Option<&'v Value> {
-    segments
-        .iter()
-        .try_fold(value, |current, segment| match current {
-            Value::Object(map) => map.get(*segment),
-            Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
-}
-
-/// `data.datas` → `["data", "datas"]`.
-pub fn path_of(dotted: &str) -> Vec<String> {
-    dotted.split('.').map(str::to_owned).collect()
 }
 
 /// A code field as text (`0`, `"0"`, `null` → empty).
@@ -281,15 +265,5 @@ mod tests {
         ));
         assert_eq!(http_failure(200, &[], b""), None);
         assert_eq!(http_failure(404, &[], b""), None);
-    }
-
-    #[test]
-    fn path_walks_objects_and_arrays() {
-        let v = serde_json::json!({"data": {"datas": [{"id": 1}]}});
-        assert_eq!(
-            path(&v, &["data", "datas", "0", "id"]),
-            Some(&serde_json::json!(1))
-        );
-        assert_eq!(path(&v, &["data", "nope"]), None);
     }
 }

@@ -2,10 +2,22 @@
 //! Nothing downstream re-parses text.
 //!
 //! The base layer: every module above may use it, and it imports nothing above it. `check`
-//! builds a `Plan` (`check::check`); `plan` never imports `check`.
+//! builds a `Plan` (`check::check`); `plan` never imports `check`. Besides the plan's types
+//! (`types.rs`) it owns their vocabulary: dotted paths and the one JSON walker
+//! ([`FieldPath`], `path.rs`), map expressions with their spelling and the fields they read
+//! (`expr.rs`), paging with its printed form (`paging.rs`), and how durations are written
+//! ([`human`], `duration.rs`).
 
+mod duration;
+mod expr;
+mod paging;
+mod path;
 mod types;
 
+pub use duration::human;
+pub use expr::{ColumnPlan, ColumnType, Expr, Piece};
+pub use paging::{EndRule, PaginationPlan};
+pub use path::{walk, FieldPath};
 pub use types::*;
 
 use std::path::Path;

@@ -1,12 +1,16 @@
 //! The compiled plan: plain data, already validated, nothing downstream re-parses text.
 //!
 //! Owns the intermediate representation shared by `exec`, `source`, `connectors`,
-//! `transform` and `sink`. It does not own how a plan is built (`plan::compile`) nor how it
-//! is printed (`plan::display`).
+//! `transform` and `sink`: the spec, its source and target. The map block is in
+//! `plan/expr.rs`, paging in `plan/paging.rs`, paths in `plan/path.rs`. It does not own how
+//! a plan is built (`check::check`) nor how the whole plan is printed (`dryrun`, which
+//! prints the `Display` of the pieces).
 
 use std::time::Duration;
 
 use serde::Serialize;
+
+use super::{duration, ColumnPlan, ColumnType, FieldPath, PaginationPlan};
 
 /// One compiled `.qsync` spec.
 #[derive(Debug, Clone, Serialize)]
@@ -63,22 +67,6 @@ impl ConnectorKind {
             .into_iter()
             .find(|kind| kind.keyword() == word)
     }
-
-    /// How `@rate` spaces calls when the spec does not say (see `source::rate`). By send
-    /// (at the limit) where one call over it costs one refused call that is retried:
-    /// Jushuitan's code 199, Jikeyun's upstream throttling, Yida's 403 QPS limit, a plain
-    /// API's 429. By answer (never over it, one round trip slower per interval) where the
-    /// vendor bans the app key for a while: Qimen's "This ban will last N more seconds",
-    /// WDT's advice to wait 5-10 minutes.
-    pub fn spaces_rate_by_send(self) -> bool {
-        match self {
-            ConnectorKind::Jushuitan
-            | ConnectorKind::Jikeyun
-            | ConnectorKind::DingtalkYida
-            | ConnectorKind::Http => true,
-            ConnectorKind::Qimen | ConnectorKind::Wdt => false,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,7 +118,7 @@ pub enum ParamValue {
 #[derive(Debug, Clone, Serialize)]
 pub struct ParamPlan {
     /// Dotted path of the parameter, e.g. `pager.page_no` or `start_time`.
-    pub path: Vec<String>,
+    pub path: FieldPath,
     pub place: ParamPlace,
     pub value: ParamValue,
 }
@@ -148,94 +136,46 @@ pub struct SourcePlan {
     /// Every limit applies at once (Jushuitan: 5/s and 100/min).
     pub rates: Vec<RateLimit>,
     /// Log calls at their send, not their answer (see `source::rate`): `@rate ... by send`,
-    /// or the vendor's default ([`ConnectorKind::spaces_rate_by_send`]).
+    /// or the vendor's default (`connectors::spaces_rate_by_send`).
     pub rate_by_send: bool,
     pub retry: RetryPlan,
     /// Path to the records array in a decoded response, e.g. `data.datas`.
-    pub records: Vec<String>,
+    pub records: FieldPath,
     /// Record id field for de-duplication (`idCheck`).
-    pub id: Option<Vec<String>>,
+    pub id: Option<FieldPath>,
     /// Record modified-time field: the latest version wins on duplicate ids.
-    pub modified: Option<Vec<String>>,
+    pub modified: Option<FieldPath>,
     /// Path to a vendor-reported total, checked for completeness.
-    pub total: Option<Vec<String>>,
+    pub total: Option<FieldPath>,
     pub timeout: Duration,
-    /// Pages per window before paging is taken for runaway (`@paginate ... max_pages N`).
+    /// Pages per window before paging is taken for runaway (`@paginate ... max_pages N`,
+    /// else [`MAX_PAGES`]).
     pub max_pages: u64,
 }
+
+/// Most pages one window may take when the spec does not say (`max_pages`).
+pub const MAX_PAGES: u64 = 100_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WindowPlan {
     /// Longest span one request may cover (Jushuitan: 7 days).
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub max_span: Duration,
     /// Subtracted from "now" so records still being written are read next time.
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub lag: Duration,
     /// Overlap re-read before the stored high-water mark, against clock skew.
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub overlap: Duration,
     /// Where the very first run starts (`yyyy-MM-dd HH:mm:ss`, source time zone); without
     /// it the first run needs `--since`.
     pub initial: Option<chrono::NaiveDateTime>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PaginationPlan {
-    /// One request, no paging.
-    None,
-    /// Page numbers: `@paginate page_index size 50`.
-    Page {
-        param: Vec<String>,
-        size_param: Vec<String>,
-        size: u32,
-        first: i64,
-        until: EndRule,
-    },
-    /// Offset/limit: `@paginate offset offset size 100 size_param limit`.
-    Offset {
-        param: Vec<String>,
-        size_param: Vec<String>,
-        size: u32,
-        until: EndRule,
-    },
-    /// Cursor/next token taken from the response: `@paginate cursor next from data.next_cursor`.
-    Cursor {
-        param: Vec<String>,
-        from: Vec<String>,
-        size_param: Option<Vec<String>>,
-        size: Option<u32>,
-    },
-    /// Keyset (Jushuitan `start_ts`): the next request carries the max of a record field.
-    Keyset {
-        param: Vec<String>,
-        field: Vec<String>,
-        size_param: Vec<String>,
-        size: u32,
-    },
-}
-
-/// How the last page is recognised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", content = "path", rename_all = "snake_case")]
-pub enum EndRule {
-    /// A page with fewer records than the page size (or none).
-    ShortPage,
-    /// Only an empty page ends the paging.
-    EmptyPage,
-    /// A boolean in the response (`data.has_next`).
-    HasNext(Vec<String>),
-    /// A page count in the response (`data.page_count`).
-    PageCount(Vec<String>),
-    /// A total record count in the response (`data.total_count`).
-    Total(Vec<String>),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RateLimit {
     pub requests: u32,
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub per: Duration,
 }
 
@@ -243,9 +183,9 @@ pub struct RateLimit {
 pub struct RetryPlan {
     /// Total attempts per request, the first included.
     pub attempts: u32,
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub base: Duration,
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub max: Duration,
 }
 
@@ -263,24 +203,47 @@ impl Default for RetryPlan {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TransformStep {
     /// `@flatten items`: one row per element; element fields become `items_<field>`.
-    Flatten { path: Vec<String>, prefix: String },
+    Flatten { path: FieldPath, prefix: String },
     /// `@rename old -> new : type`: rename a field, optionally converting it.
     Rename {
-        from: Vec<String>,
+        from: FieldPath,
         to: String,
         convert: Option<ColumnType>,
     },
     /// `@split field ","`: a delimited string becomes an array.
-    Split {
-        field: Vec<String>,
-        separator: String,
-    },
+    Split { field: FieldPath, separator: String },
     /// `@filter field op value`: keep only records for which the test holds.
     Filter {
-        field: Vec<String>,
+        field: FieldPath,
         op: FilterOp,
         value: serde_json::Value,
     },
+}
+
+/// The step as the dry run shows it: `@flatten items: one row per element, ...`.
+impl std::fmt::Display for TransformStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransformStep::Flatten { path, prefix } => write!(
+                f,
+                "@flatten {}: one row per element, element fields as `{prefix}_<field>`",
+                path.label()
+            ),
+            TransformStep::Rename { from, to, convert } => {
+                write!(f, "@rename {} -> {to}", from.label())?;
+                match convert {
+                    Some(ty) => write!(f, " : {ty}"),
+                    None => Ok(()),
+                }
+            }
+            TransformStep::Split { field, separator } => {
+                write!(f, "@split {} by {separator:?}", field.label())
+            }
+            TransformStep::Filter { field, op, value } => {
+                write!(f, "@filter {} {op:?} {value}", field.label())
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -296,107 +259,6 @@ pub enum FilterOp {
     NotIn,
     IsNull,
     IsNotNull,
-}
-
-/// SQL column type of a mapped column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ColumnType {
-    Int,
-    Bigint,
-    Decimal { precision: u8, scale: u8 },
-    String { length: Option<u32> },
-    Text,
-    Datetime,
-    Date,
-    Bool,
-    Json,
-    Double,
-}
-
-impl ColumnType {
-    /// The MySQL DDL type.
-    pub fn sql(self) -> String {
-        match self {
-            ColumnType::Int => "INT".to_owned(),
-            ColumnType::Bigint => "BIGINT".to_owned(),
-            ColumnType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
-            ColumnType::String { length } => format!("VARCHAR({})", length.unwrap_or(255)),
-            ColumnType::Text => "TEXT".to_owned(),
-            ColumnType::Datetime => "DATETIME".to_owned(),
-            ColumnType::Date => "DATE".to_owned(),
-            ColumnType::Bool => "TINYINT(1)".to_owned(),
-            ColumnType::Json => "JSON".to_owned(),
-            ColumnType::Double => "DOUBLE".to_owned(),
-        }
-    }
-}
-
-impl std::fmt::Display for ColumnType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ColumnType::Int => f.write_str("int"),
-            ColumnType::Bigint => f.write_str("bigint"),
-            ColumnType::Decimal { precision, scale } => write!(f, "decimal({precision},{scale})"),
-            ColumnType::String { length: Some(n) } => write!(f, "string({n})"),
-            ColumnType::String { length: None } => f.write_str("string"),
-            ColumnType::Text => f.write_str("text"),
-            ColumnType::Datetime => f.write_str("datetime"),
-            ColumnType::Date => f.write_str("date"),
-            ColumnType::Bool => f.write_str("bool"),
-            ColumnType::Json => f.write_str("json"),
-            ColumnType::Double => f.write_str("double"),
-        }
-    }
-}
-
-/// One target column and how its value is computed from a (flattened) record.
-#[derive(Debug, Clone, Serialize)]
-pub struct ColumnPlan {
-    pub name: String,
-    pub ty: ColumnType,
-    pub expr: Expr,
-}
-
-impl ColumnPlan {
-    /// Raw SQL columns are written into the statement text, not bound.
-    pub fn is_bound(&self) -> bool {
-        !matches!(self.expr, Expr::Sql(_))
-    }
-}
-
-/// A value expression of the `map` block.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", content = "args", rename_all = "snake_case")]
-pub enum Expr {
-    /// A record field path (`extend.processInstanceId`).
-    Field(Vec<String>),
-    /// `"<as_id>-<items_asi_id>"`.
-    Interpolate(Vec<Piece>),
-    Const(serde_json::Value),
-    /// `sql("NOW()")`: raw SQL written into the statement.
-    Sql(String),
-    Coalesce(Vec<Expr>),
-    Concat(Vec<Expr>),
-    /// `date_format(field, "%Y-%m-%d")` (chrono strftime).
-    DateFormat(Box<Expr>, String),
-    /// `now()`: the run's clock, in the profile's time zone.
-    Now,
-    /// `days_ago(n)`: midnight n days before the run's clock.
-    DaysAgo(i64),
-    /// `case status { "A" => "x", _ => "y" }`.
-    Case {
-        subject: Box<Expr>,
-        arms: Vec<(serde_json::Value, Expr)>,
-        default: Option<Box<Expr>>,
-    },
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-pub enum Piece {
-    Text(String),
-    Field(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -437,7 +299,7 @@ pub struct TargetPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct RemedyPlan {
     pub schedule: String,
-    #[serde(with = "duration_secs")]
+    #[serde(with = "duration::secs")]
     pub lookback: Duration,
 }
 
@@ -456,17 +318,9 @@ pub enum OnError {
 pub enum AlertRule {
     /// `@alert lag > 2h`
     Lag {
-        #[serde(with = "duration_secs")]
+        #[serde(with = "duration::secs")]
         over: Duration,
     },
     /// `@alert rejects > 100`
     Rejects { over: u64 },
-}
-
-mod duration_secs {
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
 }

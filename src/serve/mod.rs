@@ -1156,17 +1156,12 @@ fn describe_load_error(error: &LoadError) -> String {
     }
 }
 
-/// `2h 5m`, `40s`.
+/// A lag for alerts (`2h 5m`, `40s`): [`crate::plan::human`] to the second, and to the
+/// minute once it is over an hour.
 fn human(d: Duration) -> String {
     let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
-    match (h, m, s) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m {s}s"),
-        (h, 0, _) => format!("{h}h"),
-        (h, m, _) => format!("{h}h {m}m"),
-    }
+    let shown = if secs >= 3600 { secs - secs % 60 } else { secs };
+    crate::plan::human(Duration::from_secs(shown))
 }
 
 /// How shutdown went.

@@ -13,7 +13,7 @@ use super::data::shanghai;
 use super::*;
 use crate::config::Connection;
 use crate::connectors::{self, wire, ApiCall, Connector, Outcome, PreparedRequest, Token};
-use crate::plan::{ConnectorKind, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const RECORDS: usize = 37;
 
@@ -177,8 +177,8 @@ fn data(outcome: Outcome) -> Value {
 }
 
 fn records(v: &Value, path: &str) -> Vec<Value> {
-    let segments: Vec<&str> = path.split('.').collect();
-    wire::path(v, &segments)
+    FieldPath::parse(path)
+        .get(v)
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_else(|| panic!("no records at `{path}` in {v}"))

@@ -16,7 +16,7 @@ mod xa;
 
 pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
-    create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement, TableSpec,
-    WindowWriter, WriteMethod, WriteStats, WriterOptions,
+    column_sql, create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement,
+    TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions,
 };
 pub use self::xa::Settled;

@@ -49,7 +49,7 @@ mod text_buffers;
 mod writer;
 
 pub(crate) use self::encode::{encode_row, to_sql_value};
-pub use self::sql::{create_table_sql, quote_identifier, statement_sql, TableSpec};
+pub use self::sql::{column_sql, create_table_sql, quote_identifier, statement_sql, TableSpec};
 pub(crate) use self::sql::{load_data_sql, statement_head, statement_tail};
 pub use self::writer::{WindowWriter, WriteMethod, WriteStats, WriterOptions};
 /// Whether an error is worth retrying, the data's fault, or needs a human.

@@ -31,11 +31,10 @@ use super::error::SourceError;
 use super::http::{HttpSource, Site};
 use super::request::{build_call, PageState};
 use crate::connectors::wire;
-use crate::plan::{EndRule, PaginationPlan, SourcePlan};
+use crate::plan::{EndRule, FieldPath, PaginationPlan, SourcePlan};
 use crate::template::{Renderer, RequestContext};
 
-/// Most pages one window may take.
-pub const MAX_PAGES: u64 = 100_000;
+pub use crate::plan::MAX_PAGES;
 
 impl WindowRequest<'_> {
     /// The spec's page bound (`max_pages`), else [`MAX_PAGES`].
@@ -131,7 +130,7 @@ impl WindowRequest<'_> {
         context.page = state.page;
         context.offset = state.offset;
         context.cursor = state.cursor.as_ref().map(wire::scalar_text);
-        context.page_size = page_size(&self.plan.pagination);
+        context.page_size = self.plan.pagination.page_size();
         let call = build_call(self.plan, self.renderer, &context, state).map_err(|e| {
             SourceError::Request {
                 at: Box::new(self.site(label.clone())),
@@ -144,34 +143,39 @@ impl WindowRequest<'_> {
     }
 
     fn decode(&self, mut payload: Value, site: &Site) -> Result<Page, SourceError> {
-        let number = |path: &[String]| at(&payload, path).and_then(as_u64);
-        let total = self.plan.total.as_deref().and_then(number).or_else(|| {
-            match end_rule(&self.plan.pagination) {
+        let number = |path: &FieldPath| path.get(&payload).and_then(as_u64);
+        let end_rule = self.plan.pagination.end_rule();
+        let total = self
+            .plan
+            .total
+            .as_ref()
+            .and_then(number)
+            .or_else(|| match end_rule {
                 Some(EndRule::Total(path)) => number(path),
                 _ => None,
-            }
-        });
-        let page_count = match end_rule(&self.plan.pagination) {
+            });
+        let page_count = match end_rule {
             Some(EndRule::PageCount(path)) => number(path),
             _ => None,
         };
-        let has_next = match end_rule(&self.plan.pagination) {
-            Some(EndRule::HasNext(path)) => at(&payload, path).and_then(as_bool),
+        let has_next = match end_rule {
+            Some(EndRule::HasNext(path)) => path.get(&payload).and_then(as_bool),
             _ => None,
         };
         let next_cursor = match &self.plan.pagination {
-            PaginationPlan::Cursor { from, .. } => at(&payload, from)
+            PaginationPlan::Cursor { from, .. } => from
+                .get(&payload)
                 .filter(|v| !v.is_null() && !wire::scalar_text(v).is_empty())
                 .cloned(),
             _ => None,
         };
-        let records = match take_at(&mut payload, &self.plan.records) {
+        let records = match self.plan.records.take(&mut payload) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(records)) => records,
             Some(other) => {
                 return Err(SourceError::Records {
                     at: Box::new(site.clone()),
-                    path: self.plan.records.join("."),
+                    path: self.plan.records.to_string(),
                     found: kind_of(&other).to_owned(),
                 })
             }
@@ -189,40 +193,6 @@ impl WindowRequest<'_> {
             fingerprint: hasher.finish(),
         })
     }
-}
-
-fn end_rule(pagination: &PaginationPlan) -> Option<&EndRule> {
-    match pagination {
-        PaginationPlan::Page { until, .. } | PaginationPlan::Offset { until, .. } => Some(until),
-        _ => None,
-    }
-}
-
-fn page_size(pagination: &PaginationPlan) -> Option<u32> {
-    match pagination {
-        PaginationPlan::None => None,
-        PaginationPlan::Page { size, .. }
-        | PaginationPlan::Offset { size, .. }
-        | PaginationPlan::Keyset { size, .. } => Some(*size),
-        PaginationPlan::Cursor { size, .. } => *size,
-    }
-}
-
-fn at<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    wire::path(value, &segments)
-}
-
-fn take_at(value: &mut Value, path: &[String]) -> Option<Value> {
-    let mut node = value;
-    for segment in path {
-        node = match node {
-            Value::Object(map) => map.get_mut(segment)?,
-            Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(node.take())
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -370,7 +340,7 @@ pub async fn fetch_window(
                 let next = page
                     .records
                     .iter()
-                    .filter_map(|r| at(r, field))
+                    .filter_map(|r| field.get(r))
                     .filter(|v| !v.is_null())
                     .max_by(|a, b| compare_values(a, b))
                     .cloned();
@@ -429,13 +399,13 @@ fn numbered_state(pagination: &PaginationPlan, index: u64) -> PageState {
 
 /// Whether zero-based page `index` is the window's last.
 fn is_last(pagination: &PaginationPlan, page: &Page, index: u64) -> bool {
-    let size = u64::from(page_size(pagination).unwrap_or(1).max(1));
+    let size = u64::from(pagination.page_size().unwrap_or(1).max(1));
     let count = page.records.len() as u64;
     if count == 0 {
         return true;
     }
     let short = count < size;
-    match end_rule(pagination) {
+    match pagination.end_rule() {
         None | Some(EndRule::ShortPage) => short,
         Some(EndRule::EmptyPage) => false,
         Some(EndRule::HasNext(_)) => page.has_next.map_or(short, |more| !more),
@@ -448,7 +418,7 @@ fn is_last(pagination: &PaginationPlan, page: &Page, index: u64) -> bool {
 
 /// How many pages the vendor says the window has, from a page count or a total.
 fn reported_pages(pagination: &PaginationPlan, page: &Page) -> Option<u64> {
-    let size = u64::from(page_size(pagination).unwrap_or(1).max(1));
+    let size = u64::from(pagination.page_size().unwrap_or(1).max(1));
     page.page_count
         .or_else(|| page.total.map(|total| total.div_ceil(size)))
 }
@@ -550,8 +520,8 @@ mod tests {
 
     fn paging(until: EndRule) -> PaginationPlan {
         PaginationPlan::Page {
-            param: vec!["page".into()],
-            size_param: vec!["size".into()],
+            param: FieldPath::parse("page"),
+            size_param: FieldPath::parse("size"),
             size: 10,
             first: 1,
             until,
@@ -580,12 +550,12 @@ mod tests {
             &page(0, None, None),
             4
         ));
-        let has_next = paging(EndRule::HasNext(vec!["more".into()]));
+        let has_next = paging(EndRule::HasNext(FieldPath::parse("more")));
         assert!(is_last(&has_next, &page(10, None, Some(false)), 0));
         assert!(!is_last(&has_next, &page(10, None, Some(true)), 0));
         // Missing flag: fall back to a short page.
         assert!(is_last(&has_next, &page(4, None, None), 0));
-        let total = paging(EndRule::Total(vec!["total".into()]));
+        let total = paging(EndRule::Total(FieldPath::parse("total")));
         assert!(is_last(&total, &page(10, Some(30), None), 2));
         assert!(!is_last(&total, &page(10, Some(30), None), 1));
         assert_eq!(reported_pages(&total, &page(10, Some(31), None)), Some(4));
@@ -596,8 +566,8 @@ mod tests {
         let p = paging(EndRule::ShortPage);
         assert_eq!(numbered_state(&p, 2).page, Some(3));
         let o = PaginationPlan::Offset {
-            param: vec!["offset".into()],
-            size_param: vec!["limit".into()],
+            param: FieldPath::parse("offset"),
+            size_param: FieldPath::parse("limit"),
             size: 50,
             until: EndRule::ShortPage,
         };

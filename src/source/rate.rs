@@ -15,7 +15,7 @@
 //! - at its **send** time (`by send`): the vendor sees exactly the limit when delays are
 //!   steady, and a rate-bound sync runs at the limit; a send delayed by a busy machine can
 //!   land one call over it. The default where an overrun costs one refused call
-//!   (Jushuitan, Jikeyun, Yida, plain HTTP APIs): see `ConnectorKind::spaces_rate_by_send`.
+//!   (Jushuitan, Jikeyun, Yida, plain HTTP APIs): see `connectors::spaces_rate_by_send`.
 //!
 //! A `by send` limiter switches to answer-time spacing for good the first time the vendor
 //! throttles one of its calls ([`RateLimiter::throttled`]): uneven delays made the vendor

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::connectors::ApiCall;
-use crate::plan::{PaginationPlan, ParamPlace, ParamValue, SourcePlan};
+use crate::plan::{FieldPath, PaginationPlan, ParamPlace, ParamValue, SourcePlan};
 use crate::template::{Renderer, RequestContext};
 
 /// Where paging stands for one request.
@@ -55,7 +55,7 @@ pub fn build_call(
     let mut query = Vec::new();
     let mut headers = Vec::new();
     for param in &source.params {
-        let name = param.path.join(".");
+        let name = param.path.to_string();
         let value = render_value(&param.value, renderer, ctx).map_err(|message| RenderError {
             param: name.clone(),
             message,
@@ -79,7 +79,7 @@ pub fn build_call(
 }
 
 /// The params paging sets on a request.
-fn paging_params(pagination: &PaginationPlan, page: &PageState) -> Vec<(Vec<String>, Value)> {
+fn paging_params(pagination: &PaginationPlan, page: &PageState) -> Vec<(FieldPath, Value)> {
     match pagination {
         PaginationPlan::None => Vec::new(),
         PaginationPlan::Page {
@@ -223,12 +223,12 @@ mod tests {
             connection: "wdt".into(),
             params: vec![
                 ParamPlan {
-                    path: vec!["params".into(), "modified_from".into()],
+                    path: FieldPath::parse("params.modified_from"),
                     place: ParamPlace::Body,
                     value: ParamValue::Template("{{ window.start | datetime }}".into()),
                 },
                 ParamPlan {
-                    path: vec!["so_ids".into()],
+                    path: FieldPath::parse("so_ids"),
                     place: ParamPlace::Body,
                     value: ParamValue::Split {
                         template: "A1, A2,".into(),
@@ -238,8 +238,8 @@ mod tests {
             ],
             window: None,
             pagination: PaginationPlan::Page {
-                param: vec!["pager".into(), "page_no".into()],
-                size_param: vec!["pager".into(), "page_size".into()],
+                param: FieldPath::parse("pager.page_no"),
+                size_param: FieldPath::parse("pager.page_size"),
                 size: 50,
                 first: 1,
                 until: EndRule::ShortPage,
@@ -247,7 +247,7 @@ mod tests {
             rates: vec![],
             rate_by_send: false,
             retry: RetryPlan::default(),
-            records: vec![],
+            records: FieldPath::default(),
             id: None,
             modified: None,
             total: None,

@@ -18,7 +18,7 @@ use super::*;
 use crate::config::Connection;
 use crate::connectors::{self, ApiCall};
 use crate::plan::{
-    ConnectorKind, EndRule, HttpMethod, PaginationPlan, RateLimit, RetryPlan, SourcePlan,
+    ConnectorKind, EndRule, FieldPath, HttpMethod, PaginationPlan, RateLimit, RetryPlan, SourcePlan,
 };
 use crate::sim::{self, SimConfig, SimCredentials};
 use crate::template::{Renderer, RequestContext};
@@ -149,8 +149,8 @@ fn source_plan(endpoint: &str, pagination: PaginationPlan) -> SourcePlan {
             base: Duration::from_millis(5),
             max: Duration::from_millis(20),
         },
-        records: vec!["data".into(), "items".into()],
-        id: Some(vec!["id".into()]),
+        records: FieldPath::parse("data.items"),
+        id: Some(FieldPath::parse("id")),
         modified: None,
         total: None,
         timeout: Duration::from_secs(5),
@@ -158,8 +158,8 @@ fn source_plan(endpoint: &str, pagination: PaginationPlan) -> SourcePlan {
     }
 }
 
-fn path(dotted: &str) -> Vec<String> {
-    dotted.split('.').map(str::to_owned).collect()
+fn path(dotted: &str) -> FieldPath {
+    FieldPath::parse(dotted)
 }
 
 fn http_source(base: &str, plan: &SourcePlan) -> HttpSource {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 
 use super::*;
-use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, TargetPlan, WriteMode};
 use crate::sink::testing::fresh_database;
 use crate::sink::{ErrorClass, TableSpec, WriterOptions};
 
@@ -151,7 +151,7 @@ async fn state_commits_with_the_last_batch_or_not_at_all() {
     let columns = [ColumnPlan {
         name: "id".into(),
         ty: ColumnType::Bigint,
-        expr: Expr::Field(vec!["id".into()]),
+        expr: Expr::Field(FieldPath::parse("id")),
     }];
     let table = TableSpec::new(&target, &columns).expect("valid");
     sink.ensure_table(&table, true).await.expect("creates");

@@ -10,7 +10,7 @@ use chrono::TimeZone;
 use serde_json::{json, Value};
 
 use super::{Cell, RunClock, Transformer, DEFAULT_TZ};
-use crate::plan::{ColumnPlan, ColumnType, Expr, Piece, TransformStep};
+use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, Piece, TransformStep};
 
 /// Items per sample record, so rows = 3 × records.
 pub const ITEMS_PER_RECORD: usize = 3;
@@ -18,7 +18,7 @@ pub const ITEMS_PER_RECORD: usize = 3;
 /// The `@flatten items` step of the sample spec.
 pub fn sample_steps() -> Vec<TransformStep> {
     vec![TransformStep::Flatten {
-        path: vec!["items".into()],
+        path: FieldPath::parse("items"),
         prefix: "items".into(),
     }]
 }
@@ -30,14 +30,14 @@ pub fn sample_columns() -> Vec<ColumnPlan> {
         precision: 12,
         scale: 2,
     };
-    let f = |name: &str| Expr::Field(name.split('.').map(str::to_owned).collect());
+    let f = |name: &str| Expr::Field(FieldPath::parse(name));
     let mut columns = vec![ColumnPlan {
         name: "id".into(),
         ty: s(64),
         expr: Expr::Interpolate(vec![
-            Piece::Field(vec!["as_id".into()]),
+            Piece::Field(FieldPath::parse("as_id")),
             Piece::Text("-".into()),
-            Piece::Field(vec!["items_asi_id".into()]),
+            Piece::Field(FieldPath::parse("items_asi_id")),
         ]),
     }];
     let plain: [(&str, ColumnType); 32] = [

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::plan::{ColumnType, TransformStep};
+use crate::plan::{ColumnType, FieldPath, TransformStep};
 
 /// Where the first segment of a resolved path is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,8 @@ pub(crate) enum Base {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Binding {
     pub(crate) base: Base,
-    pub(crate) path: Vec<String>,
+    /// Followed from the base with [`FieldPath::get`].
+    pub(crate) path: FieldPath,
     /// The path as written in the spec, for error messages.
     pub(crate) display: String,
 }
@@ -82,7 +83,7 @@ impl Scope {
                     if path.starts_with(name) {
                         return Binding {
                             base: Base::Derived(*index),
-                            path: path[name.len()..].to_vec(),
+                            path: path[name.len()..].to_vec().into(),
                             display,
                         };
                     }
@@ -92,7 +93,7 @@ impl Scope {
                     if first == prefix {
                         return Binding {
                             base: Base::Element(*index),
-                            path: path[1..].to_vec(),
+                            path: path[1..].to_vec().into(),
                             display,
                         };
                     }
@@ -105,7 +106,7 @@ impl Scope {
                         inner.extend_from_slice(&path[1..]);
                         return Binding {
                             base: Base::Element(*index),
-                            path: inner,
+                            path: inner.into(),
                             display,
                         };
                     }
@@ -114,7 +115,7 @@ impl Scope {
         }
         Binding {
             base: Base::Record,
-            path: path.to_vec(),
+            path: path.to_vec().into(),
             display,
         }
     }
@@ -151,7 +152,7 @@ impl Scope {
                     separator: separator.clone(),
                 });
                 self.defs.push(Def::Name {
-                    path: field.clone(),
+                    path: field.to_vec(),
                     index: self.derived.len() - 1,
                 });
                 None
@@ -207,41 +208,6 @@ impl<'v> Frame<'v> {
     }
 }
 
-/// Follows `path` inside `value`; `None` when a segment is missing or not an object.
-pub(crate) fn walk<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
-    for segment in path {
-        value = match value {
-            Value::Object(map) => map.get(segment.as_str())?,
-            // Numeric segments index arrays: `items.0.sku_id`.
-            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(value)
-}
-
-/// Follows `path` inside an owned value, moving the found part out.
-pub(crate) fn walk_owned(value: Value, path: &[String]) -> Option<Value> {
-    if path.is_empty() {
-        return Some(value);
-    }
-    let mut value = value;
-    for segment in path {
-        value = match value {
-            Value::Object(mut map) => map.swap_remove(segment.as_str())?,
-            Value::Array(mut items) => {
-                let index = segment.parse::<usize>().ok()?;
-                if index >= items.len() {
-                    return None;
-                }
-                items.swap_remove(index)
-            }
-            _ => return None,
-        };
-    }
-    Some(value)
-}
-
 /// The elements a flatten iterates over: arrays as they are, a lone value as one element,
 /// and nothing for null or missing.
 pub(crate) fn elements<'a>(value: Option<&'a Cow<'_, Value>>) -> &'a [Value] {
@@ -256,8 +222,8 @@ pub(crate) fn elements<'a>(value: Option<&'a Cow<'_, Value>>) -> &'a [Value] {
 mod tests {
     use super::*;
 
-    fn path(s: &str) -> Vec<String> {
-        s.split('.').map(str::to_owned).collect()
+    fn path(s: &str) -> FieldPath {
+        FieldPath::parse(s)
     }
 
     fn flatten(p: &str) -> TransformStep {
@@ -297,17 +263,5 @@ mod tests {
         assert_eq!((b.base, b.path), (Base::Element(1), path("batch_no")));
         let b = scope.resolve(&path("items_qty"));
         assert_eq!((b.base, b.path), (Base::Element(0), path("qty")));
-    }
-
-    #[test]
-    fn walk_reads_nested_paths() {
-        let v = serde_json::json!({"extend": {"processInstanceId": "p1"}, "a": [{"b": 2}]});
-        assert_eq!(
-            walk(&v, &path("extend.processInstanceId")),
-            Some(&serde_json::json!("p1"))
-        );
-        assert_eq!(walk(&v, &path("a.0.b")), Some(&serde_json::json!(2)));
-        assert_eq!(walk(&v, &path("extend.nope")), None);
-        assert_eq!(walk_owned(v, &path("a.0.b")), Some(serde_json::json!(2)));
     }
 }

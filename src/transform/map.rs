@@ -69,14 +69,14 @@ impl Transformer {
         binding: &'v Binding,
         row: Row<'v>,
     ) -> Result<Option<Cow<'v, Value>>, RecordError> {
-        use super::flatten::{walk, walk_owned, Base, Derived};
+        use super::flatten::{Base, Derived};
         let base: Cow<'v, Value> = match binding.base {
-            Base::Record => return Ok(walk(row.record, &binding.path).map(Cow::Borrowed)),
+            Base::Record => return Ok(binding.path.get(row.record).map(Cow::Borrowed)),
             Base::Element(index) => {
                 let found = row
                     .frame
                     .element(index)
-                    .and_then(|element| walk(element, &binding.path));
+                    .and_then(|element| binding.path.get(element));
                 return Ok(found.map(Cow::Borrowed));
             }
             Base::Derived(index) => match &self.scope.derived[index] {
@@ -114,8 +114,8 @@ impl Transformer {
             },
         };
         Ok(match base {
-            Cow::Borrowed(v) => walk(v, &binding.path).map(Cow::Borrowed),
-            Cow::Owned(v) => walk_owned(v, &binding.path).map(Cow::Owned),
+            Cow::Borrowed(v) => binding.path.get(v).map(Cow::Borrowed),
+            Cow::Owned(v) => binding.path.into_found(v).map(Cow::Owned),
         })
     }
 

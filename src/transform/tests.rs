@@ -4,10 +4,10 @@ use chrono::TimeZone;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::plan::FilterOp;
+use crate::plan::{FieldPath, FilterOp};
 
-fn path(s: &str) -> Vec<String> {
-    s.split('.').map(str::to_owned).collect()
+fn path(s: &str) -> FieldPath {
+    FieldPath::parse(s)
 }
 
 fn field(s: &str) -> Expr {

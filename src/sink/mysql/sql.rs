@@ -160,12 +160,29 @@ impl TableSpec {
     }
 }
 
+/// The MySQL DDL type of a spec column type: `decimal(12,2)` → `DECIMAL(12,2)`, `string` →
+/// `VARCHAR(255)`, `bool` → `TINYINT(1)`.
+pub fn column_sql(ty: ColumnType) -> String {
+    match ty {
+        ColumnType::Int => "INT".to_owned(),
+        ColumnType::Bigint => "BIGINT".to_owned(),
+        ColumnType::Decimal { precision, scale } => format!("DECIMAL({precision},{scale})"),
+        ColumnType::String { length } => format!("VARCHAR({})", length.unwrap_or(255)),
+        ColumnType::Text => "TEXT".to_owned(),
+        ColumnType::Datetime => "DATETIME".to_owned(),
+        ColumnType::Date => "DATE".to_owned(),
+        ColumnType::Bool => "TINYINT(1)".to_owned(),
+        ColumnType::Json => "JSON".to_owned(),
+        ColumnType::Double => "DOUBLE".to_owned(),
+    }
+}
+
 /// `CREATE TABLE IF NOT EXISTS` for the spec's columns: utf8mb4, primary key on `key`.
 pub fn create_table_sql(table: &TableSpec) -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.quoted);
     for column in &table.columns {
         let null = if column.key { "NOT NULL" } else { "NULL" };
-        let _ = writeln!(sql, "  {} {} {null},", column.quoted, column.ty.sql());
+        let _ = writeln!(sql, "  {} {} {null},", column.quoted, column_sql(column.ty));
     }
     let key: Vec<&str> = table
         .columns

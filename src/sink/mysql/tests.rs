@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::sql::Staging;
 use super::*;
-use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, TargetPlan, WriteMode};
 use crate::sink::testing::fresh_database;
 
 fn target(table: &str, mode: WriteMode, sql: Option<&str>) -> TargetPlan {
@@ -31,7 +31,7 @@ fn columns() -> Vec<ColumnPlan> {
         ty,
         expr,
     };
-    let field = |name: &str| Expr::Field(vec![name.into()]);
+    let field = |name: &str| Expr::Field(FieldPath::new(vec![name.into()]));
     vec![
         col("id", ColumnType::String { length: Some(32) }, field("id")),
         col("qty", ColumnType::Int, field("qty")),
