@@ -357,22 +357,22 @@ impl SimHandle {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/jushuitan/*path", post(vendors::jushuitan))
+        .route("/jushuitan/*path", post(vendors::jushuitan::serve))
         .route(
             "/qimen/router/qimen/service",
-            post(vendors::qimen).get(vendors::qimen),
+            post(vendors::qimen::serve).get(vendors::qimen::serve),
         )
-        .route("/jikeyun/open/openapi/do", post(vendors::jikeyun))
-        .route("/wdt/openapi", post(vendors::wdt))
+        .route("/jikeyun/open/openapi/do", post(vendors::jikeyun::serve))
+        .route("/wdt/openapi", post(vendors::wdt::serve))
         .route(
             "/dingtalk/v1.0/oauth2/accessToken",
-            post(vendors::dingtalk_token),
+            post(vendors::dingtalk_yida::token),
         )
         .route(
             "/dingtalk/v1.0/yida/processes/instances",
-            post(vendors::yida_instances),
+            post(vendors::dingtalk_yida::instances),
         )
-        .route("/http/api/v1/orders", get(vendors::http_orders))
+        .route("/http/api/v1/orders", get(vendors::http::orders))
         .route("/_sim/truth/:dataset", get(control_truth))
         .route("/_sim/faults", post(control_faults).get(control_get_faults))
         .route("/_sim/stats", get(control_stats))
