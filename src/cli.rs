@@ -407,12 +407,9 @@ fn stored_mark(loaded: &frontend::Loaded) -> Result<Option<NaiveDateTime>, Strin
         .profile
         .as_ref()
         .ok_or("--stored needs a profile (qsync.yaml) with the target connection")?;
-    let connection = profile
-        .connection(&plan.target.connection)
+    let url = profile
+        .target_url(&plan.target.connection)
         .map_err(|e| e.to_string())?;
-    let url = connection
-        .get("url")
-        .ok_or_else(|| format!("connection `{}` has no `url`", plan.target.connection))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -426,7 +423,7 @@ fn stored_mark(loaded: &frontend::Loaded) -> Result<Option<NaiveDateTime>, Strin
         sink.disconnect().await;
         Ok::<_, crate::sink::SinkError>(mark)
     });
-    mark.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))
+    mark.map_err(|e| crate::config::mask(&e.to_string(), &profile.secrets()))
 }
 
 /// `check --db`: reads the live target table and compares the map with it.
@@ -438,13 +435,9 @@ fn live_diagnostics(
         .profile
         .as_ref()
         .ok_or("--db needs a profile (qsync.yaml) with the target connection")?;
-    let connection = profile
-        .connection(&plan.target.connection)
+    let url = profile
+        .target_url(&plan.target.connection)
         .map_err(|e| e.to_string())?;
-    let url = connection
-        .get("url")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| format!("connection `{}` has no `url`", plan.target.connection))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -464,7 +457,7 @@ fn live_diagnostics(
         found
     });
     let (live, serialized) =
-        found.map_err(|e| crate::connectors::mask(&e.to_string(), &profile.secrets()))?;
+        found.map_err(|e| crate::config::mask(&e.to_string(), &profile.secrets()))?;
     Ok(crate::check::compare_live(
         &loaded.text,
         plan,

@@ -1,7 +1,9 @@
 //! Connection profiles (`qsync.yaml`): DSNs and credentials, never in specs.
 //!
-//! Owns loading the YAML, `${ENV}` expansion and the typed view of each connection.
-//! It does not own what a vendor does with its credentials (`connectors`).
+//! Owns loading the YAML, `${ENV}` expansion and the typed view of each connection; which
+//! values are secrets and how they are masked ([`mask`]); and the target database's URL
+//! ([`LoadedProfile::target_url`]). It does not own what a vendor does with its
+//! credentials (`connectors`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -94,6 +96,15 @@ pub enum ProfileError {
         name: String,
         key: String,
     },
+    /// A target's `connection` names a vendor entry.
+    #[error(
+        "connection `{name}` in profile `{path}` is `kind: {kind}`; a target needs `kind: mysql`"
+    )]
+    NotMysql {
+        path: String,
+        name: String,
+        kind: String,
+    },
 }
 
 /// How missing environment variables are treated.
@@ -123,6 +134,30 @@ impl LoadedProfile {
             .ok_or_else(|| ProfileError::UnknownConnection {
                 path: self.path.clone(),
                 name: name.to_owned(),
+            })
+    }
+
+    /// The `url` of connection `name`, the target database: the one lookup `run`, `replay`,
+    /// `serve`, `plan --stored` and `check --db` share.
+    ///
+    /// Errors: no such connection, one that is not `kind: mysql`, or one without a
+    /// (non-empty) `url`.
+    pub fn target_url(&self, name: &str) -> Result<String, ProfileError> {
+        let connection = self.connection(name)?;
+        if connection.kind != "mysql" {
+            return Err(ProfileError::NotMysql {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                kind: connection.kind.clone(),
+            });
+        }
+        connection
+            .get("url")
+            .filter(|url| !url.is_empty())
+            .ok_or_else(|| ProfileError::MissingSetting {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                key: "url".to_owned(),
             })
     }
 
@@ -296,6 +331,19 @@ pub fn process_env(var: &str) -> Option<String> {
     std::env::var(var).ok()
 }
 
+/// `text` with every occurrence of every non-empty secret replaced by `***`, the longest
+/// secret first so that a secret containing another is never left half-masked. The one
+/// masker of plan output, logs, errors, alerts and the status page.
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in sorted {
+        out = out.replace(secret.as_str(), "***");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,6 +397,32 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown kind `oracle`"), "{err}");
+    }
+
+    #[test]
+    fn mask_replaces_longest_first() {
+        let secrets = vec!["abc".to_owned(), "abcdef".to_owned(), String::new()];
+        assert_eq!(mask("x=abcdef&y=abc", &secrets), "x=***&y=***");
+        assert_eq!(mask("nothing", &secrets), "nothing");
+    }
+
+    #[test]
+    fn the_target_url_needs_a_mysql_connection_with_a_url() {
+        let text = "connections:\n  jst:\n    kind: jushuitan\n  bi:\n    kind: mysql\n    url: mysql://u:p@h/db\n  empty:\n    kind: mysql\n    url: ''\n";
+        let loaded = parse("p.yaml", text, EnvPolicy::Require, &env).unwrap();
+        assert_eq!(loaded.target_url("bi").unwrap(), "mysql://u:p@h/db");
+        assert_eq!(
+            loaded.target_url("jst").unwrap_err().to_string(),
+            "connection `jst` in profile `p.yaml` is `kind: jushuitan`; a target needs `kind: mysql`"
+        );
+        assert_eq!(
+            loaded.target_url("empty").unwrap_err().to_string(),
+            "connection `empty` in profile `p.yaml` has no `url`"
+        );
+        assert_eq!(
+            loaded.target_url("nope").unwrap_err().to_string(),
+            "profile `p.yaml` has no connection `nope`"
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
         .profile
         .map(LoadedProfile::secrets)
         .unwrap_or_default();
-    connectors::mask(&out, &secrets)
+    crate::config::mask(&out, &secrets)
 }
 
 /// `qsync plan --live`: fetches the first page of the first window for real (rate limits
@@ -315,7 +315,7 @@ fn section_request(
     match connector.prepare(&call, utc, token.as_ref()) {
         Ok(request) => {
             let text = request_text(&request);
-            let masked = connectors::mask(&text, &connector.secrets());
+            let masked = crate::config::mask(&text, &connector.secrets());
             out.push_str(&masked);
         }
         Err(e) => {

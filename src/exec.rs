@@ -139,16 +139,9 @@ impl std::fmt::Display for RunSummary {
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunErrorKind {
-    /// `connection bi` missing from the profile.
+    /// `connection bi` missing from the profile, not `kind: mysql`, or without a `url`.
     #[error("spec `{spec}`: {source}")]
     Profile { spec: String, source: ProfileError },
-    /// `connection bi` whose profile entry is `kind: jushuitan`.
-    #[error("spec `{spec}`: connection `{connection}`: {message}")]
-    Connection {
-        spec: String,
-        connection: String,
-        message: String,
-    },
     /// `--remedy` on a spec without `@remedy`, or an empty range.
     #[error("spec `{spec}`: {message}")]
     Usage { spec: String, message: String },
@@ -350,35 +343,15 @@ pub fn spec_hash(plan: &Plan) -> String {
 }
 
 fn mysql_url(plan: &Plan, profile: &LoadedProfile) -> Result<String, RunError> {
-    let name = &plan.target.connection;
-    let connection = profile
-        .connection(name)
-        .map_err(|source| RunErrorKind::Profile {
-            spec: plan.name.clone(),
-            source,
-        })?;
-    if connection.kind != "mysql" {
-        return Err(RunErrorKind::Connection {
-            spec: plan.name.clone(),
-            connection: name.clone(),
-            message: format!(
-                "is `kind: {}`, a target needs `kind: mysql`",
-                connection.kind
-            ),
-        }
-        .into());
-    }
-    connection.get("url").ok_or_else(|| {
-        RunErrorKind::Profile {
-            spec: plan.name.clone(),
-            source: ProfileError::MissingSetting {
-                path: profile.path.clone(),
-                name: name.clone(),
-                key: "url".to_owned(),
-            },
-        }
-        .into()
-    })
+    profile
+        .target_url(&plan.target.connection)
+        .map_err(|source| {
+            RunErrorKind::Profile {
+                spec: plan.name.clone(),
+                source,
+            }
+            .into()
+        })
 }
 
 fn label(window: Option<Window>) -> String {
@@ -466,7 +439,7 @@ async fn execute(
         .map_err(|e| SourceError::Connector {
             spec: spec.clone(),
             connection: plan.source.connection.clone(),
-            message: connectors::mask(&e.to_string(), &secrets),
+            message: crate::config::mask(&e.to_string(), &secrets),
         })
         .map_err(RunErrorKind::from)?;
     let limiters = options
@@ -994,7 +967,7 @@ impl Engine {
                         return Err(WindowFailure::Fatal(RunErrorKind::Rejected {
                             spec: self.plan.name.clone(),
                             window: label(window),
-                            record: snippet(&raw),
+                            record: wire::snippet(raw.as_bytes()),
                             reason: error.to_string(),
                         }));
                     }
@@ -1082,15 +1055,6 @@ struct Streamed {
 struct Seen {
     fingerprint: u64,
     modified: Option<Value>,
-}
-
-fn snippet(raw: &str) -> String {
-    let cut: String = raw.chars().take(300).collect();
-    if cut.len() < raw.len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
 }
 
 #[cfg(test)]

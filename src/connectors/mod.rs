@@ -216,28 +216,9 @@ pub fn spaces_rate_by_send(kind: ConnectorKind) -> bool {
     }
 }
 
-/// Replaces every occurrence of every non-empty secret in `text` with `***`, longest
-/// secret first so a secret that contains another is never left half-masked.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_owned();
-    for secret in sorted {
-        out = out.replace(secret.as_str(), "***");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mask_replaces_longest_first() {
-        let secrets = vec!["abc".to_owned(), "abcdef".to_owned(), String::new()];
-        assert_eq!(mask("x=abcdef&y=abc", &secrets), "x=***&y=***");
-        assert_eq!(mask("nothing", &secrets), "nothing");
-    }
 
     #[test]
     fn endpoint_info_knows_each_vendor() {

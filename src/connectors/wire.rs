@@ -3,7 +3,7 @@
 //! (429, 5xx, torn bodies). Nothing here knows a vendor's rules; those live in the vendor
 //! files.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -141,14 +141,53 @@ pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str
         .map(|(_, v)| v.as_str())
 }
 
-/// `Retry-After` in whole seconds (the HTTP-date form is not used by these vendors).
-pub fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
-    header(headers, "retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+/// A `Retry-After` header (RFC 9110 section 10.2.3): a delay in seconds, or an HTTP-date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: 120` (fractions such as `1.5` are accepted too).
+    Delay(Duration),
+    /// `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`.
+    At(SystemTime),
 }
 
-/// The first 200 characters of a body, for messages.
+/// Longest wait a `Retry-After` may ask for; a longer one is taken for garbage and ignored
+/// (the backoff applies instead), so that one odd header cannot stall a run for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+impl RetryAfter {
+    /// Reads the `Retry-After` header (name compared case-insensitively). `None` when it is
+    /// absent, neither form, negative, or longer than [`MAX_RETRY_AFTER`] as a delay.
+    pub fn parse(headers: &[(String, String)]) -> Option<RetryAfter> {
+        let value = header(headers, "retry-after")?.trim();
+        if let Ok(secs) = value.parse::<f64>() {
+            let ok = secs.is_finite() && secs >= 0.0 && secs < MAX_RETRY_AFTER.as_secs_f64();
+            return ok.then(|| RetryAfter::Delay(Duration::from_secs_f64(secs)));
+        }
+        httpdate::parse_http_date(value).ok().map(RetryAfter::At)
+    }
+
+    /// How long to wait from `now`: zero for a date already past, `None` for a date more
+    /// than [`MAX_RETRY_AFTER`] ahead.
+    pub fn wait(self, now: SystemTime) -> Option<Duration> {
+        let wait = match self {
+            RetryAfter::Delay(delay) => delay,
+            RetryAfter::At(at) => at.duration_since(now).unwrap_or(Duration::ZERO),
+        };
+        (wait < MAX_RETRY_AFTER).then_some(wait)
+    }
+
+    /// The delay form only: what a connector, which has no clock, can say on its own. The
+    /// date form is turned into a wait by `source::retry::retry_after`.
+    pub fn delay(self) -> Option<Duration> {
+        match self {
+            RetryAfter::Delay(delay) => Some(delay),
+            RetryAfter::At(_) => None,
+        }
+    }
+}
+
+/// The first 200 characters of a response body or a record's JSON, for messages, with `…`
+/// when cut; bytes that are not UTF-8 show as `�`. The one snippet of vendor text.
 pub fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let cut: String = text.chars().take(200).collect();
@@ -160,20 +199,23 @@ pub fn snippet(body: &[u8]) -> String {
 }
 
 /// HTTP-level outcomes every vendor shares: 429 and 5xx (and 408). A 5xx that says when
-/// to come back (`Retry-After`) is treated as throttling so the wait is honoured.
+/// to come back (`Retry-After`) is treated as throttling so the wait is honoured. The
+/// outcome carries the delay form of `Retry-After`; for the date form it carries none and
+/// `source` reads the header with its clock.
 pub fn http_failure(status: u16, headers: &[(String, String)], body: &[u8]) -> Option<Outcome> {
     let code = format!("http_{status}");
+    let retry_after = RetryAfter::parse(headers);
     match status {
         429 => Some(Outcome::Throttled {
             code,
             message: format!("HTTP 429 Too Many Requests: {}", snippet(body)),
-            retry_after: retry_after(headers),
+            retry_after: retry_after.and_then(RetryAfter::delay),
         }),
-        408 | 500..=599 => match retry_after(headers) {
+        408 | 500..=599 => match retry_after {
             Some(wait) => Some(Outcome::Throttled {
                 code,
                 message: format!("HTTP {status} with Retry-After: {}", snippet(body)),
-                retry_after: Some(wait),
+                retry_after: wait.delay(),
             }),
             None => Some(Outcome::Transient {
                 code,
@@ -241,6 +283,48 @@ mod tests {
         assert!(matches!(
             parse_json(200, b""),
             Err(Outcome::Transient { .. })
+        ));
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_fractions_and_http_dates() {
+        let at = |value: &str| RetryAfter::parse(&[("retry-after".to_owned(), value.to_owned())]);
+        assert_eq!(at("7"), Some(RetryAfter::Delay(Duration::from_secs(7))));
+        assert_eq!(
+            at(" 1.5 "),
+            Some(RetryAfter::Delay(Duration::from_millis(1500)))
+        );
+        assert_eq!(at("-1"), None);
+        assert_eq!(at("NaN"), None);
+        assert_eq!(at("86400"), None, "a day or more is garbage");
+        assert_eq!(at("soon"), None);
+        assert_eq!(RetryAfter::parse(&[]), None);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        let date = at("Wed, 21 Oct 2015 07:28:00 GMT").expect("an HTTP-date");
+        assert_eq!(date.wait(now), Some(Duration::from_secs(10)));
+        assert_eq!(date.delay(), None);
+        assert_eq!(
+            date.wait(now + Duration::from_secs(60)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(date.wait(now - MAX_RETRY_AFTER), None);
+        // The obsolete RFC 850 and asctime forms are HTTP-dates too.
+        assert_eq!(at("Wednesday, 21-Oct-15 07:28:00 GMT"), Some(date));
+        assert_eq!(at("Wed Oct 21 07:28:00 2015"), Some(date));
+    }
+
+    #[test]
+    fn a_5xx_with_an_http_date_is_throttling_whose_wait_source_computes() {
+        let headers = vec![(
+            "Retry-After".to_owned(),
+            "Wed, 21 Oct 2015 07:28:00 GMT".to_owned(),
+        )];
+        assert!(matches!(
+            http_failure(503, &headers, b""),
+            Some(Outcome::Throttled {
+                retry_after: None,
+                ..
+            })
         ));
     }
 

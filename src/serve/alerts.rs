@@ -33,6 +33,8 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::clock::Clock;
+/// The one secret masker (`config::mask`), re-exported for serve's callers.
+pub use crate::config::mask;
 
 /// One entry of the profile's `alerts:` list.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -336,17 +338,6 @@ impl Alerter {
             }
         }
     }
-}
-
-/// Replaces each of `secrets` (longest first) in `text` with `***`.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if !secret.is_empty() {
-            out = out.replace(secret.as_str(), "***");
-        }
-    }
-    out
 }
 
 struct Worker {

@@ -231,15 +231,9 @@ impl SpecEntry {
             .profile
             .as_ref()
             .ok_or("no profile: cannot find the target database")?;
-        let connection = profile
-            .connection(&plan.target.connection)
-            .map_err(|e| e.to_string())?;
-        connection.get("url").ok_or_else(|| {
-            format!(
-                "connection `{}` has no `url`: cannot take the spec's lease",
-                plan.target.connection
-            )
-        })
+        profile
+            .target_url(&plan.target.connection)
+            .map_err(|e| format!("{e}: cannot take the spec's lease"))
     }
 
     fn job(&self, kind: RunKind) -> Option<&Job> {

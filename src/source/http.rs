@@ -144,7 +144,7 @@ impl HttpSource {
             .secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        connectors::mask(text, &secrets)
+        crate::config::mask(text, &secrets)
     }
 
     fn remember_secret(&self, token: &Token) {

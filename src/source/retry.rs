@@ -9,11 +9,12 @@
 //!
 //! It does not send requests or count attempts against errors (`http`).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
 use serde_json::Value;
 
+use crate::connectors::wire::RetryAfter;
 use crate::connectors::Outcome;
 use crate::plan::RetryPlan;
 
@@ -156,14 +157,10 @@ impl Backoff {
     }
 }
 
-/// Reads a `Retry-After` header given in seconds.
+/// How long a `Retry-After` header asks to wait from now, in either of its forms (read by
+/// [`RetryAfter`], the one parser).
 pub fn retry_after(headers: &[(String, String)]) -> Option<Duration> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s >= 0.0 && *s < 86_400.0)
-        .map(Duration::from_secs_f64)
+    RetryAfter::parse(headers)?.wait(SystemTime::now())
 }
 
 #[cfg(test)]
