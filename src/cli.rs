@@ -573,6 +573,7 @@ fn plan(args: &PlanArgs) -> Outcome {
                     profile,
                     &inputs,
                 ))
+                .map_err(|e| e.to_string())
             });
         match fetched {
             Ok(page) => Some(page),

@@ -245,12 +245,15 @@ pub fn parse(
         let known = connection.kind == "mysql"
             || crate::plan::ConnectorKind::from_keyword(&connection.kind).is_some();
         if !known {
+            let mut kinds = vec!["mysql"];
+            kinds.extend(crate::plan::ConnectorKind::ALL.map(|kind| kind.keyword()));
+            let last = kinds.pop().unwrap_or_default();
             return Err(ProfileError::Parse {
                 path: path.to_owned(),
                 message: format!(
-                    "connection `{name}` has unknown kind `{}` (expected mysql, jushuitan, \
-                     qimen, jikeyun, wdt, dingtalk_yida or http)",
-                    connection.kind
+                    "connection `{name}` has unknown kind `{}` (expected {} or {last})",
+                    connection.kind,
+                    kinds.join(", ")
                 ),
             });
         }

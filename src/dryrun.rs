@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
-use crate::config::LoadedProfile;
-use crate::connectors::{self, PreparedRequest, Token};
+use crate::config::{LoadedProfile, ProfileError};
+use crate::connectors::{self, ConnectorError, PreparedRequest, Token};
 use crate::plan::{human, PaginationPlan, Plan};
-use crate::source::{self, PageState, RangeInputs};
+use crate::source::{self, PageState, RangeInputs, RenderError};
 use crate::template::{Renderer, RequestContext};
 use crate::transform::{RunClock, Transformer};
 
@@ -57,13 +57,30 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
     crate::config::mask(&out, &secrets)
 }
 
+/// Why `qsync plan --live` could not fetch the first page.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// A request parameter's template failed.
+    #[error(transparent)]
+    Request(#[from] RenderError),
+    /// The source connection is missing from the profile.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// The connection's settings do not fit its vendor.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The call failed (vendor error, retries exhausted); secrets masked.
+    #[error("{masked}")]
+    Fetch { masked: String },
+}
+
 /// `qsync plan --live`: fetches the first page of the first window for real (rate limits
 /// and retries apply) and returns the decoded payload, to be shown as the sample.
 pub async fn fetch_live_page(
     plan: &Plan,
     profile: &LoadedProfile,
     inputs: &DryRunInputs<'_>,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, LiveError> {
     let tz = profile.timezone();
     let now = inputs
         .at
@@ -94,13 +111,9 @@ pub async fn fetch_live_page(
         cursor: None,
         env: std::env::vars().collect(),
     };
-    let call = source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)
-        .map_err(|e| e.to_string())?;
-    let connection = profile
-        .connection(&plan.source.connection)
-        .map_err(|e| e.to_string())?;
-    let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)
-        .map_err(|e| e.to_string())?;
+    let call = source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)?;
+    let connection = profile.connection(&plan.source.connection)?;
+    let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)?;
     let limiter = std::sync::Arc::new(source::RateLimiter::new(
         &plan.source.rates,
         plan.source.rate_by_send,
@@ -116,15 +129,17 @@ pub async fn fetch_live_page(
             secrets: profile.secrets(),
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| LiveError::Fetch {
+        masked: crate::config::mask(&e.to_string(), &profile.secrets()),
+    })?;
     let site = source::Site {
         spec: plan.name.clone(),
         window: window.map_or_else(|| "(no window)".to_owned(), |w| w.to_string()),
         page: "page 1".to_owned(),
     };
-    http.call(&call, &site)
-        .await
-        .map_err(|e| http.mask(&e.to_string()))
+    http.call(&call, &site).await.map_err(|e| LiveError::Fetch {
+        masked: http.mask(&e.to_string()),
+    })
 }
 
 fn section_source(out: &mut String, plan: &Plan) {

@@ -489,9 +489,20 @@ fn default_type(expr: &ast::Expr) -> ColumnType {
     }
 }
 
-/// Whether a constant fits a column type; the reason when it does not.
-pub(crate) fn const_fits(value: &serde_json::Value, ty: ColumnType) -> Result<(), String> {
+/// A value that does not fit a column type, shown for diagnostics as the value and the
+/// reason: `"abc" (not a number)`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Misfit(crate::transform::ConvertError);
+
+impl std::fmt::Display for Misfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.0.value, self.0.reason)
+    }
+}
+
+/// Whether a constant fits a column type (converted as at run time, in the default zone).
+pub(crate) fn const_fits(value: &serde_json::Value, ty: ColumnType) -> Result<(), Misfit> {
     crate::transform::convert(Some(value), ty, crate::transform::DEFAULT_TZ)
         .map(|_| ())
-        .map_err(|e| format!("{} ({})", e.value, e.reason))
+        .map_err(Misfit)
 }

@@ -6,8 +6,34 @@ use super::{codes, CheckDiagnostic, Checker};
 use crate::plan::RateLimit;
 use crate::syntax::Spanned;
 
+/// A duration, rate or cron expression that does not parse; the message is the diagnostic's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnitError {
+    #[error("`{0}` is not a duration")]
+    NotDuration(String),
+    /// The number of a duration part does not fit 64 bits.
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+    #[error("`{0}` is not a duration unit")]
+    DurationUnit(String),
+    /// The duration overflows (more than 2^32 of a unit, or the sum).
+    #[error("`{0}` is too long")]
+    TooLong(String),
+    #[error("`{0}` is not a rate")]
+    NotRate(String),
+    #[error("`{0}` is not a request count")]
+    NotCount(String),
+    #[error("a rate of 0 requests never sends anything")]
+    ZeroRate,
+    #[error("`{0}` is not a rate unit")]
+    RateUnit(String),
+    /// croner's reason.
+    #[error("{0}")]
+    Cron(String),
+}
+
 /// `7d` → 7 days. Units: ms, s, m/min, h, d, w.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
@@ -17,11 +43,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             .take_while(char::is_ascii_alphabetic)
             .count();
         if digits == 0 || unit_len == 0 {
-            return Err(format!("`{text}` is not a duration"));
+            return Err(UnitError::NotDuration(text.to_owned()));
         }
         let n: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("`{}` is too large", &rest[..digits]))?;
+            .map_err(|_| UnitError::TooLarge(rest[..digits].to_owned()))?;
         let unit = &rest[digits..digits + unit_len];
         let one = match unit {
             "ms" => Duration::from_millis(1),
@@ -30,48 +56,46 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => Duration::from_secs(3600),
             "d" => Duration::from_secs(86_400),
             "w" => Duration::from_secs(7 * 86_400),
-            other => return Err(format!("`{other}` is not a duration unit")),
+            other => return Err(UnitError::DurationUnit(other.to_owned())),
         };
         let part = u32::try_from(n)
             .ok()
             .and_then(|n| one.checked_mul(n))
-            .ok_or_else(|| format!("`{text}` is too long"))?;
+            .ok_or_else(|| UnitError::TooLong(text.to_owned()))?;
         total = total
             .checked_add(part)
-            .ok_or_else(|| format!("`{text}` is too long"))?;
+            .ok_or_else(|| UnitError::TooLong(text.to_owned()))?;
         rest = &rest[digits + unit_len..];
     }
     Ok(total)
 }
 
 /// `5/s` → 5 per second. Units: s/sec/second, m/min/minute, h/hour, d/day.
-pub(crate) fn parse_rate(text: &str) -> Result<RateLimit, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<RateLimit, UnitError> {
     let (n, unit) = text
         .split_once('/')
-        .ok_or_else(|| format!("`{text}` is not a rate"))?;
-    let requests: u32 = n
-        .parse()
-        .map_err(|_| format!("`{n}` is not a request count"))?;
+        .ok_or_else(|| UnitError::NotRate(text.to_owned()))?;
+    let requests: u32 = n.parse().map_err(|_| UnitError::NotCount(n.to_owned()))?;
     if requests == 0 {
-        return Err("a rate of 0 requests never sends anything".to_owned());
+        return Err(UnitError::ZeroRate);
     }
     let per = match unit {
         "s" | "sec" | "second" => Duration::from_secs(1),
         "m" | "min" | "minute" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
         "d" | "day" => Duration::from_secs(86_400),
-        other => return Err(format!("`{other}` is not a rate unit")),
+        other => return Err(UnitError::RateUnit(other.to_owned())),
     };
     Ok(RateLimit { requests, per })
 }
 
 /// Parses a cron expression (5 fields, or 6 with seconds).
-pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, String> {
+pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, UnitError> {
     croner::Cron::new(text)
         .with_seconds_optional()
         .with_dom_and_dow()
         .parse()
-        .map_err(|e| e.to_string())
+        .map_err(|e| UnitError::Cron(e.to_string()))
 }
 
 impl Checker<'_> {
@@ -80,7 +104,7 @@ impl Checker<'_> {
             Ok(d) => Some(d),
             Err(message) => {
                 self.report(
-                    CheckDiagnostic::error(codes::BAD_DURATION, text.span, message)
+                    CheckDiagnostic::error(codes::BAD_DURATION, text.span, message.to_string())
                         .label("not a duration")
                         .help("write a number and a unit: 500ms, 30s, 5m, 2h, 7d, 1w (or 1h30m)"),
                 );
@@ -94,7 +118,7 @@ impl Checker<'_> {
             Ok(r) => Some(r),
             Err(message) => {
                 self.report(
-                    CheckDiagnostic::error(codes::BAD_RATE, text.span, message)
+                    CheckDiagnostic::error(codes::BAD_RATE, text.span, message.to_string())
                         .label("not a rate")
                         .help("write requests per unit: 5/s, 100/min, 1000/h"),
                 );
@@ -157,6 +181,7 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("7x")
             .unwrap_err()
+            .to_string()
             .contains("`x` is not a duration unit"));
         assert!(parse_duration("99999999999d").is_err());
     }

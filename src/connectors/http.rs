@@ -202,27 +202,23 @@ impl SignScheme {
         timestamp: &str,
         method: &str,
         path: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, minijinja::Error> {
         let mut sorted: Vec<[&str; 2]> = params
             .iter()
             .map(|(k, v)| [k.as_str(), v.as_str()])
             .collect();
         sorted.sort_by(|a, b| a[0].as_bytes().cmp(b[0].as_bytes()).then(a[1].cmp(b[1])));
         let mut env = minijinja::Environment::new();
-        env.add_template("sign", &self.template)
-            .map_err(|e| e.to_string())?;
-        let text = env
-            .get_template("sign")
-            .and_then(|t| {
-                t.render(minijinja::context! {
-                    params => sorted,
-                    secret => self.secret,
-                    timestamp => timestamp,
-                    method => method,
-                    path => path,
-                })
+        env.add_template("sign", &self.template)?;
+        let text = env.get_template("sign").and_then(|t| {
+            t.render(minijinja::context! {
+                params => sorted,
+                secret => self.secret,
+                timestamp => timestamp,
+                method => method,
+                path => path,
             })
-            .map_err(|e| e.to_string())?;
+        })?;
         let hex = match self.algorithm {
             SignAlgorithm::Md5 => wire::md5_hex(text.as_bytes()),
             SignAlgorithm::Sha256 => wire::sha256_hex(text.as_bytes()),

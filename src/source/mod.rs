@@ -19,7 +19,7 @@ pub use error::SourceError;
 pub use http::{HttpSource, Site, SourceOptions, SourceStats};
 pub use pager::{fetch_window, PageRecords, WindowFetch, WindowRequest};
 pub use rate::{Limiters, RateLimiter};
-pub use request::{build_call, PageState};
+pub use request::{build_call, PageState, RenderError};
 pub use window::{resolve_range, split, RangeInputs, Window};
 
 #[cfg(test)]

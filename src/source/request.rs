@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::connectors::ApiCall;
 use crate::plan::{FieldPath, PaginationPlan, ParamPlace, ParamValue, SourcePlan};
-use crate::template::{Renderer, RequestContext};
+use crate::template::{Renderer, RequestContext, TemplateError};
 
 /// Where paging stands for one request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,10 +38,10 @@ impl PageState {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("cannot render parameter `{param}`: {message}")]
+#[error("cannot render parameter `{param}`: {source}")]
 pub struct RenderError {
     pub param: String,
-    pub message: String,
+    pub source: TemplateError,
 }
 
 /// Builds the call for one page of one window.
@@ -56,9 +56,9 @@ pub fn build_call(
     let mut headers = Vec::new();
     for param in &source.params {
         let name = param.path.to_string();
-        let value = render_value(&param.value, renderer, ctx).map_err(|message| RenderError {
+        let value = render_value(&param.value, renderer, ctx).map_err(|source| RenderError {
             param: name.clone(),
-            message,
+            source,
         })?;
         match param.place {
             ParamPlace::Body => set_path(&mut body, &param.path, value),
@@ -135,7 +135,7 @@ fn render_value(
     value: &ParamValue,
     renderer: &Renderer,
     ctx: &RequestContext,
-) -> Result<Value, String> {
+) -> Result<Value, TemplateError> {
     Ok(match value {
         ParamValue::Template(t) => {
             if t.contains("{{") || t.contains("{%") {

@@ -182,6 +182,14 @@ impl RequestContext {
     }
 }
 
+/// A request template that does not compile or render: minijinja's kind and detail
+/// (`invalid operation: `soon` is not a time ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    pub message: String,
+}
+
 /// Renders request templates for one run.
 pub struct Renderer {
     env: Environment<'static>,
@@ -195,11 +203,15 @@ impl Renderer {
     }
 
     /// Renders one template against `ctx`.
-    pub fn render(&self, source: &str, ctx: &RequestContext) -> Result<String, String> {
+    ///
+    /// Errors: a template that does not compile, or a filter that fails on its value.
+    pub fn render(&self, source: &str, ctx: &RequestContext) -> Result<String, TemplateError> {
         let template = self
             .env
             .template_from_str(source)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| TemplateError {
+                message: e.to_string(),
+            })?;
         let days: Vec<i64> = template
             .undeclared_variables(false)
             .iter()
@@ -207,22 +219,12 @@ impl Renderer {
             .collect();
         template
             .render(ctx.to_value(&days))
-            .map_err(|e| match e.detail() {
-                Some(detail) => format!("{}: {detail}", e.kind()),
-                None => e.to_string(),
+            .map_err(|e| TemplateError {
+                message: match e.detail() {
+                    Some(detail) => format!("{}: {detail}", e.kind()),
+                    None => e.to_string(),
+                },
             })
-    }
-
-    /// Renders a custom SQL head with `table` and `columns`.
-    pub fn render_sql(&self, source: &str, table: &str, columns: &str) -> Result<String, String> {
-        let template = self
-            .env
-            .template_from_str(source)
-            .map_err(|e| e.to_string())?;
-        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-        template
-            .render(minijinja::context! { table => table, columns => columns, env => env })
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -301,6 +303,6 @@ mod tests {
     fn bad_time_is_an_error_not_a_panic() {
         let r = Renderer::new(chrono_tz::Asia::Shanghai);
         let err = r.render("{{ 'soon' | datetime }}", &ctx()).unwrap_err();
-        assert!(err.contains("is not a time"), "{err}");
+        assert!(err.message.contains("is not a time"), "{err}");
     }
 }

@@ -1,6 +1,9 @@
-//! Evaluation of `map` expressions and `@filter` tests against one flattened row.
+//! Compilation and evaluation of `map` expressions, and `@filter` tests, against one
+//! flattened row.
 //!
-//! Owns the semantics of each [`Expr`] kind once compiled ([`Compiled`]): how interpolation
+//! Owns the semantics of each [`Expr`] kind: how it compiles ([`compile_expr`]: paths
+//! resolved, date formats parsed, `now()` fixed for the run), whether it reads only the
+//! record ([`reads_record_only`]), and how it evaluates ([`Compiled`]): how interpolation
 //! renders values, what `coalesce`, `concat` and `case` do with nulls, and how filters compare
 //! numbers sent as strings. It does not own name resolution (`flatten`) nor typed conversion
 //! (`convert`).
@@ -18,12 +21,14 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt::Write as _;
 
-use chrono::format::Item;
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, TimeDelta};
+use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::flatten::{Binding, Frame};
-use super::{convert, RecordError, Transformer};
-use crate::plan::{ColumnType, FilterOp};
+use super::flatten::{Binding, Frame, Scope};
+use super::{convert, RecordError, TransformError, Transformer};
+use crate::plan::{ColumnType, Expr, FilterOp, Piece};
 
 /// A compiled map expression.
 #[derive(Debug, Clone)]
@@ -45,6 +50,97 @@ pub(crate) enum Compiled {
 pub(crate) enum CompiledPiece {
     Text(String),
     Field(Binding),
+}
+
+/// Whether `expr` reads nothing but the record itself (no flatten element).
+pub(crate) fn reads_record_only(expr: &Compiled, scope: &Scope) -> bool {
+    let each = |exprs: &[Compiled]| exprs.iter().all(|e| reads_record_only(e, scope));
+    match expr {
+        Compiled::Field(binding) => scope.reads_record_only(binding),
+        Compiled::Interpolate(pieces) => pieces.iter().all(|piece| match piece {
+            CompiledPiece::Text(_) => true,
+            CompiledPiece::Field(binding) => scope.reads_record_only(binding),
+        }),
+        Compiled::Const(_) => true,
+        Compiled::Coalesce(exprs) | Compiled::Concat(exprs) => each(exprs),
+        Compiled::DateFormat(inner, _) => reads_record_only(inner, scope),
+        Compiled::Case {
+            subject,
+            arms,
+            default,
+        } => {
+            reads_record_only(subject, scope)
+                && arms.iter().all(|(_, e)| reads_record_only(e, scope))
+                && default
+                    .as_deref()
+                    .is_none_or(|e| reads_record_only(e, scope))
+        }
+    }
+}
+
+pub(crate) fn compile_expr(
+    expr: &Expr,
+    scope: &Scope,
+    now: &DateTime<Tz>,
+    column: &str,
+) -> Result<Compiled, TransformError> {
+    let each = |exprs: &[Expr]| -> Result<Vec<Compiled>, TransformError> {
+        exprs
+            .iter()
+            .map(|e| compile_expr(e, scope, now, column))
+            .collect()
+    };
+    Ok(match expr {
+        Expr::Field(path) => Compiled::Field(scope.resolve(path)),
+        Expr::Interpolate(pieces) => Compiled::Interpolate(
+            pieces
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Text(text) => CompiledPiece::Text(text.clone()),
+                    Piece::Field(path) => CompiledPiece::Field(scope.resolve(path)),
+                })
+                .collect(),
+        ),
+        Expr::Const(value) => Compiled::Const(value.clone()),
+        // Only bound columns are compiled; a nested `sql()` has no value of its own.
+        Expr::Sql(_) => Compiled::Const(Value::Null),
+        Expr::Coalesce(exprs) => Compiled::Coalesce(each(exprs)?),
+        Expr::Concat(exprs) => Compiled::Concat(each(exprs)?),
+        Expr::DateFormat(inner, format) => {
+            let items = StrftimeItems::new(format).parse_to_owned().map_err(|_| {
+                TransformError::DateFormat {
+                    column: column.to_owned(),
+                    format: format.clone(),
+                }
+            })?;
+            Compiled::DateFormat(Box::new(compile_expr(inner, scope, now, column)?), items)
+        }
+        Expr::Now => Compiled::Const(Value::String(now.format("%Y-%m-%d %H:%M:%S").to_string())),
+        Expr::DaysAgo(days) => {
+            let day = now
+                .date_naive()
+                .checked_sub_signed(TimeDelta::days(*days))
+                .unwrap_or(now.date_naive());
+            Compiled::Const(Value::String(day.format("%Y-%m-%d 00:00:00").to_string()))
+        }
+        Expr::Case {
+            subject,
+            arms,
+            default,
+        } => Compiled::Case {
+            subject: Box::new(compile_expr(subject, scope, now, column)?),
+            arms: arms
+                .iter()
+                .map(|(value, result)| {
+                    Ok((value.clone(), compile_expr(result, scope, now, column)?))
+                })
+                .collect::<Result<_, TransformError>>()?,
+            default: match default {
+                Some(d) => Some(Box::new(compile_expr(d, scope, now, column)?)),
+                None => None,
+            },
+        },
+    })
 }
 
 /// A compiled `@filter`.

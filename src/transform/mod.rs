@@ -5,6 +5,10 @@
 //! record into zero or more rows of [`Cell`]s. It does not fetch records, write rows or store
 //! rejects; the caller stores a rejected record's raw JSON in `_qsync_rejects`.
 //!
+//! `map.rs` compiles and evaluates expressions and filters (a new map function lives there,
+//! beside its `plan::Expr` variant and its rule in `check/map.rs`), `flatten.rs` resolves
+//! names and expands `@flatten`, `convert.rs` turns values into column types.
+//!
 //! Row layout: one cell per *bound* column ([`ColumnPlan::is_bound`]), in column order.
 //! `sql("...")` columns carry no cell: the sink writes their SQL text into the statement.
 
@@ -15,8 +19,7 @@ mod map;
 
 pub mod bench;
 
-use chrono::format::StrftimeItems;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
@@ -24,8 +27,8 @@ pub use cell::{Cell, CellText};
 pub use convert::{convert, ConvertError, ConvertReason, DEFAULT_TZ};
 
 use self::flatten::{elements, Binding, Frame, Scope};
-use self::map::{Compiled, CompiledFilter, CompiledPiece, Row};
-use crate::plan::{ColumnPlan, ColumnType, Expr, Piece, TransformStep};
+use self::map::{compile_expr, reads_record_only, Compiled, CompiledFilter, Row};
+use crate::plan::{ColumnPlan, ColumnType, TransformStep};
 
 /// The run's clock: `now()` and `days_ago(n)` read it, and zone-less datetimes are in `tz`.
 #[derive(Debug, Clone, Copy)]
@@ -255,97 +258,6 @@ impl Transformer {
             }
         })
     }
-}
-
-/// Whether `expr` reads nothing but the record itself (no flatten element).
-fn reads_record_only(expr: &Compiled, scope: &Scope) -> bool {
-    let each = |exprs: &[Compiled]| exprs.iter().all(|e| reads_record_only(e, scope));
-    match expr {
-        Compiled::Field(binding) => scope.reads_record_only(binding),
-        Compiled::Interpolate(pieces) => pieces.iter().all(|piece| match piece {
-            CompiledPiece::Text(_) => true,
-            CompiledPiece::Field(binding) => scope.reads_record_only(binding),
-        }),
-        Compiled::Const(_) => true,
-        Compiled::Coalesce(exprs) | Compiled::Concat(exprs) => each(exprs),
-        Compiled::DateFormat(inner, _) => reads_record_only(inner, scope),
-        Compiled::Case {
-            subject,
-            arms,
-            default,
-        } => {
-            reads_record_only(subject, scope)
-                && arms.iter().all(|(_, e)| reads_record_only(e, scope))
-                && default
-                    .as_deref()
-                    .is_none_or(|e| reads_record_only(e, scope))
-        }
-    }
-}
-
-fn compile_expr(
-    expr: &Expr,
-    scope: &Scope,
-    now: &DateTime<Tz>,
-    column: &str,
-) -> Result<Compiled, TransformError> {
-    let each = |exprs: &[Expr]| -> Result<Vec<Compiled>, TransformError> {
-        exprs
-            .iter()
-            .map(|e| compile_expr(e, scope, now, column))
-            .collect()
-    };
-    Ok(match expr {
-        Expr::Field(path) => Compiled::Field(scope.resolve(path)),
-        Expr::Interpolate(pieces) => Compiled::Interpolate(
-            pieces
-                .iter()
-                .map(|piece| match piece {
-                    Piece::Text(text) => CompiledPiece::Text(text.clone()),
-                    Piece::Field(path) => CompiledPiece::Field(scope.resolve(path)),
-                })
-                .collect(),
-        ),
-        Expr::Const(value) => Compiled::Const(value.clone()),
-        // Only bound columns are compiled; a nested `sql()` has no value of its own.
-        Expr::Sql(_) => Compiled::Const(Value::Null),
-        Expr::Coalesce(exprs) => Compiled::Coalesce(each(exprs)?),
-        Expr::Concat(exprs) => Compiled::Concat(each(exprs)?),
-        Expr::DateFormat(inner, format) => {
-            let items = StrftimeItems::new(format).parse_to_owned().map_err(|_| {
-                TransformError::DateFormat {
-                    column: column.to_owned(),
-                    format: format.clone(),
-                }
-            })?;
-            Compiled::DateFormat(Box::new(compile_expr(inner, scope, now, column)?), items)
-        }
-        Expr::Now => Compiled::Const(Value::String(now.format("%Y-%m-%d %H:%M:%S").to_string())),
-        Expr::DaysAgo(days) => {
-            let day = now
-                .date_naive()
-                .checked_sub_signed(TimeDelta::days(*days))
-                .unwrap_or(now.date_naive());
-            Compiled::Const(Value::String(day.format("%Y-%m-%d 00:00:00").to_string()))
-        }
-        Expr::Case {
-            subject,
-            arms,
-            default,
-        } => Compiled::Case {
-            subject: Box::new(compile_expr(subject, scope, now, column)?),
-            arms: arms
-                .iter()
-                .map(|(value, result)| {
-                    Ok((value.clone(), compile_expr(result, scope, now, column)?))
-                })
-                .collect::<Result<_, TransformError>>()?,
-            default: match default {
-                Some(d) => Some(Box::new(compile_expr(d, scope, now, column)?)),
-                None => None,
-            },
-        },
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use chrono::TimeZone;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::plan::{FieldPath, FilterOp};
+use crate::plan::{Expr, FieldPath, FilterOp, Piece};
 
 fn path(s: &str) -> FieldPath {
     FieldPath::parse(s)
