@@ -416,7 +416,7 @@ fn stored_mark(loaded: &frontend::Loaded) -> Result<Option<NaiveDateTime>, Strin
         .map_err(|e| e.to_string())?;
     let mark = runtime.block_on(async {
         let sink = crate::sink::MysqlSink::connect(&url).await?;
-        let mark = match crate::state::StateStore::existing(&sink).await? {
+        let mark = match crate::sink::StateStore::existing(&sink).await? {
             Some(store) => store.cursor(&plan.name).await?.map(|c| c.high_water),
             None => None,
         };

@@ -480,8 +480,7 @@ fn section_sql(out: &mut String, plan: &Plan) {
         out,
         "  -- in the same transaction as each window's last batch"
     );
-    let state = crate::state::cursor_statement(&plan.name, chrono::NaiveDateTime::MIN, "");
-    indent(out, &state.sql);
+    indent(out, crate::sink::CURSOR_SQL);
 }
 
 fn section_schedule(out: &mut String, plan: &Plan) {

@@ -41,7 +41,7 @@ pub use crate::source::Limiters;
 use crate::config::{LoadedProfile, ProfileError};
 use crate::connectors::{self, wire};
 use crate::plan::{OnError, Plan, SourcePlan};
-use crate::sink::{MysqlSink, SinkError, SqlStatement, TableSpec, WindowWriter, WriterOptions};
+use crate::sink::{MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriterOptions};
 use crate::source::pager::compare_values;
 use crate::source::window::RangeError;
 use crate::source::{
@@ -49,8 +49,8 @@ use crate::source::{
     SourceOptions, Window, WindowFetch, WindowRequest,
 };
 use crate::state::{
-    cursor_statement, rejects_statement, window_statement, Holding, Reject, RunOutcome, RunRecord,
-    StateStore, WindowRecord, WindowStatus,
+    hold_lease, HoldOptions, Holding, Reject, RunOutcome, RunRecord, WindowClose, WindowRecord,
+    WindowStatus,
 };
 use crate::template::{Renderer, RequestContext};
 use crate::transform::{RunClock, Transformer};
@@ -68,8 +68,6 @@ const PAGE_BUFFER: usize = 8;
 const WINDOW_ATTEMPTS: u32 = 3;
 /// Pause before re-reading a window, times the attempt number.
 const REREAD_PAUSE: Duration = Duration::from_millis(300);
-/// Rejects per insert statement (5 bound values each, well under the placeholder limit).
-const REJECTS_PER_STATEMENT: usize = 1000;
 
 /// How to run a plan.
 #[derive(Debug, Clone, Default)]
@@ -294,8 +292,12 @@ async fn exclusive(
         return execute(plan, profile, options, replay, None).await;
     };
     let store = open_state(plan, profile).await?;
-    let held = store
-        .hold_lease(&plan.name, &owner, RUN_LEASE_TTL, options.shutdown.take())
+    let hold = HoldOptions {
+        ttl: RUN_LEASE_TTL,
+        shutdown: options.shutdown.take(),
+        take_over_dead_runs: true,
+    };
+    let held = hold_lease(&store, &plan.name, &owner, hold)
         .await
         .map_err(|source| outside_windows(&plan.name, source))?;
     let held = match held {
@@ -312,7 +314,9 @@ async fn exclusive(
     options.shutdown = Some(held.stop_signal());
     // The lease's store serves the run too: one pool, the state tables checked once.
     let result = execute(plan, profile, options, replay, Some(store)).await;
-    held.release().await;
+    if let Err(error) = held.release().await {
+        tracing::warn!(spec = %plan.name, "cannot release the run's lease (it will expire): {error}");
+    }
     result
 }
 
@@ -893,25 +897,24 @@ impl Engine {
         }
         let Streamed { rows, rejects, .. } = acc;
         let reject_count = rejects.len() as u64;
-        let mut state: Vec<SqlStatement> = Vec::new();
-        for chunk in rejects.chunks(REJECTS_PER_STATEMENT) {
-            state.extend(rejects_statement(chunk));
-        }
-        let done = self.ledger(
-            window,
-            WindowStatus::Done,
-            attempt,
-            Some(&fetch),
-            rows,
-            reject_count,
-        );
-        state.push(window_statement(&done));
-        if let (true, Some(w)) = (self.move_mark, window) {
-            if self.mark.is_none_or(|m| w.end > m) {
-                state.push(cursor_statement(&self.plan.name, w.end, &self.hash));
-            }
-        }
-        match writer.commit(state).await {
+        let high_water = match (self.move_mark, window) {
+            (true, Some(w)) if self.mark.is_none_or(|m| w.end > m) => Some(w.end),
+            _ => None,
+        };
+        let close = WindowClose {
+            ledger: self.ledger(
+                window,
+                WindowStatus::Done,
+                attempt,
+                Some(&fetch),
+                rows,
+                reject_count,
+            ),
+            rejects,
+            high_water,
+            spec_hash: self.hash.clone(),
+        };
+        match writer.commit_window(&close).await {
             Ok(stats) => Ok(Committed {
                 fetch,
                 rows: stats.rows,

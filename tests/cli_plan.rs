@@ -256,12 +256,12 @@ async fn plan_from_the_stored_mark_reads_without_writing() {
     let out = plan_stored(profile.clone(), spec.clone()).await.unwrap();
     assert!(out.contains("(from the window's initial time)"), "{out}");
     let sink = qsync::sink::MysqlSink::connect(&url).await.unwrap();
-    assert!(qsync::state::StateStore::existing(&sink)
+    assert!(qsync::sink::StateStore::existing(&sink)
         .await
         .unwrap()
         .is_none());
 
-    let store = qsync::state::StateStore::open(&sink).await.unwrap();
+    let store = qsync::sink::StateStore::open(&sink).await.unwrap();
     let mark =
         chrono::NaiveDateTime::parse_from_str("2024-03-09 00:00:00", "%Y-%m-%d %H:%M:%S").unwrap();
     store.set_cursor("base", mark, "hash").await.unwrap();

@@ -918,7 +918,7 @@ async fn metrics_and_api_match_the_runs() {
     assert_eq!(missing.status(), 404);
 
     // The daemon wrote its runs to `_qsync_runs` in the target database.
-    let store = qsync::state::StateStore::open(
+    let store = qsync::sink::StateStore::open(
         &qsync::sink::MysqlSink::connect(&fixture.url).await.unwrap(),
     )
     .await
@@ -1487,7 +1487,7 @@ async fn a_second_signal_exits_at_once() {
     let daemon = Daemon::spawn(dir.path(), "twice").await;
     // Hold the cursor table locked: the run blocks in MySQL and cannot reach a batch
     // boundary, so only the second signal ends the process.
-    qsync::state::StateStore::open(&qsync::sink::MysqlSink::connect(&url).await.unwrap())
+    qsync::sink::StateStore::open(&qsync::sink::MysqlSink::connect(&url).await.unwrap())
         .await
         .unwrap();
     let mut locker = mysql_async::Conn::from_url(url.as_str()).await.unwrap();

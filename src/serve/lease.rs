@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
-use crate::sink::MysqlSink;
-use crate::state::{RunRecord, StateStore};
+use crate::sink::{MysqlSink, StateStore};
+use crate::state::RunRecord;
 
 /// Leases and bookkeeping keyed by the target database URL of a spec.
 pub trait Coordinator: Send + Sync + 'static {

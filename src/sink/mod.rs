@@ -1,11 +1,13 @@
-//! The MySQL sink: table DDL, statement text, and the batch writer that commits a window's
-//! last rows together with its state update.
+//! The MySQL sink: table DDL, statement text, the batch writer that commits a window's last
+//! rows together with its state update, and the state tables themselves.
 //!
-//! Owns everything that talks to MySQL for row data ([`mysql`]), the error classification
-//! the executor's retry logic reads ([`SinkError::class`]), and the per-test database helper
-//! ([`testing`]). It does not own what the state rows mean (`state` builds them as
-//! [`SqlStatement`]s) nor how rows are produced (`transform`). Nothing from `mysql_async`
-//! leaves this module and `state`.
+//! Owns everything that talks to MySQL ([`mysql`]): row data, the state tables
+//! ([`StateStore`]: cursors, window ledger, run history, rejects, leases), the two-phase
+//! commit of `insert` windows (`xa`), the error classification the executor's retry logic
+//! reads ([`SinkError::class`]), and the per-test database helper ([`testing`]). It does not
+//! own what the state rows mean (`state`'s types and rules, which [`StateStore`] speaks)
+//! nor how rows are produced (`transform`). Nothing from `mysql_async` leaves this module:
+//! no connection is handed out, callers get qsync's own types.
 
 pub mod bench;
 mod describe;
@@ -16,7 +18,7 @@ mod xa;
 
 pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
-    column_sql, create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, SqlStatement,
-    TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions,
+    column_sql, create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, StateStore,
+    TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions, CURSOR_SQL, STATE_TABLES_SQL,
 };
 pub use self::xa::Settled;

@@ -45,12 +45,14 @@ mod encode;
 mod key_lanes;
 mod lane;
 mod sql;
+mod store;
 mod text_buffers;
 mod writer;
 
-pub(crate) use self::encode::{encode_row, to_sql_value};
+pub(in crate::sink) use self::encode::{encode_row, to_sql_value};
 pub use self::sql::{column_sql, create_table_sql, quote_identifier, statement_sql, TableSpec};
-pub(crate) use self::sql::{load_data_sql, statement_head, statement_tail};
+pub(in crate::sink) use self::sql::{load_data_sql, statement_head, statement_tail};
+pub use self::store::{StateStore, CURSOR_SQL, STATE_TABLES_SQL};
 pub use self::writer::{WindowWriter, WriteMethod, WriteStats, WriterOptions};
 /// Whether an error is worth retrying, the data's fault, or needs a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,15 +158,16 @@ fn class_of(error: &mysql_async::Error) -> (u16, ErrorClass) {
     }
 }
 
-/// A statement with bound parameters, as `state` builds them for the window transaction.
+/// A statement with bound parameters, such as the state statements of a window's last
+/// transaction ([`store`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SqlStatement {
-    pub sql: String,
-    pub params: Vec<Cell>,
+pub(in crate::sink) struct SqlStatement {
+    pub(in crate::sink) sql: String,
+    pub(in crate::sink) params: Vec<Cell>,
 }
 
 impl SqlStatement {
-    pub fn new(sql: impl Into<String>, params: Vec<Cell>) -> SqlStatement {
+    pub(in crate::sink) fn new(sql: impl Into<String>, params: Vec<Cell>) -> SqlStatement {
         SqlStatement {
             sql: sql.into(),
             params,
@@ -283,7 +286,11 @@ impl MysqlSink {
         }
     }
 
-    pub(crate) fn query_error(&self, table: &str, error: &mysql_async::Error) -> SinkError {
+    pub(in crate::sink) fn query_error(
+        &self,
+        table: &str,
+        error: &mysql_async::Error,
+    ) -> SinkError {
         let (code, class) = class_of(error);
         let message = match error {
             mysql_async::Error::Server(server) => server.message.clone(),
@@ -298,12 +305,12 @@ impl MysqlSink {
         }
     }
 
-    pub(crate) fn xa_support(&self) -> &tokio::sync::OnceCell<bool> {
+    pub(in crate::sink) fn xa_support(&self) -> &tokio::sync::OnceCell<bool> {
         &self.inner.xa
     }
 
     /// A pooled connection (state reads and short transactions).
-    pub(crate) async fn connection(&self) -> Result<Conn, SinkError> {
+    pub(in crate::sink) async fn connection(&self) -> Result<Conn, SinkError> {
         self.inner
             .pool
             .get_conn()
@@ -313,7 +320,7 @@ impl MysqlSink {
 
     /// A connection of its own, closed (and its transaction rolled back by the server) when
     /// dropped, so an abandoned window can never leak an open transaction into the pool.
-    pub(crate) async fn dedicated_connection(&self) -> Result<Conn, SinkError> {
+    pub(in crate::sink) async fn dedicated_connection(&self) -> Result<Conn, SinkError> {
         Conn::new(self.inner.opts.clone())
             .await
             .map_err(|error| self.connect_error(&error))
@@ -333,7 +340,10 @@ impl MysqlSink {
     }
 
     /// Runs statements in one transaction on a pooled connection.
-    pub async fn execute(&self, statements: &[SqlStatement]) -> Result<(), SinkError> {
+    pub(in crate::sink) async fn execute(
+        &self,
+        statements: &[SqlStatement],
+    ) -> Result<(), SinkError> {
         let mut conn = self.connection().await?;
         let result = async {
             conn.query_drop("BEGIN").await?;
@@ -369,7 +379,7 @@ impl MysqlSink {
     }
 }
 
-pub(crate) async fn exec_statement(
+pub(in crate::sink) async fn exec_statement(
     conn: &mut Conn,
     statement: &SqlStatement,
 ) -> Result<(), mysql_async::Error> {

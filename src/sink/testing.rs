@@ -129,7 +129,7 @@ pub async fn leave_interrupted_window(url: &str, statement: &str, decided: bool)
 }
 
 /// Lane 0 of `window` as the writer opens it: a transaction holding the decision row.
-pub(crate) async fn open_decision(url: &str, window: &super::xa::WindowXa) -> Conn {
+pub(in crate::sink) async fn open_decision(url: &str, window: &super::xa::WindowXa) -> Conn {
     let opts = Opts::from_url(url).unwrap_or_else(|e| panic!("bad url: {e}"));
     let mut lane0 = Conn::new(opts).await.expect("connects");
     lane0.query_drop("BEGIN").await.expect("begins");
@@ -140,7 +140,7 @@ pub(crate) async fn open_decision(url: &str, window: &super::xa::WindowXa) -> Co
 }
 
 /// Lane `lane` of `window` running `statement`, prepared; the connection stays attached.
-pub(crate) async fn prepare_lane(
+pub(in crate::sink) async fn prepare_lane(
     url: &str,
     window: &super::xa::WindowXa,
     lane: usize,

@@ -73,7 +73,7 @@ impl WindowXa {
     }
 
     /// Lane 0's first statement: the decision row, locked until lane 0 ends.
-    pub(crate) fn decision(&self) -> SqlStatement {
+    pub(in crate::sink) fn decision(&self) -> SqlStatement {
         SqlStatement::new(
             "INSERT INTO `_qsync_xa` (`token`, `outcome`) VALUES (?, 'commit')",
             vec![Cell::Text(self.token.as_str().into())],

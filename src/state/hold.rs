@@ -1,126 +1,111 @@
-//! Holding a spec's lease for the length of a `qsync run` or `replay`, as `serve` does for
-//! its runs: taken before the run, renewed in the background, released after. Two runs of
-//! one spec never overlap, whoever starts them; for `insert` specs an overlap would
-//! duplicate rows or fail on duplicate keys.
+//! Holding a spec's lease for the length of a run: taken before it, renewed in the
+//! background every third of its TTL, released after. Two runs of one spec never overlap,
+//! whoever starts them; for `insert` specs an overlap would duplicate rows or fail on
+//! duplicate keys.
 //!
-//! A lease that is lost (it expired while the database was unreachable and somebody else
-//! took it) raises the run's stop signal: the run stops after its current window, as on
-//! Ctrl-C. A manual run's owner is `run-<host>-<pid>`; when such an owner's process is gone
-//! from this host (`kill -9`, a crash), its lease is taken over at once rather than after
-//! the TTL, so the run after a crash does not have to wait.
+//! A lease that is lost (it expired while the store was unreachable and somebody else took
+//! it) raises the run's stop signal: the run stops after its current window, as on Ctrl-C.
+//! A manual run's owner is `run-<host>-<pid>`; when such an owner's process is gone from
+//! this host (`kill -9`, a crash), a manual run takes its lease over at once rather than
+//! after the TTL, so the run after a crash does not have to wait.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{Lease, StateStore};
-use crate::sink::SinkError;
+use super::lease::{host_name, is_dead_local_run, Lease, Leases};
 
-/// This machine's name: `HOSTNAME`, else `/etc/hostname`, else `qsync`.
-pub fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "qsync".to_owned())
-}
-
-/// The lease owner of a manual run in this process.
-pub fn run_owner() -> String {
-    format!("run-{}-{}", host_name(), std::process::id())
-}
-
-/// Whether `owner` is a manual run of this host whose process no longer exists.
-fn is_dead_local_run(owner: &str, host: &str) -> bool {
-    let Some(pid) = owner
-        .strip_prefix("run-")
-        .and_then(|rest| rest.strip_prefix(host))
-        .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|pid| pid.parse::<u32>().ok())
-    else {
-        return false;
-    };
-    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// How to hold a lease.
+#[derive(Debug, Clone)]
+pub struct HoldOptions {
+    /// How long the lease lasts without renewal; renewed every third of it.
+    pub ttl: Duration,
+    /// The caller's own stop signal, forwarded into the held lease's.
+    pub shutdown: Option<watch::Receiver<bool>>,
+    /// Take over at once the lease of a manual run of this host whose process is gone
+    /// (`qsync run`, `replay`); otherwise wait for it to expire.
+    pub take_over_dead_runs: bool,
 }
 
 /// A lease held by this process; [`release`](HeldLease::release) it when done.
 #[derive(Debug)]
-pub struct HeldLease {
-    store: StateStore,
+pub struct HeldLease<L: Leases> {
+    leases: L,
     spec: String,
     owner: String,
     renewer: JoinHandle<()>,
     stop: watch::Receiver<bool>,
 }
 
-/// The outcome of [`StateStore::hold_lease`].
+/// The outcome of [`hold_lease`].
 #[derive(Debug)]
-pub enum Holding {
-    Held(HeldLease),
+pub enum Holding<L: Leases> {
+    Held(HeldLease<L>),
     /// Somebody else runs the spec.
     Busy(Lease),
 }
 
-impl StateStore {
-    /// Takes `spec`'s lease for `owner` and keeps renewing it every third of `ttl`. The
-    /// held lease's stop signal rises when `shutdown` does or when the lease is lost.
-    pub async fn hold_lease(
-        &self,
-        spec: &str,
-        owner: &str,
-        ttl: Duration,
-        shutdown: Option<watch::Receiver<bool>>,
-    ) -> Result<Holding, SinkError> {
-        if !self.take_lease(spec, owner, ttl).await? {
-            let holder = self.lease(spec).await?;
-            let dead = holder
-                .as_ref()
-                .is_some_and(|lease| is_dead_local_run(&lease.owner, &host_name()));
-            if let (true, Some(lease)) = (dead, &holder) {
+/// Takes `spec`'s lease for `owner` and keeps renewing it. The held lease's stop signal
+/// rises when `options.shutdown` does or when the lease is lost.
+///
+/// # Errors
+/// The store's error when it cannot take or read the lease.
+pub async fn hold_lease<L: Leases>(
+    leases: &L,
+    spec: &str,
+    owner: &str,
+    options: HoldOptions,
+) -> Result<Holding<L>, L::Error> {
+    let HoldOptions {
+        ttl,
+        shutdown,
+        take_over_dead_runs,
+    } = options;
+    if !leases.take(spec, owner, ttl).await? {
+        match leases.holder(spec).await? {
+            Some(lease) if take_over_dead_runs && is_dead_local_run(&lease.owner, &host_name()) => {
                 tracing::warn!(spec, owner = %lease.owner,
                     "taking over the lease of a run whose process is gone");
-                self.release_lease(spec, &lease.owner).await?;
+                leases.release(spec, &lease.owner).await?;
             }
-            if !self.take_lease(spec, owner, ttl).await? {
-                // Re-read: the holder may have changed between the two attempts.
-                if let Some(lease) = self.lease(spec).await? {
-                    return Ok(Holding::Busy(lease));
-                }
-                // Freed in between: one more try, then report whoever won.
-                if !self.take_lease(spec, owner, ttl).await? {
-                    let lease = self.lease(spec).await?.unwrap_or(Lease {
-                        spec: spec.to_owned(),
-                        owner: "(unknown)".to_owned(),
-                        expires_at: chrono::NaiveDateTime::default(),
-                    });
-                    return Ok(Holding::Busy(lease));
-                }
-            }
+            Some(lease) => return Ok(Holding::Busy(lease)),
+            // Freed (released or expired) since: one more try.
+            None => {}
         }
-        let (raise, stop) = watch::channel(false);
-        let renewer = tokio::spawn(renew(
-            self.clone(),
-            spec.to_owned(),
-            owner.to_owned(),
-            ttl,
-            raise,
-            shutdown,
-        ));
-        Ok(Holding::Held(HeldLease {
-            store: self.clone(),
-            spec: spec.to_owned(),
-            owner: owner.to_owned(),
-            renewer,
-            stop,
-        }))
+        if !leases.take(spec, owner, ttl).await? {
+            // Report whoever won.
+            let lease = leases.holder(spec).await?.unwrap_or(Lease {
+                spec: spec.to_owned(),
+                owner: "(unknown)".to_owned(),
+                expires_at: chrono::NaiveDateTime::default(),
+            });
+            return Ok(Holding::Busy(lease));
+        }
     }
+    let (raise, stop) = watch::channel(false);
+    let renewer = tokio::spawn(renew(
+        leases.clone(),
+        spec.to_owned(),
+        owner.to_owned(),
+        ttl,
+        raise,
+        shutdown,
+    ));
+    Ok(Holding::Held(HeldLease {
+        leases: leases.clone(),
+        spec: spec.to_owned(),
+        owner: owner.to_owned(),
+        renewer,
+        stop,
+    }))
 }
 
-/// Renews until the lease is lost or given up; forwards the caller's shutdown.
-async fn renew(
-    store: StateStore,
+/// Renews until the lease is lost or given up; forwards the caller's shutdown. A renewal
+/// that takes longer than a third of the TTL counts as failed, so a store that hangs
+/// cannot keep a run going past its lease.
+async fn renew<L: Leases>(
+    leases: L,
     spec: String,
     owner: String,
     ttl: Duration,
@@ -146,63 +131,51 @@ async fn renew(
                 continue;
             }
         }
-        match store.renew_lease(&spec, &owner, ttl).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => {
-                tracing::error!(spec = %spec, "the run's lease was lost; stopping after this window");
+        let renewed = tokio::time::timeout(ttl / 3, leases.renew(&spec, &owner, ttl)).await;
+        let failure = match renewed {
+            Ok(Ok(true)) => {
+                last_renewed = tokio::time::Instant::now();
+                continue;
+            }
+            Ok(Ok(false)) => {
+                tracing::error!(spec = %spec,
+                    "the lease was lost to another owner; the run stops after its current window");
                 let _ = raise.send(true);
                 return;
             }
-            Err(error) => {
-                tracing::warn!(spec = %spec, "cannot renew the run's lease: {error}");
-                if last_renewed.elapsed() >= ttl * 2 / 3 {
-                    tracing::error!(spec = %spec, "the run's lease is about to expire; stopping after this window");
-                    let _ = raise.send(true);
-                    return;
-                }
-            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "the database did not answer".to_owned(),
+        };
+        tracing::warn!(spec = %spec, "cannot renew the lease: {failure}");
+        if last_renewed.elapsed() >= ttl * 2 / 3 {
+            tracing::error!(spec = %spec,
+                "the lease is about to expire; the run stops after its current window");
+            let _ = raise.send(true);
+            return;
         }
     }
 }
 
-impl HeldLease {
+impl<L: Leases> HeldLease<L> {
     /// Raised when the caller's shutdown was or the lease was lost.
     pub fn stop_signal(&self) -> watch::Receiver<bool> {
         self.stop.clone()
     }
 
-    /// Stops renewing and frees the lease (best effort: it expires anyway).
-    pub async fn release(self) {
+    /// Stops renewing and frees the lease; returns whether it was still held.
+    ///
+    /// # Errors
+    /// The store's error; the lease then expires after its TTL.
+    pub async fn release(self) -> Result<bool, L::Error> {
         self.renewer.abort();
-        if let Err(error) = self.store.release_lease(&self.spec, &self.owner).await {
-            tracing::warn!(spec = %self.spec, "cannot release the run's lease (it will expire): {error}");
-        }
+        self.leases.release(&self.spec, &self.owner).await
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_dead_runs_of_this_host_are_taken_over() {
-        let me = std::process::id();
-        // A pid no process has: above the kernel's pid_max (at most 2^22).
-        let gone = 5_000_000;
-        assert!(is_dead_local_run(&format!("run-box-{gone}"), "box"));
-        assert!(
-            !is_dead_local_run(&format!("run-box-{me}"), "box"),
-            "this process"
-        );
-        assert!(
-            !is_dead_local_run(&format!("run-other-{gone}"), "box"),
-            "another host"
-        );
-        assert!(
-            !is_dead_local_run(&format!("box-{gone}"), "box"),
-            "a serve instance"
-        );
-        assert!(!is_dead_local_run("run-box-x", "box"));
-        assert!(!is_dead_local_run(&format!("run-box-a-{gone}"), "box"));
+impl<L: Leases> Drop for HeldLease<L> {
+    fn drop(&mut self) {
+        // A lease dropped without `release` (a panicking caller) stops being renewed and
+        // expires after its TTL.
+        self.renewer.abort();
     }
 }

@@ -1,20 +1,19 @@
-//! Per-spec leases in `_qsync_leases`: several `qsync serve` instances share one spec folder
+//! Per-spec leases: several `qsync serve` instances and manual runs share one spec folder,
 //! and a spec runs only where its lease is held.
 //!
-//! Owns take / renew / release. A lease is taken in a transaction that locks the spec's row
-//! (`SELECT ... FOR UPDATE`), so two owners can never both see it free; the row is created
-//! beforehand with `INSERT IGNORE` so the lock is a row lock, not a gap lock two takers could
-//! deadlock on. Expiry is judged by the server's clock (`NOW(6)`), never an instance's.
+//! Owns what a lease is ([`Lease`]), the operations a store must offer ([`Leases`]) and the
+//! rules about owners: who a manual run is ([`run_owner`]) and when a holder is known dead
+//! without waiting for the lease to expire. The store's `take` must be atomic (two owners
+//! never both see a lease free) and judge expiry by one clock shared by every instance
+//! (the MySQL store uses the server's `NOW(6)`); holding a lease over a run is
+//! [`hold_lease`](super::hold_lease).
 
+use std::future::Future;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use mysql_async::prelude::Queryable;
 
-use super::StateStore;
-use crate::sink::SinkError;
-
-/// Who holds a spec and until when (server time).
+/// Who holds a spec and until when (the store's clock: server time for MySQL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub spec: String,
@@ -22,122 +21,93 @@ pub struct Lease {
     pub expires_at: NaiveDateTime,
 }
 
-const TABLE: &str = "_qsync_leases";
+/// Where leases live: take, renew, release and read one spec's lease. Implemented by the
+/// sink that owns the lease table (`sink::StateStore` for MySQL).
+pub trait Leases: Clone + Send + Sync + 'static {
+    /// The store's failure; shown to the operator as it is.
+    type Error: std::fmt::Display + Send + 'static;
 
-fn micros(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX)
-}
-
-impl StateStore {
     /// Takes `spec` for `owner` for `ttl`: succeeds when the lease is free, expired or
     /// already `owner`'s (then it is extended). Returns whether `owner` now holds it.
-    pub async fn take_lease(
+    fn take(
         &self,
         spec: &str,
         owner: &str,
         ttl: Duration,
-    ) -> Result<bool, SinkError> {
-        if owner.is_empty() {
-            // The empty owner marks a free lease.
-            return Err(SinkError::Spec {
-                table: TABLE.to_owned(),
-                reason: "a lease owner cannot be empty".into(),
-            });
-        }
-        let fail = |error: mysql_async::Error| self.sink.query_error(TABLE, &error);
-        let mut conn = self.sink.connection().await?;
-        // An expired placeholder row, so the lock below always has a row to lock.
-        conn.exec_drop(
-            "INSERT IGNORE INTO `_qsync_leases` (`spec`, `owner`, `expires_at`, `acquired_at`) \
-             VALUES (?, '', '1970-01-02 00:00:00', NOW(6))",
-            (spec,),
-        )
-        .await
-        .map_err(fail)?;
-        let result = async {
-            conn.query_drop("BEGIN").await?;
-            let current: Option<(String, bool)> = conn
-                .exec_first(
-                    "SELECT `owner`, `expires_at` > NOW(6) FROM `_qsync_leases` \
-                     WHERE `spec` = ? FOR UPDATE",
-                    (spec,),
-                )
-                .await?;
-            let free = match &current {
-                Some((holder, live)) => !live || holder == owner,
-                None => true,
-            };
-            if free {
-                conn.exec_drop(
-                    // `acquired_at` first: MySQL assigns left to right, and it must compare
-                    // against the previous owner.
-                    "UPDATE `_qsync_leases` SET `acquired_at` = IF(`owner` = ?, `acquired_at`, \
-                     NOW(6)), `owner` = ?, `expires_at` = NOW(6) + INTERVAL ? MICROSECOND \
-                     WHERE `spec` = ?",
-                    (owner, owner, micros(ttl), spec),
-                )
-                .await?;
-            }
-            conn.query_drop("COMMIT").await?;
-            Ok::<bool, mysql_async::Error>(free)
-        }
-        .await;
-        match result {
-            Ok(taken) => Ok(taken),
-            Err(error) => {
-                let _ = conn.query_drop("ROLLBACK").await;
-                Err(fail(error))
-            }
-        }
-    }
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Extends `owner`'s live lease on `spec` by `ttl` from now. Returns false when the lease
-    /// expired or was taken over: the owner must stop working on the spec.
-    pub async fn renew_lease(
+    /// Extends `owner`'s live lease by `ttl` from now; false when it expired or was taken
+    /// over: the owner must stop working on the spec.
+    fn renew(
         &self,
         spec: &str,
         owner: &str,
         ttl: Duration,
-    ) -> Result<bool, SinkError> {
-        let mut conn = self.sink.connection().await?;
-        conn.exec_drop(
-            "UPDATE `_qsync_leases` SET `expires_at` = NOW(6) + INTERVAL ? MICROSECOND \
-             WHERE `spec` = ? AND `owner` = ? AND `expires_at` > NOW(6)",
-            (micros(ttl), spec, owner),
-        )
-        .await
-        .map_err(|error| self.sink.query_error(TABLE, &error))?;
-        Ok(conn.affected_rows() == 1)
-    }
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
-    /// Gives up `owner`'s lease on `spec`; returns whether it was held.
-    pub async fn release_lease(&self, spec: &str, owner: &str) -> Result<bool, SinkError> {
-        let mut conn = self.sink.connection().await?;
-        conn.exec_drop(
-            "UPDATE `_qsync_leases` SET `owner` = '', `expires_at` = '1970-01-02 00:00:00' \
-             WHERE `spec` = ? AND `owner` = ? AND `expires_at` > NOW(6)",
-            (spec, owner),
-        )
-        .await
-        .map_err(|error| self.sink.query_error(TABLE, &error))?;
-        Ok(conn.affected_rows() == 1)
-    }
+    /// Gives up `owner`'s lease; returns whether it was held.
+    fn release(
+        &self,
+        spec: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// The live lease on `spec`, if any.
-    pub async fn lease(&self, spec: &str) -> Result<Option<Lease>, SinkError> {
-        let mut conn = self.sink.connection().await?;
-        let row: Option<(String, String, NaiveDateTime)> = conn
-            .exec_first(
-                "SELECT `spec`, `owner`, `expires_at` FROM `_qsync_leases` \
-                 WHERE `spec` = ? AND `expires_at` > NOW(6) AND `owner` <> ''",
-                (spec,),
-            )
-            .await
-            .map_err(|error| self.sink.query_error(TABLE, &error))?;
-        Ok(row.map(|(spec, owner, expires_at)| Lease {
-            spec,
-            owner,
-            expires_at,
-        }))
+    fn holder(&self, spec: &str)
+        -> impl Future<Output = Result<Option<Lease>, Self::Error>> + Send;
+}
+
+/// This machine's name: `HOSTNAME`, else `/etc/hostname`, else `qsync`.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "qsync".to_owned())
+}
+
+/// The lease owner of a manual run in this process: `run-<host>-<pid>`.
+pub fn run_owner() -> String {
+    format!("run-{}-{}", host_name(), std::process::id())
+}
+
+/// Whether `owner` is a manual run of this host whose process no longer exists.
+pub(super) fn is_dead_local_run(owner: &str, host: &str) -> bool {
+    let Some(pid) = owner
+        .strip_prefix("run-")
+        .and_then(|rest| rest.strip_prefix(host))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dead_runs_of_this_host_are_taken_over() {
+        let me = std::process::id();
+        // A pid no process has: above the kernel's pid_max (at most 2^22).
+        let gone = 5_000_000;
+        assert!(is_dead_local_run(&format!("run-box-{gone}"), "box"));
+        assert!(
+            !is_dead_local_run(&format!("run-box-{me}"), "box"),
+            "this process"
+        );
+        assert!(
+            !is_dead_local_run(&format!("run-other-{gone}"), "box"),
+            "another host"
+        );
+        assert!(
+            !is_dead_local_run(&format!("box-{gone}"), "box"),
+            "a serve instance"
+        );
+        assert!(!is_dead_local_run("run-box-x", "box"));
+        assert!(!is_dead_local_run(&format!("run-box-a-{gone}"), "box"));
     }
 }

@@ -1,18 +1,12 @@
 //! The window ledger, run history and rejects: what each window and run did, and the raw
 //! records that could not become rows.
 //!
-//! Owns the row types of `_qsync_windows`, `_qsync_runs` and `_qsync_rejects`, the
-//! statements that write them (usable inside a window transaction) and their reads.
+//! Owns the row types of `_qsync_windows`, `_qsync_runs` and `_qsync_rejects` and the words
+//! their status columns hold. How they are stored is the sink's (`sink::StateStore`).
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
-use mysql_async::prelude::Queryable;
-use mysql_async::Row;
-
-use super::StateStore;
-use crate::sink::{SinkError, SqlStatement};
-use crate::transform::Cell;
 
 /// Where a window stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +20,7 @@ pub enum WindowStatus {
 }
 
 impl WindowStatus {
+    /// The stored word: `running`, `done` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             WindowStatus::Running => "running",
@@ -34,7 +29,8 @@ impl WindowStatus {
         }
     }
 
-    fn parse(text: &str) -> WindowStatus {
+    /// Reads a stored word back; anything unknown reads as `Running` (not finished).
+    pub fn parse(text: &str) -> WindowStatus {
         match text {
             "done" => WindowStatus::Done,
             "failed" => WindowStatus::Failed,
@@ -59,35 +55,6 @@ pub struct WindowRecord {
     pub attempts: u32,
 }
 
-fn count(n: u64) -> Cell {
-    Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
-}
-
-/// Inserts or updates a window's ledger row (unique on spec, start, end).
-pub fn window_statement(window: &WindowRecord) -> SqlStatement {
-    SqlStatement::new(
-        "INSERT INTO `_qsync_windows` (`spec`, `window_start`, `window_end`, `pages`, \
-         `reported_total`, `fetched`, `written`, `rejects`, `status`, `attempts`, `updated_at`) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE \
-         `pages` = VALUES(`pages`), `reported_total` = VALUES(`reported_total`), \
-         `fetched` = VALUES(`fetched`), `written` = VALUES(`written`), \
-         `rejects` = VALUES(`rejects`), `status` = VALUES(`status`), \
-         `attempts` = VALUES(`attempts`), `updated_at` = VALUES(`updated_at`)",
-        vec![
-            Cell::Text(window.spec.as_str().into()),
-            Cell::DateTime(window.start),
-            Cell::DateTime(window.end),
-            count(window.pages),
-            window.reported_total.map_or(Cell::Null, count),
-            count(window.fetched),
-            count(window.written),
-            count(window.rejects),
-            Cell::Text(window.status.as_str().into()),
-            Cell::Int(i64::from(window.attempts)),
-        ],
-    )
-}
-
 /// A record that failed conversion, kept with its raw JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
@@ -99,41 +66,6 @@ pub struct Reject {
     pub reason: String,
 }
 
-/// Inserts rejects in one statement; `None` when there are none.
-pub fn rejects_statement(rejects: &[Reject]) -> Option<SqlStatement> {
-    if rejects.is_empty() {
-        return None;
-    }
-    let mut sql = String::from(
-        "INSERT INTO `_qsync_rejects` (`spec`, `window_start`, `window_end`, `raw`, `reason`, \
-         `created_at`) VALUES ",
-    );
-    let mut params = Vec::with_capacity(rejects.len() * 5);
-    for (i, reject) in rejects.iter().enumerate() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, ?, ?, ?, NOW(6))");
-        params.extend([
-            Cell::Text(reject.spec.as_str().into()),
-            reject.window_start.map_or(Cell::Null, Cell::DateTime),
-            reject.window_end.map_or(Cell::Null, Cell::DateTime),
-            Cell::Text(reject.raw.as_str().into()),
-            Cell::Text(reject.reason.as_str().into()),
-        ]);
-    }
-    Some(SqlStatement::new(sql, params))
-}
-
-/// `_qsync_rejects` columns as read back.
-type RejectRow = (
-    String,
-    Option<NaiveDateTime>,
-    Option<NaiveDateTime>,
-    String,
-    String,
-);
-
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunOutcome {
@@ -144,6 +76,7 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// The stored word: `success`, `partial` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Success => "success",
@@ -152,7 +85,8 @@ impl RunOutcome {
         }
     }
 
-    fn parse(text: &str) -> RunOutcome {
+    /// Reads a stored word back; anything unknown reads as `Failed`.
+    pub fn parse(text: &str) -> RunOutcome {
         match text {
             "success" => RunOutcome::Success,
             "partial" => RunOutcome::Partial,
@@ -177,158 +111,4 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub started_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
-}
-
-fn take<T: mysql_async::prelude::FromValue>(
-    row: &mut Row,
-    index: usize,
-    table: &str,
-) -> Result<T, SinkError> {
-    match row.take_opt::<T, usize>(index) {
-        Some(Ok(value)) => Ok(value),
-        _ => Err(SinkError::Spec {
-            table: table.to_owned(),
-            reason: format!("unexpected value in column {index}"),
-        }),
-    }
-}
-
-fn unsigned(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
-impl StateStore {
-    /// Writes a window's ledger row.
-    pub async fn record_window(&self, window: &WindowRecord) -> Result<(), SinkError> {
-        self.sink.execute(&[window_statement(window)]).await
-    }
-
-    /// The ledger of `spec`, oldest window first.
-    pub async fn windows(&self, spec: &str) -> Result<Vec<WindowRecord>, SinkError> {
-        const TABLE: &str = "_qsync_windows";
-        let mut conn = self.sink.connection().await?;
-        let rows: Vec<Row> = conn
-            .exec(
-                "SELECT `spec`, `window_start`, `window_end`, `pages`, `reported_total`, \
-                 `fetched`, `written`, `rejects`, `status`, `attempts` FROM `_qsync_windows` \
-                 WHERE `spec` = ? ORDER BY `window_start`, `window_end`",
-                (spec,),
-            )
-            .await
-            .map_err(|error| self.sink.query_error(TABLE, &error))?;
-        rows.into_iter()
-            .map(|mut row| {
-                Ok(WindowRecord {
-                    spec: take(&mut row, 0, TABLE)?,
-                    start: take(&mut row, 1, TABLE)?,
-                    end: take(&mut row, 2, TABLE)?,
-                    pages: unsigned(take(&mut row, 3, TABLE)?),
-                    reported_total: take::<Option<i64>>(&mut row, 4, TABLE)?.map(unsigned),
-                    fetched: unsigned(take(&mut row, 5, TABLE)?),
-                    written: unsigned(take(&mut row, 6, TABLE)?),
-                    rejects: unsigned(take(&mut row, 7, TABLE)?),
-                    status: WindowStatus::parse(&take::<String>(&mut row, 8, TABLE)?),
-                    attempts: u32::try_from(take::<i64>(&mut row, 9, TABLE)?).unwrap_or(0),
-                })
-            })
-            .collect()
-    }
-
-    /// Appends a run to the history and returns its id.
-    pub async fn record_run(&self, run: &RunRecord) -> Result<u64, SinkError> {
-        let millis = u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX);
-        let params = vec![
-            Cell::Text(run.spec.as_str().into()),
-            run.range_start.map_or(Cell::Null, Cell::DateTime),
-            run.range_end.map_or(Cell::Null, Cell::DateTime),
-            count(run.pages),
-            count(run.records),
-            count(run.rows_written),
-            count(run.rejects),
-            count(run.retries),
-            count(millis),
-            Cell::Text(run.outcome.as_str().into()),
-            run.error
-                .as_deref()
-                .map_or(Cell::Null, |error| Cell::Text(error.into())),
-            Cell::DateTime(run.started_at),
-            run.finished_at.map_or(Cell::Null, Cell::DateTime),
-        ];
-        let statement = SqlStatement::new(
-            "INSERT INTO `_qsync_runs` (`spec`, `range_start`, `range_end`, `pages`, `records`, \
-             `rows_written`, `rejects`, `retries`, `duration_ms`, `outcome`, `error`, \
-             `started_at`, `finished_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            params,
-        );
-        let mut conn = self.sink.connection().await?;
-        crate::sink::mysql::exec_statement(&mut conn, &statement)
-            .await
-            .map_err(|error| self.sink.query_error("_qsync_runs", &error))?;
-        Ok(conn.last_insert_id().unwrap_or(0))
-    }
-
-    /// The latest `limit` runs of `spec`, newest first.
-    pub async fn runs(&self, spec: &str, limit: u32) -> Result<Vec<RunRecord>, SinkError> {
-        const TABLE: &str = "_qsync_runs";
-        let mut conn = self.sink.connection().await?;
-        let rows: Vec<Row> = conn
-            .exec(
-                "SELECT `spec`, `range_start`, `range_end`, `pages`, `records`, `rows_written`, \
-                 `rejects`, `retries`, `duration_ms`, `outcome`, `error`, `started_at`, \
-                 `finished_at` FROM `_qsync_runs` WHERE `spec` = ? ORDER BY `id` DESC LIMIT ?",
-                (spec, limit),
-            )
-            .await
-            .map_err(|error| self.sink.query_error(TABLE, &error))?;
-        rows.into_iter()
-            .map(|mut row| {
-                Ok(RunRecord {
-                    spec: take(&mut row, 0, TABLE)?,
-                    range_start: take(&mut row, 1, TABLE)?,
-                    range_end: take(&mut row, 2, TABLE)?,
-                    pages: unsigned(take(&mut row, 3, TABLE)?),
-                    records: unsigned(take(&mut row, 4, TABLE)?),
-                    rows_written: unsigned(take(&mut row, 5, TABLE)?),
-                    rejects: unsigned(take(&mut row, 6, TABLE)?),
-                    retries: unsigned(take(&mut row, 7, TABLE)?),
-                    duration: Duration::from_millis(unsigned(take(&mut row, 8, TABLE)?)),
-                    outcome: RunOutcome::parse(&take::<String>(&mut row, 9, TABLE)?),
-                    error: take(&mut row, 10, TABLE)?,
-                    started_at: take(&mut row, 11, TABLE)?,
-                    finished_at: take(&mut row, 12, TABLE)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Stores rejects outside a window transaction.
-    pub async fn add_rejects(&self, rejects: &[Reject]) -> Result<(), SinkError> {
-        match rejects_statement(rejects) {
-            Some(statement) => self.sink.execute(&[statement]).await,
-            None => Ok(()),
-        }
-    }
-
-    /// The latest `limit` rejects of `spec`, newest first.
-    pub async fn rejects(&self, spec: &str, limit: u32) -> Result<Vec<Reject>, SinkError> {
-        let mut conn = self.sink.connection().await?;
-        let rows: Vec<RejectRow> = conn
-            .exec(
-                "SELECT `spec`, `window_start`, `window_end`, `raw`, `reason` \
-                 FROM `_qsync_rejects` WHERE `spec` = ? ORDER BY `id` DESC LIMIT ?",
-                (spec, limit),
-            )
-            .await
-            .map_err(|error| self.sink.query_error("_qsync_rejects", &error))?;
-        Ok(rows
-            .into_iter()
-            .map(|(spec, window_start, window_end, raw, reason)| Reject {
-                spec,
-                window_start,
-                window_end,
-                raw,
-                reason,
-            })
-            .collect())
-    }
 }

@@ -11,7 +11,7 @@ use mysql_async::Value as SqlValue;
 use crate::transform::Cell;
 
 /// Appends one row as `LOAD DATA` text: tab-separated, `\N` for NULL, backslash escapes.
-pub(crate) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
+pub(in crate::sink) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
     for (i, cell) in row.iter().enumerate() {
         if i > 0 {
             out.push(b'\t');
@@ -125,7 +125,7 @@ impl std::fmt::Write for ByteWriter<'_> {
     }
 }
 
-pub(crate) fn to_sql_value(cell: &Cell) -> SqlValue {
+pub(in crate::sink) fn to_sql_value(cell: &Cell) -> SqlValue {
     use chrono::{Datelike, Timelike};
     let narrow = |n: u32| u8::try_from(n).unwrap_or(0);
     match cell {

@@ -202,7 +202,7 @@ pub fn create_table_sql(table: &TableSpec) -> String {
 }
 
 /// The statement head: `REPLACE INTO t (cols) VALUES`, or the rendered custom template.
-pub(crate) fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
+pub(in crate::sink) fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
     let columns: Vec<&str> = table.columns.iter().map(|c| c.quoted.as_str()).collect();
     let columns = columns.join(", ");
     if let Some(template) = &table.head {
@@ -225,7 +225,7 @@ pub(crate) fn statement_head(table: &TableSpec) -> Result<String, SinkError> {
 }
 
 /// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value.
-pub(crate) fn statement_tail(table: &TableSpec) -> String {
+pub(in crate::sink) fn statement_tail(table: &TableSpec) -> String {
     if table.mode != WriteMode::Upsert || table.head.is_some() {
         return String::new();
     }
@@ -273,7 +273,7 @@ const STAGE: &str = "`_qsync_stage`";
 
 /// The `LOAD DATA LOCAL INFILE` statement, or `None` when the mode needs statements.
 /// Upserts load into the staging table ([`Staging`]).
-pub(crate) fn load_data_sql(table: &TableSpec) -> Option<String> {
+pub(in crate::sink) fn load_data_sql(table: &TableSpec) -> Option<String> {
     let (into, modifier) = match (table.head.is_some(), table.mode) {
         // A custom head has no LOAD DATA equivalent.
         (true, _) => return None,

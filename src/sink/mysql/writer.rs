@@ -11,9 +11,11 @@ use tokio::task::JoinHandle;
 use super::key_lanes::{self, KeyLanes};
 use super::lane::LaneWorker;
 use super::sql::{load_data_sql, statement_sql, Staging};
+use super::store::closing_statements;
 use super::{exec_statement, MysqlSink, SinkError, SqlStatement, TableSpec};
 use crate::plan::WriteMode;
 use crate::sink::xa::{Prepared, WindowXa};
+use crate::state::WindowClose;
 use crate::transform::Cell;
 
 /// Most placeholders one prepared statement may carry.
@@ -355,10 +357,23 @@ impl WindowWriter {
         }
     }
 
+    /// Commits the window: flushes every lane, then writes the last rows together with
+    /// `close` (rejects, ledger row, cursor) in one transaction (design guarantee 3).
+    ///
+    /// # Errors
+    /// The first lane's failure. Then nothing of the last transaction (and so no state) is
+    /// committed, and in an `insert` window written over several connections nothing at all.
+    pub async fn commit_window(self, close: &WindowClose) -> Result<WriteStats, SinkError> {
+        self.commit(closing_statements(close)).await
+    }
+
     /// Flushes every lane, then commits the last rows together with `state` in one
     /// transaction. On error nothing of the last transaction (and so no state) is committed,
     /// and in an XA window nothing at all.
-    pub async fn commit(mut self, state: Vec<SqlStatement>) -> Result<WriteStats, SinkError> {
+    pub(in crate::sink) async fn commit(
+        mut self,
+        state: Vec<SqlStatement>,
+    ) -> Result<WriteStats, SinkError> {
         let mut total = WriteStats::default();
         let mut lanes = std::mem::take(&mut self.lanes).into_iter();
         let first = lanes.next();

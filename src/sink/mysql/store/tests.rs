@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
+use super::ledger::{rejects_statement, window_statement};
 use super::*;
 use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, TargetPlan, WriteMode};
 use crate::sink::testing::fresh_database;
 use crate::sink::{ErrorClass, TableSpec, WriterOptions};
+use crate::state::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
 
 fn at(day: u32, hour: u32) -> NaiveDateTime {
     NaiveDate::from_ymd_opt(2024, 4, day)
@@ -291,4 +293,47 @@ async fn a_lease_has_one_owner_until_it_expires() {
         Some("c".into())
     );
     assert!(store.take_lease("spec", "", ttl).await.is_err());
+}
+
+#[test]
+fn a_window_closes_with_its_rejects_then_its_ledger_row_then_the_cursor() {
+    let reject = Reject {
+        spec: "s".into(),
+        window_start: None,
+        window_end: None,
+        raw: "{}".into(),
+        reason: "r".into(),
+    };
+    let mut close = WindowClose {
+        ledger: window(WindowStatus::Done, 1),
+        rejects: vec![reject; 1001],
+        high_water: Some(at(8, 0)),
+        spec_hash: "h".into(),
+    };
+    let statements = closing_statements(&close);
+    let tables: Vec<&str> = statements
+        .iter()
+        .map(|s| s.sql.split('`').nth(1).unwrap_or(""))
+        .collect();
+    // 1000 rejects a statement: 5000 bound values, well under the placeholder limit.
+    assert_eq!(
+        tables,
+        [
+            "_qsync_rejects",
+            "_qsync_rejects",
+            "_qsync_windows",
+            "_qsync_state"
+        ]
+    );
+    assert_eq!(statements[0].params.len(), 5000);
+    assert_eq!(statements[1].params.len(), 5);
+    assert_eq!(statements[3].sql, CURSOR_SQL);
+    assert_eq!(statements[3].params[0], Cell::Text("jst-refunds".into()));
+
+    // A replay (or a window behind the mark) leaves the cursor alone.
+    close.rejects.clear();
+    close.high_water = None;
+    let statements = closing_statements(&close);
+    assert_eq!(statements.len(), 1);
+    assert!(statements[0].sql.contains("`_qsync_windows`"));
 }

@@ -1,0 +1,196 @@
+//! The state tables in the target database: `_qsync_state` (cursors), `_qsync_windows` (the
+//! window ledger), `_qsync_runs` (run history), `_qsync_rejects` and `_qsync_leases`.
+//!
+//! Owns their DDL and every statement that reads or writes them, behind [`StateStore`],
+//! which speaks `state`'s types. What commits with a window's last rows
+//! ([`crate::state::WindowClose`]) becomes statements here ([`closing_statements`]) and
+//! runs in the window's transaction ([`super::WindowWriter::commit_window`]); the same
+//! statements run standalone through [`StateStore`]. `_qsync_xa` belongs to the writer's
+//! two-phase commit (`sink::xa`), not here.
+
+mod leases;
+mod ledger;
+
+use chrono::NaiveDateTime;
+use mysql_async::prelude::Queryable;
+
+use self::ledger::{rejects_statement, window_statement};
+use super::{MysqlSink, SinkError, SqlStatement};
+use crate::state::{Cursor, WindowClose};
+use crate::transform::Cell;
+
+/// The DDL of every state table, in creation order.
+pub const STATE_TABLES_SQL: [&str; 5] = [
+    "CREATE TABLE IF NOT EXISTS `_qsync_state` (
+  `spec` VARCHAR(191) NOT NULL,
+  `high_water` DATETIME(6) NOT NULL,
+  `spec_hash` VARCHAR(64) NOT NULL DEFAULT '',
+  `updated_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`spec`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE IF NOT EXISTS `_qsync_windows` (
+  `spec` VARCHAR(191) NOT NULL,
+  `window_start` DATETIME(6) NOT NULL,
+  `window_end` DATETIME(6) NOT NULL,
+  `pages` BIGINT NOT NULL DEFAULT 0,
+  `reported_total` BIGINT NULL,
+  `fetched` BIGINT NOT NULL DEFAULT 0,
+  `written` BIGINT NOT NULL DEFAULT 0,
+  `rejects` BIGINT NOT NULL DEFAULT 0,
+  `status` VARCHAR(16) NOT NULL,
+  `attempts` INT NOT NULL DEFAULT 0,
+  `updated_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`spec`, `window_start`, `window_end`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE IF NOT EXISTS `_qsync_runs` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `spec` VARCHAR(191) NOT NULL,
+  `range_start` DATETIME(6) NULL,
+  `range_end` DATETIME(6) NULL,
+  `pages` BIGINT NOT NULL DEFAULT 0,
+  `records` BIGINT NOT NULL DEFAULT 0,
+  `rows_written` BIGINT NOT NULL DEFAULT 0,
+  `rejects` BIGINT NOT NULL DEFAULT 0,
+  `retries` BIGINT NOT NULL DEFAULT 0,
+  `duration_ms` BIGINT NOT NULL DEFAULT 0,
+  `outcome` VARCHAR(16) NOT NULL,
+  `error` TEXT NULL,
+  `started_at` DATETIME(6) NOT NULL,
+  `finished_at` DATETIME(6) NULL,
+  PRIMARY KEY (`id`),
+  KEY `spec_started` (`spec`, `started_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE IF NOT EXISTS `_qsync_rejects` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `spec` VARCHAR(191) NOT NULL,
+  `window_start` DATETIME(6) NULL,
+  `window_end` DATETIME(6) NULL,
+  `raw` LONGTEXT NOT NULL,
+  `reason` TEXT NOT NULL,
+  `created_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`id`),
+  KEY `spec_created` (`spec`, `created_at`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    "CREATE TABLE IF NOT EXISTS `_qsync_leases` (
+  `spec` VARCHAR(191) NOT NULL,
+  `owner` VARCHAR(191) NOT NULL,
+  `expires_at` DATETIME(6) NOT NULL,
+  `acquired_at` DATETIME(6) NOT NULL,
+  PRIMARY KEY (`spec`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+];
+
+/// Moves a spec's cursor (binds spec, high-water mark, spec hash); `qsync plan` prints it.
+pub const CURSOR_SQL: &str = "INSERT INTO `_qsync_state` (`spec`, `high_water`, `spec_hash`, \
+     `updated_at`) VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE `high_water` = \
+     VALUES(`high_water`), `spec_hash` = VALUES(`spec_hash`), `updated_at` = VALUES(`updated_at`)";
+
+/// Moves `spec`'s cursor to `high_water`.
+fn cursor_statement(spec: &str, high_water: NaiveDateTime, spec_hash: &str) -> SqlStatement {
+    SqlStatement::new(
+        CURSOR_SQL,
+        vec![
+            Cell::Text(spec.into()),
+            Cell::DateTime(high_water),
+            Cell::Text(spec_hash.into()),
+        ],
+    )
+}
+
+/// Rejects per insert statement (5 bound values each, well under the placeholder limit).
+const REJECTS_PER_STATEMENT: usize = 1000;
+
+/// The statements that close a window, in the order they run: its rejects, its ledger
+/// row, then the cursor.
+pub(in crate::sink) fn closing_statements(close: &WindowClose) -> Vec<SqlStatement> {
+    let mut statements: Vec<SqlStatement> = close
+        .rejects
+        .chunks(REJECTS_PER_STATEMENT)
+        .filter_map(rejects_statement)
+        .collect();
+    statements.push(window_statement(&close.ledger));
+    if let Some(high_water) = close.high_water {
+        statements.push(cursor_statement(
+            &close.ledger.spec,
+            high_water,
+            &close.spec_hash,
+        ));
+    }
+    statements
+}
+
+/// Typed access to the state tables of one target database.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    sink: MysqlSink,
+}
+
+impl StateStore {
+    /// Creates the state tables when missing.
+    ///
+    /// # Errors
+    /// [`SinkError::Query`] when the server refuses the DDL (e.g. no `CREATE` privilege).
+    pub async fn open(sink: &MysqlSink) -> Result<StateStore, SinkError> {
+        let statements: Vec<SqlStatement> = STATE_TABLES_SQL
+            .iter()
+            .map(|sql| SqlStatement::new(*sql, Vec::new()))
+            .collect();
+        sink.execute(&statements).await?;
+        Ok(StateStore { sink: sink.clone() })
+    }
+
+    /// A store over existing state tables, creating nothing (for read-only callers such
+    /// as `qsync plan --stored`); `None` when this database has no `_qsync_state` yet.
+    ///
+    /// # Errors
+    /// [`SinkError::Query`] when the table cannot be looked up.
+    pub async fn existing(sink: &MysqlSink) -> Result<Option<StateStore>, SinkError> {
+        let found = sink.describe(&["_qsync_state".to_owned()]).await?;
+        Ok(found.map(|_| StateStore { sink: sink.clone() }))
+    }
+
+    /// The sink this store writes through.
+    pub fn sink(&self) -> &MysqlSink {
+        &self.sink
+    }
+
+    /// `spec`'s cursor, if it ever committed a window.
+    ///
+    /// # Errors
+    /// [`SinkError::Query`] or [`SinkError::Connect`] from the server.
+    pub async fn cursor(&self, spec: &str) -> Result<Option<Cursor>, SinkError> {
+        let mut conn = self.sink.connection().await?;
+        let row: Option<(String, NaiveDateTime, String, NaiveDateTime)> = conn
+            .exec_first(
+                "SELECT `spec`, `high_water`, `spec_hash`, `updated_at` FROM `_qsync_state` \
+                 WHERE `spec` = ?",
+                (spec,),
+            )
+            .await
+            .map_err(|error| self.sink.query_error("_qsync_state", &error))?;
+        Ok(row.map(|(spec, high_water, spec_hash, updated_at)| Cursor {
+            spec,
+            high_water,
+            spec_hash,
+            updated_at,
+        }))
+    }
+
+    /// Sets `spec`'s cursor outside a window (e.g. `qsync run --from`).
+    ///
+    /// # Errors
+    /// [`SinkError::Query`] or [`SinkError::Connect`] from the server.
+    pub async fn set_cursor(
+        &self,
+        spec: &str,
+        high_water: NaiveDateTime,
+        spec_hash: &str,
+    ) -> Result<(), SinkError> {
+        self.sink
+            .execute(&[cursor_statement(spec, high_water, spec_hash)])
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
