@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::config::EnvPolicy;
 use crate::frontend::{self, LoadError};
 
+mod import;
 mod sync;
 
 /// qsync: sync SaaS API data into MySQL, driven by declarative `.qsync` specs.
@@ -36,6 +37,9 @@ pub enum Command {
     State(StateArgs),
     /// Re-run one window; the high-water mark does not move.
     Replay(ReplayArgs),
+    /// Turn integration-platform schemes (轻易云 JSON) into specs and a profile stub,
+    /// naming what could not be translated; non-zero exit when anything was not.
+    Import(import::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -306,6 +310,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Run(args) => sync::run(&args),
         Command::State(args) => sync::state(&args),
         Command::Replay(args) => sync::replay(&args),
+        Command::Import(args) => import::run(&args),
     }
 }
 

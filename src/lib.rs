@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod dryrun;
 pub mod exec;
 pub mod frontend;
+pub mod import;
 pub mod plan;
 pub mod serve;
 pub mod sim;

@@ -9,5 +9,6 @@ mod cli_sim;
 mod engine;
 mod examples;
 mod examples_e2e;
+mod import;
 mod serve;
 mod support;

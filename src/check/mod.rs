@@ -25,6 +25,8 @@ use crate::syntax::{self, Span};
 pub use db::compare_live;
 pub use diagnostic::{line_col, render, CheckDiagnostic, CheckFailure};
 pub use sample::records as sample_records;
+pub(crate) use source::default_size_param;
+pub(crate) use units::parse_cron;
 
 /// What `check` may consult besides the text.
 #[derive(Debug, Default, Clone, Copy)]
