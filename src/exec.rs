@@ -20,7 +20,8 @@
 //! so the vendor's rate limit, not the writer, sets the pace, and memory stays bounded.
 //!
 //! It does not own HTTP details (`source`), vendor protocols (`connectors`), row building
-//! (`transform`) or SQL (`sink`, `state`).
+//! (`transform`), SQL (`sink`, which stores the state tables too), what the state rows mean
+//! or how a lease is held (`state`).
 
 use std::collections::hash_map::{DefaultHasher, Entry};
 use std::collections::{HashMap, VecDeque};
