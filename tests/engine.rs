@@ -477,14 +477,10 @@ async fn the_rate_limit_is_never_exceeded() {
     );
     assert_eq!(jst.throttled, 0, "{jst:?}");
     assert_eq!(summary.throttled, 0);
-    // Paced by the limit: pages / rate, within a little.
+    // Never faster than the limit allows. How close to the limit it runs is a figure of
+    // the fetch benchmark, not an assertion on a shared machine's wall clock.
     let floor = Duration::from_secs_f64((summary.pages as f64 - 20.0).max(0.0) / 20.0);
     assert!(took >= floor, "{took:?} for {} pages", summary.pages);
-    assert!(
-        took < floor + Duration::from_secs(3),
-        "{took:?} for {} pages",
-        summary.pages
-    );
     assert_same(&fx.actual().await, &fx.expected(|_| true));
     fx.sim.shutdown().await;
 }
