@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{NaiveDateTime, TimeZone};
+use chrono::NaiveDateTime;
 use chrono_tz::Tz;
 
 use crate::config::{LoadedProfile, ProfileError};
@@ -96,9 +96,10 @@ pub async fn fetch_live_page(
                 full: false,
                 remedy: None,
             },
+            tz,
         )
         .ok()?;
-        source::split(start, end, w.max_span).first().copied()
+        source::split(start, end, w.max_span, tz).first().copied()
     });
     let page = PageState::first(&plan.source.pagination);
     let ctx = RequestContext {
@@ -199,7 +200,7 @@ fn section_windows(
     plan: &Plan,
     inputs: &DryRunInputs<'_>,
     now: NaiveDateTime,
-    _tz: Tz,
+    tz: Tz,
 ) -> Vec<source::Window> {
     let _ = writeln!(out, "\nwindows (run at {})", fmt_time(now));
     let Some(window) = &plan.source.window else {
@@ -230,6 +231,7 @@ fn section_windows(
                 None
             },
         },
+        tz,
     );
     let from = match (inputs.remedy, inputs.since, inputs.last_sync) {
         (true, _, _) => "remedy lookback".to_owned(),
@@ -239,7 +241,7 @@ fn section_windows(
     };
     match range {
         Ok((start, end)) => {
-            let windows = source::split(start, end, window.max_span);
+            let windows = source::split(start, end, window.max_span, tz);
             let _ = writeln!(
                 out,
                 "  range {} .. {} (from {from}): {} window(s)",
@@ -311,10 +313,7 @@ fn section_request(
             return;
         }
     };
-    let utc = tz
-        .from_local_datetime(&now)
-        .earliest()
-        .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+    let utc = crate::plan::time::instant(now, tz);
     // A token the vendor would issue at run time; the dry run never asks for one.
     let token = connector.profile_token(utc).or_else(|| {
         connector
@@ -386,10 +385,7 @@ fn section_rows(
     };
     let records = crate::check::sample_records(sample, &plan.source.records);
     let clock = RunClock {
-        now: tz
-            .from_local_datetime(&now)
-            .earliest()
-            .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc)),
+        now: crate::plan::time::instant(now, tz),
         tz,
     };
     let transformer = match Transformer::new(&plan.transforms, &plan.columns, clock) {
@@ -456,24 +452,40 @@ fn section_sql(out: &mut String, plan: &Plan) {
         let _ = writeln!(out, "  -- when the table is missing");
         indent(out, &crate::sink::create_table_sql(&table));
     }
-    let streamed = plan.target.sql.is_none() && plan.target.mode != crate::plan::WriteMode::Upsert;
-    let _ = writeln!(
-        out,
-        "  -- each batch of up to {} rows{}",
-        plan.target.batch,
-        if streamed {
-            ", streamed through LOAD DATA LOCAL INFILE when the server allows it, else"
-        } else {
-            ""
+    // What the run really executes: `LOAD DATA` (into the staging copy and a merge, for
+    // upserts) when the server allows local infile, else bound multi-row statements.
+    let statement = match crate::sink::statement_sql(&table, 1) {
+        Ok(sql) => format!("{sql}, ... (one tuple per row, values bound)"),
+        Err(e) => e.to_string(),
+    };
+    match crate::sink::load_statements(&table) {
+        Some(load) => {
+            let _ = writeln!(
+                out,
+                "  -- each batch of up to {} rows, streamed through LOAD DATA LOCAL INFILE{}",
+                plan.target.batch,
+                if load.len() > 1 {
+                    " into a temporary copy of the table, then merged"
+                } else {
+                    ""
+                }
+            );
+            for sql in &load {
+                indent(out, sql);
+            }
+            let _ = writeln!(
+                out,
+                "  -- or, when the server refuses local infile, in statements of up to 1000 rows"
+            );
+            indent(out, &statement);
         }
-    );
-    match crate::sink::statement_sql(&table, 1) {
-        Ok(sql) => indent(
-            out,
-            &format!("{sql}, ... (one tuple per row, values bound)"),
-        ),
-        Err(e) => {
-            let _ = writeln!(out, "  {e}");
+        None => {
+            let _ = writeln!(
+                out,
+                "  -- each batch of up to {} rows, in statements of up to 1000 rows",
+                plan.target.batch
+            );
+            indent(out, &statement);
         }
     }
     let _ = writeln!(

@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{NaiveDateTime, TimeZone, Timelike as _, Utc};
+use chrono::{NaiveDateTime, Timelike as _, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -41,9 +41,8 @@ pub use crate::source::Limiters;
 
 use crate::config::{LoadedProfile, ProfileError};
 use crate::connectors::{self, wire};
-use crate::plan::{OnError, Plan, SourcePlan};
+use crate::plan::{time, OnError, Plan, SourcePlan, ValueOrder};
 use crate::sink::{MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriterOptions};
-use crate::source::pager::compare_values;
 use crate::source::window::RangeError;
 use crate::source::{
     fetch_window, resolve_range, split, HttpSource, PageRecords, RangeInputs, SourceError,
@@ -405,6 +404,11 @@ struct Engine {
     table: TableSpec,
     hash: String,
     now: NaiveDateTime,
+    /// How record values compare: `modified`, keyset cursors.
+    order: ValueOrder,
+    /// Positions of the target's key columns in a row: what tells records apart when the
+    /// source names no `id`.
+    key_cells: Vec<usize>,
     env: std::collections::BTreeMap<String, String>,
     /// The stored mark, advanced as windows commit.
     mark: Option<NaiveDateTime>,
@@ -427,10 +431,7 @@ async fn execute(
         .now
         .unwrap_or_else(|| Utc::now().with_timezone(&tz).naive_local());
     let now = now.with_nanosecond(0).unwrap_or(now);
-    let now_utc = tz
-        .from_local_datetime(&now)
-        .earliest()
-        .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
+    let now_utc = time::instant(now, tz);
 
     // Source first: a bad credential setting fails before touching MySQL.
     let connection = profile
@@ -478,6 +479,13 @@ async fn execute(
         message: e.to_string(),
     })?;
 
+    let key_cells: Vec<usize> = transformer
+        .column_names()
+        .enumerate()
+        .filter(|(_, name)| plan.target.key.iter().any(|key| key == name))
+        .map(|(index, _)| index)
+        .collect();
+
     let sink_error = |source: SinkError| outside_windows(&spec, source);
     let store = match store {
         Some(store) => store,
@@ -524,19 +532,28 @@ async fn execute(
                 full: options.full,
                 remedy,
             };
-            match resolve_range(window_plan, &inputs) {
+            match resolve_range(window_plan, &inputs, tz) {
                 Ok((start, end)) => {
-                    let windows = split(start, end, window_plan.max_span)
+                    let windows = split(start, end, window_plan.max_span, tz)
                         .into_iter()
                         .map(Some)
                         .collect();
                     (Some((start, end)), windows)
                 }
-                // Run again before the clock passed the mark (no overlap): nothing to do.
+                // Run again before the clock passed the mark (no overlap), or `--until` a time
+                // the mark already reached: nothing to do. A range spelt out backwards with
+                // `--since` stays an error.
                 Err(RangeError::Empty { start, end })
-                    if options.since.is_none() && options.until.is_none() =>
+                    if options.since.is_none()
+                        && !options.remedy
+                        && (options.until.is_none() || (mark.is_some() && !options.full)) =>
                 {
-                    tracing::info!(spec = %spec, "nothing to sync: {start} is not before {end}");
+                    match mark {
+                        Some(mark) => tracing::info!(spec = %spec,
+                            "nothing to sync: the high-water mark {mark} is already at or past {end}"),
+                        None => tracing::info!(spec = %spec,
+                            "nothing to sync: {start} is not before {end}"),
+                    }
                     (Some((start, end)), Vec::new())
                 }
                 Err(source) => {
@@ -561,6 +578,8 @@ async fn execute(
         table,
         hash: spec_hash(plan),
         now,
+        order: ValueOrder::new(tz),
+        key_cells,
         env: std::env::vars().collect(),
         mark,
         move_mark: replay.is_none(),
@@ -644,6 +663,7 @@ impl Engine {
         let source = Arc::clone(&self.source);
         let plan = Arc::clone(&self.plan);
         let renderer = Arc::clone(&self.renderer);
+        let order = self.order;
         let context = RequestContext {
             now: self.now,
             window_start: window.map(|w| w.start),
@@ -662,6 +682,7 @@ impl Engine {
                 context,
                 spec: &plan.name,
                 window: label(window),
+                order,
             };
             fetch_window(&request, &sender).await
         });
@@ -784,6 +805,11 @@ impl Engine {
         }
     }
 
+    /// Whether reads can be told apart record by record: by `id`, else by the target key.
+    fn identified(&self) -> bool {
+        self.plan.source.id.is_some() || !self.key_cells.is_empty()
+    }
+
     fn sink_failure(&self, window: Option<Window>, source: SinkError) -> WindowFailure {
         let retriable = source.is_retriable();
         let kind = RunErrorKind::Sink {
@@ -840,15 +866,13 @@ impl Engine {
         let mut last_reported = fetch.reported_total();
         let mut last_records = fetch.records;
         let mut extra_passes = 0;
+        let identified = self.identified();
         loop {
-            let fetched = match self.plan.source.id {
-                Some(_) => acc.seen.len() as u64,
-                None => last_records,
-            };
+            let fetched = acc.distinct().unwrap_or(last_records);
             let short = last_reported.is_some_and(|reported| fetched < reported);
-            // Without ids a second pass cannot be told from the first: only a moving
-            // total justifies one; a short count re-reads from scratch (below).
-            let again = last_moved || (short && self.plan.source.id.is_some());
+            // Without ids or keys a second pass cannot be told from the first: only a
+            // moving total justifies one; a short count re-reads from scratch (below).
+            let again = last_moved || (short && identified);
             if !again || extra_passes >= EXTRA_PASSES {
                 break;
             }
@@ -875,15 +899,15 @@ impl Engine {
             }
         }
         if let (false, Some(reported)) = (last_moved, last_reported) {
-            // Totals count distinct records: compare ids when the spec names them. More is
-            // fine (a record moved into the window while it was read); fewer is not.
-            let fetched = match self.plan.source.id {
-                Some(_) => acc.seen.len() as u64,
-                None => last_records,
-            };
-            let incomplete = match self.plan.source.id {
-                Some(_) => fetched < reported,
-                None => fetched != reported,
+            // Totals count distinct records: compare ids (or target keys) when qsync has
+            // them. More is fine (a record moved into the window while it was read); fewer is
+            // not. A record that moved to a later page while paging is served twice and
+            // another never: the raw count matches the total, the distinct count does not.
+            let fetched = acc.distinct().unwrap_or(last_records);
+            let incomplete = if identified {
+                fetched < reported
+            } else {
+                fetched != reported
             };
             if incomplete {
                 writer.abort().await;
@@ -955,17 +979,34 @@ impl Engine {
         let window = task.window;
         let batch = self.plan.target.batch.max(1);
         let mut rows = Vec::with_capacity(batch);
+        let by_key = self.plan.source.id.is_none() && !self.key_cells.is_empty();
         let Streamed {
             rows: written,
             rejects,
             seen,
+            keys,
         } = acc;
         while let Some(page) = task.pages.recv().await {
             for record in page.records {
-                if !is_newest(&self.plan.source, &record, seen) {
+                if !is_newest(&self.plan.source, self.order, &record, seen) {
                     continue;
                 }
-                if let Err(error) = self.transformer.rows(&record, &mut rows) {
+                let before = rows.len();
+                let converted = self.transformer.rows(&record, &mut rows);
+                if by_key {
+                    // No `id`: the rows' target keys tell records apart. A record read again
+                    // unchanged is not written (or rejected) twice.
+                    let fingerprint = fingerprint(&record);
+                    let identity = match converted {
+                        Ok(n) if n > 0 => key_identity(&rows[before..], &self.key_cells),
+                        _ => fingerprint,
+                    };
+                    if keys.insert(identity, fingerprint) == Some(fingerprint) {
+                        rows.truncate(before);
+                        continue;
+                    }
+                }
+                if let Err(error) = converted {
                     let raw = record.to_string();
                     if self.plan.on_error == OnError::Fail {
                         return Err(WindowFailure::Fatal(RunErrorKind::Rejected {
@@ -1006,16 +1047,19 @@ impl Engine {
 
 /// Whether `record` should be written: the first version of its id, or a newer one (by
 /// `modified` when the spec names it, else any changed version, the later winning).
-fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, Seen>) -> bool {
+fn is_newest(
+    source: &SourcePlan,
+    order: ValueOrder,
+    record: &Value,
+    seen: &mut HashMap<String, Seen>,
+) -> bool {
     let Some(id_path) = &source.id else {
         return true;
     };
     let Some(id) = id_path.get(record).filter(|v| !v.is_null()) else {
         return true;
     };
-    let mut hasher = DefaultHasher::new();
-    record.to_string().hash(&mut hasher);
-    let fingerprint = hasher.finish();
+    let fingerprint = fingerprint(record);
     let modified = source
         .modified
         .as_ref()
@@ -1032,7 +1076,9 @@ fn is_newest(source: &SourcePlan, record: &Value, seen: &mut HashMap<String, See
         Entry::Occupied(mut entry) => {
             let old = entry.get();
             let newer = match (&modified, &old.modified) {
-                (Some(new), Some(old)) => compare_values(new, old) == std::cmp::Ordering::Greater,
+                (Some(new), Some(old)) => {
+                    order.compare_times(new, old) == std::cmp::Ordering::Greater
+                }
                 _ => old.fingerprint != fingerprint,
             };
             if newer {
@@ -1052,7 +1098,45 @@ struct Streamed {
     /// Rows handed to the writer.
     rows: u64,
     rejects: Vec<Reject>,
+    /// By record id, when the source names one.
     seen: HashMap<String, Seen>,
+    /// Without an id: a hash of each record's row keys (of the record itself when it made
+    /// no row) → the fingerprint of its last version.
+    keys: HashMap<u64, u64>,
+}
+
+impl Streamed {
+    /// How many distinct records the window has seen, when qsync can tell them apart.
+    fn distinct(&self) -> Option<u64> {
+        if !self.seen.is_empty() {
+            Some(self.seen.len() as u64)
+        } else if !self.keys.is_empty() {
+            Some(self.keys.len() as u64)
+        } else {
+            None
+        }
+    }
+}
+
+/// A hash of a record's JSON text: tells versions of a record apart.
+fn fingerprint(record: &Value) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    record.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A hash of the key cells of a record's rows, in order.
+fn key_identity(rows: &[Vec<crate::transform::Cell>], key_cells: &[usize]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for row in rows {
+        for &index in key_cells {
+            if let Some(cell) = row.get(index) {
+                cell.render().hash(&mut hasher);
+            }
+        }
+        0xffu8.hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 /// What the window has seen of one id.
@@ -1092,46 +1176,93 @@ mod tests {
     fn the_latest_version_of_an_id_wins() {
         let plan = source(true);
         let mut seen = HashMap::new();
+        let order = ValueOrder::new(chrono_tz::Asia::Shanghai);
         assert!(is_newest(
             &plan,
+            order,
             &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
             &mut seen
         ));
         // A repeat across a page boundary, and an older version: skipped.
         assert!(!is_newest(
             &plan,
+            order,
             &json!({"id": 1, "m": "2024-01-01 10:00:00"}),
             &mut seen
         ));
         assert!(!is_newest(
             &plan,
+            order,
             &json!({"id": 1, "m": "2024-01-01 09:00:00", "x": 1}),
             &mut seen
         ));
         // A newer version: written (it replaces the row by key).
         assert!(is_newest(
             &plan,
+            order,
             &json!({"id": 1, "m": "2024-01-01 11:00:00"}),
             &mut seen
         ));
         assert!(is_newest(
             &plan,
+            order,
             &json!({"id": 2, "m": "2024-01-01 09:00:00"}),
             &mut seen
         ));
         assert_eq!(seen.len(), 2);
+        // Times compare as instants whatever the vendor wrote: unpadded, with an offset.
+        assert!(is_newest(
+            &plan,
+            order,
+            &json!({"id": 3, "m": "2024-1-9 10:00:00"}),
+            &mut seen
+        ));
+        assert!(is_newest(
+            &plan,
+            order,
+            &json!({"id": 3, "m": "2024-01-10 09:00:00"}),
+            &mut seen
+        ));
+        assert!(!is_newest(
+            &plan,
+            order,
+            &json!({"id": 3, "m": "2024-01-10T00:30:00Z"}),
+            &mut seen
+        ));
+        assert!(is_newest(
+            &plan,
+            order,
+            &json!({"id": 3, "m": "2024-01-10T09:30:00+08:00"}),
+            &mut seen
+        ));
     }
 
     #[test]
     fn without_modified_a_changed_record_is_written_again() {
         let plan = source(false);
+        let order = ValueOrder::new(chrono_tz::Asia::Shanghai);
         let mut seen = HashMap::new();
-        assert!(is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
-        assert!(!is_newest(&plan, &json!({"id": "a", "v": 1}), &mut seen));
-        assert!(is_newest(&plan, &json!({"id": "a", "v": 2}), &mut seen));
+        assert!(is_newest(
+            &plan,
+            order,
+            &json!({"id": "a", "v": 1}),
+            &mut seen
+        ));
+        assert!(!is_newest(
+            &plan,
+            order,
+            &json!({"id": "a", "v": 1}),
+            &mut seen
+        ));
+        assert!(is_newest(
+            &plan,
+            order,
+            &json!({"id": "a", "v": 2}),
+            &mut seen
+        ));
         // No id: never de-duplicated.
-        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
-        assert!(is_newest(&plan, &json!({"v": 2}), &mut seen));
+        assert!(is_newest(&plan, order, &json!({"v": 2}), &mut seen));
+        assert!(is_newest(&plan, order, &json!({"v": 2}), &mut seen));
     }
 
     #[test]

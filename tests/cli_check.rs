@@ -188,3 +188,61 @@ fn unreadable_sample_is_a_clear_error() {
         out.stderr
     );
 }
+
+/// What qsync cannot verify on its own is a warning: a vendor total without anything that
+/// tells records apart, and an `http` connection whose error bodies look like data.
+#[test]
+fn unverifiable_totals_and_unrecognised_error_bodies_are_warnings() {
+    let profile = format!(
+        "{}  api:\n    kind: http\n    base_url: http://127.0.0.1:9/api\n",
+        profile()
+    );
+    let spec = r#"sync "orders"
+
+source http "/orders" {
+    connection api
+    @paginate page page size 100 until total data.total
+    records data.items
+    total data.total
+}
+
+target mysql "orders" {
+    connection bi
+    mode insert
+    create
+}
+
+map {
+    order_no = order_no : string(32)
+}
+"#;
+    let out = Test::new()
+        .file("qsync.yaml", &profile)
+        .file("orders.qsync", spec)
+        .args(&["check", "orders.qsync"])
+        .run();
+    for code in [
+        "qsync::check::total_without_identity",
+        "qsync::check::http_no_error_path",
+    ] {
+        assert!(out.stderr.contains(code), "{code}: {}", out.stderr);
+    }
+    insta::assert_snapshot!(out.stderr);
+    // An `id`, or a target key, and an `error_path`: no such warnings.
+    let profile = profile.replace(
+        "base_url: http://127.0.0.1:9/api\n",
+        "base_url: http://127.0.0.1:9/api\n    error_path: code\n    success_value: \"0\"\n",
+    );
+    let keyed = spec.replace("    mode insert\n", "    mode replace\n    key order_no\n");
+    let out = Test::new()
+        .file("qsync.yaml", &profile)
+        .file("orders.qsync", &keyed)
+        .args(&["check", "orders.qsync"])
+        .run();
+    assert!(
+        out.stderr.ends_with("1 spec checked: ok\n"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("qsync::check::"), "{}", out.stderr);
+}

@@ -10,5 +10,7 @@ mod engine;
 mod examples;
 mod examples_e2e;
 mod import;
+mod scripted;
 mod serve;
 mod support;
+mod vendor_faults;

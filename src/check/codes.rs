@@ -56,3 +56,6 @@ pub const DB_NO_UNIQUE_KEY: &str = "qsync::check::db_no_unique_key";
 pub const DB_REPLACE_PITFALL: &str = "qsync::check::db_replace_pitfall";
 pub const DB_ONE_CONNECTION: &str = "qsync::check::db_one_connection";
 pub const INSERT_REREADS: &str = "qsync::check::insert_rereads";
+pub const KEYSET_NEEDS_ID: &str = "qsync::check::keyset_needs_id";
+pub const TOTAL_WITHOUT_IDENTITY: &str = "qsync::check::total_without_identity";
+pub const HTTP_NO_ERROR_PATH: &str = "qsync::check::http_no_error_path";

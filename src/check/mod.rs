@@ -138,6 +138,24 @@ impl<'a> Checker<'a> {
             "a source without a window is read whole on every run"
         };
         let target = target_ast.and_then(|t| self.check_target(t, columns.as_deref(), rereads));
+        if let (Some(source), Some(target)) = (&source, &target) {
+            if source.plan.total.is_some() && source.plan.id.is_none() && target.key.is_empty() {
+                self.report(
+                    CheckDiagnostic::warning(
+                        codes::TOTAL_WITHOUT_IDENTITY,
+                        source.total_span,
+                        "the vendor's total is checked, but without an `id` or a target `key` \
+                         a record read twice cannot be told from two records",
+                    )
+                    .label("cannot see drift")
+                    .help(
+                        "name the record id (`id <field>`) or give the target a `key`: a \
+                         record that moves to a later page while paging is read twice and \
+                         another never, and the raw count still matches the total",
+                    ),
+                );
+            }
+        }
         if let (Some(source), Some(columns)) = (&source, &columns) {
             if let Some(sample) = self.ctx.sample {
                 self.check_sample(sample, source, &directives.transforms, columns, map_ast);

@@ -16,6 +16,9 @@ use crate::template;
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedSource {
     pub plan: SourcePlan,
+    /// Where the vendor total comes from: the `total` statement, else the connector's
+    /// default (the source's connector name).
+    pub total_span: Span,
 }
 
 const WINDOW_VARIABLES: &[&str] = &["window", "LAST_SYNC_TIME", "CURRENT_TIME"];
@@ -197,7 +200,27 @@ impl Checker<'_> {
                 .and_then(|p| p.max_pages)
                 .unwrap_or(crate::plan::MAX_PAGES),
         };
-        ok.then_some(CheckedSource { plan })
+        if let (PaginationPlan::Keyset { .. }, None, Some(p)) =
+            (&plan.pagination, &plan.id, &directives.paginate)
+        {
+            self.report(
+                CheckDiagnostic::error(
+                    codes::KEYSET_NEEDS_ID,
+                    p.span,
+                    "keyset paging needs the record `id`",
+                )
+                .label("pages overlap at the keyset value")
+                .help(
+                    "add `id <field>` to the source: each request resends the last page's \
+                     boundary value, so records come twice and are recognised by their id",
+                ),
+            );
+            ok = false;
+        }
+        let total_span = singles
+            .get("total")
+            .map_or(source.kind.span, |(span, _)| *span);
+        ok.then_some(CheckedSource { plan, total_span })
     }
 
     /// Records a once-only statement; reports and returns false for a repeat.
@@ -320,6 +343,26 @@ impl Checker<'_> {
                         .help(format!(
                             "point this at a `kind: {expected}` entry of the profile"
                         )),
+                    );
+                }
+                if expected == "http" && entry.kind == "http" && entry.get("error_path").is_none() {
+                    self.report(
+                        CheckDiagnostic::warning(
+                            codes::HTTP_NO_ERROR_PATH,
+                            name.span,
+                            format!(
+                                "connection `{}` declares no `error_path`: an error the vendor \
+                                 answers with HTTP 200 is not recognised as one",
+                                name.node
+                            ),
+                        )
+                        .label("errors look like data")
+                        .help(
+                            "set `error_path` and `success_value` in the profile (e.g. `code` \
+                             and `0`), and `retryable_codes` for the vendor's busy answers; \
+                             without them an answer lacking the records path is retried and \
+                             then fails the window",
+                        ),
                     );
                 }
                 let missing = profile.missing_by_connection.get(&name.node);

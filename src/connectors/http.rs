@@ -20,7 +20,9 @@
 //!     in `timezone`, default Asia/Shanghai).
 //! - `error_path` + `success_value` (optional): a 2xx body whose value at `error_path`
 //!   (dotted) is not `success_value` is an error (message from `message_path`, default
-//!   `message` / `msg`).
+//!   `message` / `msg`). It fails the call at once, unless its code is one of
+//!   `retryable_codes` (a list, or text separated by commas: the vendor's "busy, try
+//!   again" codes), which are retried with backoff.
 //!
 //! No token lifecycle: 401/403 are fatal (nothing to refresh).
 
@@ -77,6 +79,8 @@ pub struct Http {
     timestamp: Option<(String, TimestampFormat)>,
     timezone: chrono_tz::Tz,
     error_path: Option<(FieldPath, String)>,
+    /// Codes at `error_path` that mean "busy, try again".
+    retryable_codes: Vec<String>,
     message_path: Option<FieldPath>,
 }
 
@@ -171,6 +175,14 @@ impl Http {
                 ))
             }
         };
+        let retryable_codes = retryable_codes(connection);
+        if !retryable_codes.is_empty() && error_path.is_none() {
+            return Err(s.bad(
+                "`retryable_codes` are codes at `error_path`: set `error_path` and \
+                 `success_value` too"
+                    .to_owned(),
+            ));
+        }
         Ok(Http {
             name: name.to_owned(),
             base_url: s.base_url()?,
@@ -178,6 +190,7 @@ impl Http {
             timestamp,
             timezone,
             error_path,
+            retryable_codes,
             message_path: s.optional("message_path").map(|p| FieldPath::parse(&p)),
         })
     }
@@ -191,6 +204,26 @@ impl Http {
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string(),
         }
+    }
+}
+
+/// `retryable_codes`: a YAML list (`[1001, "E_BUSY"]`) or text separated by commas.
+fn retryable_codes(connection: &Connection) -> Vec<String> {
+    let text = |value: &serde_yaml::Value| match value {
+        serde_yaml::Value::String(s) => Some(s.trim().to_owned()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    match connection.settings.get("retryable_codes") {
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().filter_map(text).collect(),
+        Some(serde_yaml::Value::String(list)) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|code| !code.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Some(other) => text(other).into_iter().collect(),
+        None => Vec::new(),
     }
 }
 
@@ -332,9 +365,11 @@ impl Connector for Http {
         if let Some((path, success)) = &self.error_path {
             let code = wire::code_text(path.get(&value));
             if code != *success {
-                return Outcome::Fatal {
-                    code,
-                    message: message(&value),
+                let message = message(&value);
+                return if self.retryable_codes.contains(&code) {
+                    Outcome::Transient { code, message }
+                } else {
+                    Outcome::Fatal { code, message }
                 };
             }
         }
@@ -452,6 +487,51 @@ mod tests {
         let req = h.prepare(&call, Utc::now(), None).unwrap();
         assert_eq!(req.body.as_deref(), Some(r#"{"a":{"b":1}}"#));
         assert_eq!(req.url, "http://127.0.0.1:1/http/api/v1/orders");
+    }
+
+    #[test]
+    fn retryable_codes_are_retried_and_others_fail_at_once() {
+        let h = http(&[
+            ("error_path", "code"),
+            ("success_value", "0"),
+            ("retryable_codes", "1001, 1002"),
+        ])
+        .unwrap();
+        assert_eq!(
+            h.classify(
+                200,
+                &[],
+                r#"{"code":1001,"msg":"系统繁忙，请稍后再试"}"#.as_bytes()
+            ),
+            Outcome::Transient {
+                code: "1001".to_owned(),
+                message: "系统繁忙，请稍后再试".to_owned()
+            }
+        );
+        assert!(matches!(
+            h.classify(200, &[], br#"{"code":40001,"msg":"bad sign"}"#),
+            Outcome::Fatal { .. }
+        ));
+        assert!(http(&[("retryable_codes", "1001")])
+            .unwrap_err()
+            .to_string()
+            .contains("set `error_path`"));
+        let mut connection = Connection {
+            kind: VENDOR.to_owned(),
+            settings: [
+                ("base_url", "http://127.0.0.1:1/http"),
+                ("error_path", "code"),
+                ("success_value", "0"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
+            .collect(),
+        };
+        connection.settings.insert(
+            "retryable_codes".to_owned(),
+            serde_yaml::from_str("[1001, E_BUSY]").unwrap(),
+        );
+        assert_eq!(retryable_codes(&connection), ["1001", "E_BUSY"]);
     }
 
     #[test]

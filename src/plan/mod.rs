@@ -10,12 +10,15 @@
 
 mod duration;
 mod expr;
+pub mod order;
 mod paging;
 mod path;
+pub mod time;
 mod types;
 
 pub use duration::human;
 pub use expr::{ColumnPlan, ColumnType, Expr, Piece};
+pub use order::ValueOrder;
 pub use paging::{EndRule, PaginationPlan};
 pub use path::{walk, FieldPath};
 pub use types::*;

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use tokio::sync::{watch, Notify, Semaphore};
@@ -202,10 +202,7 @@ impl Daemon {
     }
 
     fn to_utc(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
-        self.zone
-            .from_local_datetime(&local)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
+        Some(crate::plan::time::instant(local, self.zone))
     }
 
     fn mask(&self, text: &str) -> String {

@@ -18,7 +18,8 @@ mod xa;
 
 pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
-    column_sql, create_table_sql, statement_sql, ErrorClass, MysqlSink, SinkError, StateStore,
-    TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions, CURSOR_SQL, STATE_TABLES_SQL,
+    column_sql, create_table_sql, load_statements, statement_sql, ErrorClass, MysqlSink, SinkError,
+    StateStore, TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions, CURSOR_SQL,
+    STATE_TABLES_SQL,
 };
 pub use self::xa::Settled;

@@ -50,7 +50,9 @@ mod text_buffers;
 mod writer;
 
 pub(in crate::sink) use self::encode::{encode_row, to_sql_value};
-pub use self::sql::{column_sql, create_table_sql, quote_identifier, statement_sql, TableSpec};
+pub use self::sql::{
+    column_sql, create_table_sql, load_statements, quote_identifier, statement_sql, TableSpec,
+};
 pub(in crate::sink) use self::sql::{load_data_sql, statement_head, statement_tail};
 pub use self::store::{StateStore, CURSOR_SQL, STATE_TABLES_SQL};
 pub use self::writer::{WindowWriter, WriteMethod, WriteStats, WriterOptions};

@@ -72,6 +72,37 @@ pub enum SourceError {
          the vendor ignores the paging parameter (endless paging)"
     )]
     EndlessPaging { at: Box<Site> },
+    /// `@paginate keyset start_ts from ts size 3` and four records with `ts` 3: a full page
+    /// all of one value may hide more of it, which keyset paging cannot reach.
+    #[error(
+        "{at}: all {size} records of a full page have `{field}` {value}: more records may \
+         share that value than fit a page, and keyset paging cannot reach them (a vendor \
+         answering `> {value}` skips them, one answering `>= {value}` repeats the page); \
+         raise the page `size` above the largest number of records sharing one `{field}`"
+    )]
+    KeysetTie {
+        at: Box<Site>,
+        field: String,
+        value: String,
+        size: u32,
+    },
+    /// `@paginate keyset start_ts from ts` on records that have no `ts`.
+    #[error(
+        "{at}: no record of a full page has `{field}`, the keyset field: the next page \
+         cannot be asked for"
+    )]
+    KeysetField { at: Box<Site>, field: String },
+    /// A vendor that answers `start_ts=5` with records whose `ts` is 1.
+    #[error(
+        "{at}: the answer has `{field}` {value}, before the cursor {cursor} it was asked \
+         for: the vendor ignores the keyset parameter or pages in another order"
+    )]
+    KeysetIgnored {
+        at: Box<Site>,
+        field: String,
+        value: String,
+        cursor: String,
+    },
     /// `until has_next data.has_next` that stays true past the reported page count.
     #[error(
         "{at}: paging went past the {reported} pages the \

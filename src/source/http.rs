@@ -158,6 +158,19 @@ impl HttpSource {
 
     /// Sends `call` until it yields data, retrying per the plan.
     pub async fn call(&self, call: &ApiCall, site: &Site) -> Result<Value, SourceError> {
+        self.call_accepting(call, site, &|_| None).await
+    }
+
+    /// Sends `call` until it yields data that `suspect` finds nothing wrong with, retrying
+    /// per the plan. `suspect` names what is wrong with an answer the connector took for
+    /// data (a page without its records path may be an error envelope qsync does not know);
+    /// such an answer is retried like a busy one, and fails the call when it persists.
+    pub async fn call_accepting(
+        &self,
+        call: &ApiCall,
+        site: &Site,
+        suspect: &(dyn Fn(&Value) -> Option<Failure> + Sync),
+    ) -> Result<Value, SourceError> {
         let mut attempt = 0;
         let mut refreshed = false;
         loop {
@@ -174,7 +187,10 @@ impl HttpSource {
                 Ok((status, headers, body)) => {
                     let outcome = self.connector.classify(status, &headers, &body);
                     match self.logic.should_retry_response(outcome) {
-                        Ok(value) => return Ok(value),
+                        Ok(value) => match suspect(&value) {
+                            None => return Ok(value),
+                            Some(failure) => failure,
+                        },
                         Err(Failure::Throttled {
                             code,
                             message,

@@ -18,7 +18,7 @@
 
 use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
 
@@ -30,8 +30,9 @@ use tokio::sync::mpsc;
 use super::error::SourceError;
 use super::http::{HttpSource, Site};
 use super::request::{build_call, PageState};
+use super::retry::Failure;
 use crate::connectors::wire;
-use crate::plan::{EndRule, FieldPath, PaginationPlan, SourcePlan};
+use crate::plan::{EndRule, FieldPath, PaginationPlan, SourcePlan, ValueOrder};
 use crate::template::{Renderer, RequestContext};
 
 pub use crate::plan::MAX_PAGES;
@@ -99,6 +100,8 @@ pub struct WindowRequest<'a> {
     pub spec: &'a str,
     /// The window as shown in errors.
     pub window: String,
+    /// How keyset values compare (numbers exactly, times as instants).
+    pub order: ValueOrder,
 }
 
 impl WindowRequest<'_> {
@@ -138,8 +141,54 @@ impl WindowRequest<'_> {
             }
         })?;
         let site = self.site(label);
-        let payload = self.source.call(&call, &site).await?;
+        let payload = self
+            .source
+            .call_accepting(&call, &site, &|payload| self.suspect(payload))
+            .await?;
         self.decode(payload, &site)
+    }
+
+    /// What is wrong with an answer that has no records path at all (as opposed to an
+    /// empty or null one): most often an error envelope the connector does not recognise
+    /// (`{"code":1001,"msg":"系统繁忙"}` from an `http` vendor without `error_path`). Taken
+    /// for an empty last page it would end paging silently, so it is retried, and fails
+    /// the window if it persists. An answer whose total says 0 is an empty page.
+    fn suspect(&self, payload: &Value) -> Option<Failure> {
+        if self.plan.records.segments().is_empty() || self.plan.records.get(payload).is_some() {
+            return None;
+        }
+        if self
+            .total_path()
+            .and_then(|path| path.get(payload))
+            .and_then(as_u64)
+            == Some(0)
+        {
+            return None;
+        }
+        let mut body = payload.to_string();
+        if let Some((cut, _)) = body.char_indices().nth(200) {
+            body.truncate(cut);
+            body.push('…');
+        }
+        Some(Failure::Transient {
+            code: "no_records".to_owned(),
+            message: format!(
+                "the answer has no `{}` (the records path) and is not recognised as an error: \
+                 {body}",
+                self.plan.records
+            ),
+        })
+    }
+
+    /// Where the answer's total is: the source's `total`, else a `total` end rule's path.
+    fn total_path(&self) -> Option<&FieldPath> {
+        self.plan
+            .total
+            .as_ref()
+            .or(match self.plan.pagination.end_rule() {
+                Some(EndRule::Total(path)) => Some(path),
+                _ => None,
+            })
     }
 
     fn decode(&self, mut payload: Value, site: &Site) -> Result<Page, SourceError> {
@@ -229,25 +278,15 @@ fn as_bool(value: &Value) -> Option<bool> {
     }
 }
 
-/// Orders two record values: numerically when both are numbers (or numeric text), else as
-/// text. Used for keyset cursors and `modified` fields.
-pub fn compare_values(a: &Value, b: &Value) -> Ordering {
-    let number = |v: &Value| match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match (number(a), number(b)) {
-        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        _ => wire::scalar_text(a).cmp(&wire::scalar_text(b)),
-    }
-}
-
 /// Delivers pages and keeps the window's counts.
 struct Delivery<'a> {
     out: &'a mpsc::Sender<PageRecords>,
     fetch: WindowFetch,
     previous: Option<u64>,
+    /// Fail on a page identical to the previous one (a vendor ignoring the page parameter).
+    /// Keyset paging resends its boundary, so a repeated page is expected there; it stops
+    /// on a page that brings no new record instead.
+    guard_repeats: bool,
 }
 
 impl Delivery<'_> {
@@ -257,7 +296,8 @@ impl Delivery<'_> {
         page: Page,
         label: String,
     ) -> Result<(), SourceError> {
-        if !page.records.is_empty() && self.previous == Some(page.fingerprint) {
+        if self.guard_repeats && !page.records.is_empty() && self.previous == Some(page.fingerprint)
+        {
             return Err(SourceError::EndlessPaging {
                 at: Box::new(request.site(label)),
             });
@@ -301,6 +341,7 @@ pub async fn fetch_window(
         out,
         fetch: WindowFetch::default(),
         previous: None,
+        guard_repeats: true,
     };
     match &request.plan.pagination {
         PaginationPlan::None => {
@@ -332,36 +373,122 @@ pub async fn fetch_window(
                 state.cursor = Some(next);
             }
         }
-        PaginationPlan::Keyset { field, .. } => {
-            let mut state = PageState::first(&request.plan.pagination);
-            loop {
-                let label = request.page_label(&state);
-                let page = request.fetch(&state).await?;
-                let next = page
-                    .records
-                    .iter()
-                    .filter_map(|r| field.get(r))
-                    .filter(|v| !v.is_null())
-                    .max_by(|a, b| compare_values(a, b))
-                    .cloned();
-                delivery.deliver(request, page, label.clone()).await?;
-                let Some(next) = next else {
-                    break;
-                };
-                if state
-                    .cursor
-                    .as_ref()
-                    .is_some_and(|prev| compare_values(&next, prev) != Ordering::Greater)
-                {
-                    return Err(SourceError::EndlessPaging {
-                        at: Box::new(request.site(label)),
-                    });
-                }
-                state.cursor = Some(next);
-            }
+        PaginationPlan::Keyset { field, size, .. } => {
+            delivery.guard_repeats = false;
+            keyset(request, &mut delivery, field, *size).await?;
         }
     }
     Ok(delivery.fetch)
+}
+
+/// Keyset paging: each request carries a value of the keyset field, and the vendor answers
+/// the records from that value on, in the field's order. Vendors differ on whether "from"
+/// includes the value (`ts >= start_ts`) or not (`ts > start_ts`), and qsync cannot tell
+/// which; records sharing the boundary value may straddle two pages. So the next request
+/// resends the boundary inclusively under either reading: it carries the largest value of
+/// the page *below* its maximum (records at the maximum come again under both readings),
+/// and records already seen are recognised by `id` (the pager's own de-duplication; `exec`
+/// de-duplicates what it writes). When that value would not move past the cursor, the
+/// page's maximum is sent instead. Paging ends on an empty page, or on a page that brings
+/// no new record and no value past the cursor.
+///
+/// A full page whose records all share one value may hide more records with that value:
+/// neither reading can reach them (one skips them, the other repeats the page), so that
+/// fails the window ([`SourceError::KeysetTie`]) instead of looping or skipping.
+async fn keyset(
+    request: &WindowRequest<'_>,
+    delivery: &mut Delivery<'_>,
+    field: &FieldPath,
+    size: u32,
+) -> Result<(), SourceError> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut state = PageState::first(&request.plan.pagination);
+    let ordering = |a: &Value, b: &Value| request.order.compare(a, b);
+    loop {
+        let label = request.page_label(&state);
+        let page = request.fetch(&state).await?;
+        if page.records.is_empty() {
+            delivery.deliver(request, page, label).await?;
+            return Ok(());
+        }
+        let full = page.records.len() as u64 >= u64::from(size);
+        let fresh = page
+            .records
+            .iter()
+            .filter(|record| seen.insert(identity(record, request.plan.id.as_ref())))
+            .count();
+        let values: Vec<&Value> = page
+            .records
+            .iter()
+            .filter_map(|record| field.get(record))
+            .filter(|value| !value.is_null())
+            .collect();
+        let (Some(&max), Some(&min)) = (
+            values.iter().max_by(|a, b| ordering(a, b)),
+            values.iter().min_by(|a, b| ordering(a, b)),
+        ) else {
+            if full {
+                return Err(SourceError::KeysetField {
+                    at: Box::new(request.site(label)),
+                    field: field.to_string(),
+                });
+            }
+            delivery.deliver(request, page, label).await?;
+            return Ok(());
+        };
+        // A value before the cursor: the vendor did not apply it (it ignores the parameter,
+        // or pages in another order); going on would stop early or loop.
+        if let Some(cursor) = &state.cursor {
+            if ordering(min, cursor) == Ordering::Less {
+                return Err(SourceError::KeysetIgnored {
+                    at: Box::new(request.site(label)),
+                    field: field.to_string(),
+                    value: wire::scalar_text(min),
+                    cursor: wire::scalar_text(cursor),
+                });
+            }
+        }
+        if full && ordering(min, max) == Ordering::Equal {
+            return Err(SourceError::KeysetTie {
+                at: Box::new(request.site(label)),
+                field: field.to_string(),
+                value: wire::scalar_text(max),
+                size,
+            });
+        }
+        let past_cursor = |value: &Value| {
+            state
+                .cursor
+                .as_ref()
+                .is_none_or(|cursor| ordering(value, cursor) == Ordering::Greater)
+        };
+        let below_max = values
+            .iter()
+            .filter(|value| ordering(value, max) == Ordering::Less)
+            .max_by(|a, b| ordering(a, b))
+            .copied();
+        let next = match below_max {
+            Some(below) if fresh > 0 && past_cursor(below) => Some(below.clone()),
+            _ if past_cursor(max) => Some(max.clone()),
+            _ => None,
+        };
+        delivery.deliver(request, page, label).await?;
+        match next {
+            Some(next) => state.cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// What tells two records apart: the `id` field's text, else the whole record's.
+fn identity(record: &Value, id: Option<&FieldPath>) -> String {
+    match id
+        .and_then(|path| path.get(record))
+        .filter(|v| !v.is_null())
+    {
+        Some(id) => wire::scalar_text(id),
+        None => record.to_string(),
+    }
 }
 
 /// Awaits `work` while driving the futures of `in_flight`, keeping what they yield (in
@@ -397,14 +524,18 @@ fn numbered_state(pagination: &PaginationPlan, index: u64) -> PageState {
     }
 }
 
-/// Whether zero-based page `index` is the window's last.
-fn is_last(pagination: &PaginationPlan, page: &Page, index: u64) -> bool {
+/// Whether zero-based page `index` is the window's last. `reported` is the page count the
+/// vendor reported so far (from a page count or a total): while it says more pages exist, a
+/// short page is not the end (vendors drop records from a full page: filtered, deleted or
+/// moved while paging), so the rules that fall back to a short page keep going.
+fn is_last(pagination: &PaginationPlan, page: &Page, index: u64, reported: Option<u64>) -> bool {
     let size = u64::from(pagination.page_size().unwrap_or(1).max(1));
     let count = page.records.len() as u64;
     if count == 0 {
         return true;
     }
-    let short = count < size;
+    let more_reported = reported.is_some_and(|pages| index + 1 < pages);
+    let short = count < size && !more_reported;
     match pagination.end_rule() {
         None | Some(EndRule::ShortPage) => short,
         Some(EndRule::EmptyPage) => false,
@@ -431,7 +562,7 @@ async fn numbered(
     let state = numbered_state(pagination, 0);
     let first = request.fetch(&state).await?;
     let mut reported = reported_pages(pagination, &first);
-    let mut done = is_last(pagination, &first, 0);
+    let mut done = is_last(pagination, &first, 0, reported);
     delivery
         .deliver(request, first, request.page_label(&state))
         .await?;
@@ -466,8 +597,8 @@ async fn numbered(
                 break;
             };
             let page = page?;
-            done = is_last(pagination, &page, index);
             reported = reported.max(reported_pages(pagination, &page));
+            done = is_last(pagination, &page, index, reported);
             let label = request.page_label(&state);
             driving(
                 delivery.deliver(request, page, label),
@@ -494,8 +625,8 @@ async fn numbered(
             }
         }
         let page = request.fetch(&state).await?;
-        done = is_last(pagination, &page, next);
         reported = reported.max(reported_pages(pagination, &page));
+        done = is_last(pagination, &page, next, reported);
         delivery.deliver(request, page, label).await?;
         next += 1;
     }
@@ -533,32 +664,42 @@ mod tests {
         assert!(is_last(
             &paging(EndRule::ShortPage),
             &page(9, None, None),
-            0
+            0,
+            None
         ));
         assert!(!is_last(
             &paging(EndRule::ShortPage),
             &page(10, None, None),
-            0
+            0,
+            None
         ));
         assert!(!is_last(
             &paging(EndRule::EmptyPage),
             &page(3, None, None),
-            0
+            0,
+            None
         ));
         assert!(is_last(
             &paging(EndRule::EmptyPage),
             &page(0, None, None),
-            4
+            4,
+            None
         ));
         let has_next = paging(EndRule::HasNext(FieldPath::parse("more")));
-        assert!(is_last(&has_next, &page(10, None, Some(false)), 0));
-        assert!(!is_last(&has_next, &page(10, None, Some(true)), 0));
+        assert!(is_last(&has_next, &page(10, None, Some(false)), 0, None));
+        assert!(!is_last(&has_next, &page(10, None, Some(true)), 0, None));
         // Missing flag: fall back to a short page.
-        assert!(is_last(&has_next, &page(4, None, None), 0));
+        assert!(is_last(&has_next, &page(4, None, None), 0, None));
         let total = paging(EndRule::Total(FieldPath::parse("total")));
-        assert!(is_last(&total, &page(10, Some(30), None), 2));
-        assert!(!is_last(&total, &page(10, Some(30), None), 1));
+        assert!(is_last(&total, &page(10, Some(30), None), 2, None));
+        assert!(!is_last(&total, &page(10, Some(30), None), 1, None));
         assert_eq!(reported_pages(&total, &page(10, Some(31), None)), Some(4));
+        // A short page is the end only when no reported count says more pages exist.
+        let short = paging(EndRule::ShortPage);
+        assert!(!is_last(&short, &page(9, Some(25), None), 1, Some(3)));
+        assert!(is_last(&short, &page(6, Some(25), None), 2, Some(3)));
+        assert!(is_last(&short, &page(0, Some(25), None), 1, Some(3)));
+        assert!(!is_last(&has_next, &page(4, None, None), 0, Some(2)));
     }
 
     #[test]
@@ -572,16 +713,6 @@ mod tests {
             until: EndRule::ShortPage,
         };
         assert_eq!(numbered_state(&o, 3).offset, Some(150));
-    }
-
-    #[test]
-    fn values_compare_numerically_when_they_can() {
-        assert_eq!(compare_values(&json!("100"), &json!(99)), Ordering::Greater);
-        assert_eq!(
-            compare_values(&json!("2024-01-02 00:00:00"), &json!("2024-01-01 23:59:59")),
-            Ordering::Greater
-        );
-        assert_eq!(compare_values(&json!(1.5), &json!(1.5)), Ordering::Equal);
     }
 
     #[test]

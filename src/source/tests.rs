@@ -46,12 +46,25 @@ async fn cursor(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
     Json(json!({"data": {"items": items, "next": next}}))
 }
 
+/// Keyset paging answering `ts > since`.
 async fn keyset(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
-    let since = param(&q, "since", 0);
-    let size = param(&q, "size", 10);
+    keyset_page(&q, |ts, since| ts > since)
+}
+
+/// Keyset paging answering `ts >= since`.
+async fn keyset_inclusive(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+    keyset_page(&q, |ts, since| ts >= since)
+}
+
+fn keyset_page(q: &HashMap<String, String>, after: fn(usize, usize) -> bool) -> Json<Value> {
+    let since = q.get("since").and_then(|s| s.parse::<usize>().ok());
+    let size = param(q, "size", 10);
     let items: Vec<Value> = (0..RECORDS)
         .map(record)
-        .filter(|r| r["ts"].as_str().and_then(|t| t.parse::<usize>().ok()) > Some(since))
+        .filter(|r| {
+            let ts = r["ts"].as_str().and_then(|t| t.parse::<usize>().ok());
+            since.is_none_or(|since| ts.is_some_and(|ts| after(ts, since)))
+        })
         .take(size)
         .collect();
     Json(json!({"data": {"items": items}}))
@@ -110,6 +123,7 @@ async fn fake_vendor() -> String {
     let app = Router::new()
         .route("/cursor", get(cursor))
         .route("/keyset", get(keyset))
+        .route("/keyset_inclusive", get(keyset_inclusive))
         .route("/offset", get(offset))
         .route("/stuck", get(stuck))
         .route("/growing", get(growing))
@@ -204,6 +218,7 @@ async fn fetch(base: &str, plan: &SourcePlan) -> (Result<WindowFetch, SourceErro
         },
         spec: "fake",
         window: "(no window)".into(),
+        order: crate::plan::ValueOrder::new(chrono_tz::Asia::Shanghai),
     };
     let (tx, mut rx) = mpsc::channel::<PageRecords>(2);
     let collect = tokio::spawn(async move {
@@ -241,20 +256,27 @@ async fn cursor_paging_follows_the_next_value_until_it_is_missing() {
 }
 
 #[tokio::test]
-async fn keyset_paging_carries_the_largest_key_until_an_empty_page() {
+async fn keyset_paging_resends_the_boundary_under_either_reading_of_the_cursor() {
     let base = fake_vendor().await;
-    let plan = source_plan(
-        "/keyset",
-        PaginationPlan::Keyset {
-            param: path("since"),
-            field: path("ts"),
-            size_param: path("size"),
-            size: 10,
-        },
-    );
-    let (result, ids) = fetch(&base, &plan).await;
-    assert_eq!(ids, all());
-    assert_eq!(result.expect("fetched").pages, 5);
+    // `ts > since` ends on an empty page, `ts >= since` on a page with nothing new.
+    for (endpoint, pages) in [("/keyset", 6), ("/keyset_inclusive", 7)] {
+        let plan = source_plan(
+            endpoint,
+            PaginationPlan::Keyset {
+                param: path("since"),
+                field: path("ts"),
+                size_param: path("size"),
+                size: 10,
+            },
+        );
+        let (result, ids) = fetch(&base, &plan).await;
+        let mut distinct = ids.clone();
+        distinct.dedup();
+        let mut seen = std::collections::HashSet::new();
+        distinct.retain(|id| seen.insert(*id));
+        assert_eq!(distinct, all(), "{endpoint}");
+        assert_eq!(result.expect("fetched").pages, pages, "{endpoint}");
+    }
 }
 
 #[tokio::test]

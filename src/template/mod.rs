@@ -4,10 +4,12 @@
 //! variables a template may use, compiling templates during `check` and rendering them per
 //! request. It does not own `<field>` interpolation in mappings (that is `transform`).
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime};
 use chrono_tz::Tz;
 use minijinja::value::Value;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+use crate::plan::time;
 
 /// Variables every request template may use, besides `DAYS_AGO_<n>`.
 pub const VARIABLES: &[&str] = &[
@@ -80,13 +82,10 @@ fn to_local(value: &Value, tz: Tz) -> Result<DateTime<Tz>, Error> {
     ))
 }
 
+/// A wall-clock time of `tz` as an instant there: the first occurrence of a repeated time,
+/// the end of the gap for a skipped one ([`time::instant`]), never an error.
 fn local(naive: NaiveDateTime, tz: Tz) -> Result<DateTime<Tz>, Error> {
-    tz.from_local_datetime(&naive).earliest().ok_or_else(|| {
-        Error::new(
-            ErrorKind::InvalidOperation,
-            format!("`{naive}` does not exist in time zone {tz}"),
-        )
-    })
+    Ok(time::instant(naive, tz).with_timezone(&tz))
 }
 
 /// Why a template was refused during `check`.
@@ -152,7 +151,7 @@ fn fmt_time(t: NaiveDateTime) -> String {
 }
 
 impl RequestContext {
-    fn to_value(&self, days_ago: &[i64]) -> Value {
+    fn to_value(&self, days_ago: &[i64], tz: Tz) -> Value {
         let mut map = std::collections::BTreeMap::<String, Value>::new();
         let start = self.window_start.unwrap_or(self.now);
         let end = self.window_end.unwrap_or(self.now);
@@ -175,7 +174,9 @@ impl RequestContext {
         );
         map.insert("env".into(), Value::from(self.env.clone()));
         for n in days_ago {
-            let t = self.now - ChronoDuration::days(*n);
+            // Calendar days: the same wall-clock time n days back, or the end of the gap
+            // when that time was skipped.
+            let t = time::existing(self.now - ChronoDuration::days(*n), tz);
             map.insert(format!("DAYS_AGO_{n}"), Value::from(fmt_time(t)));
         }
         Value::from(map)
@@ -193,12 +194,14 @@ pub struct TemplateError {
 /// Renders request templates for one run.
 pub struct Renderer {
     env: Environment<'static>,
+    tz: Tz,
 }
 
 impl Renderer {
     pub fn new(tz: Tz) -> Renderer {
         Renderer {
             env: environment(tz),
+            tz,
         }
     }
 
@@ -218,7 +221,7 @@ impl Renderer {
             .filter_map(|name| days_ago_n(name))
             .collect();
         template
-            .render(ctx.to_value(&days))
+            .render(ctx.to_value(&days, self.tz))
             .map_err(|e| TemplateError {
                 message: match e.detail() {
                     Some(detail) => format!("{}: {detail}", e.kind()),

@@ -1,10 +1,11 @@
 //! JSON value → [`Cell`] of a [`ColumnType`]: the one place that decides what vendor values
 //! are accepted for each column type.
 //!
-//! Owns the parsing of the date formats these APIs really send (epoch seconds and
-//! milliseconds, `yyyy-MM-dd HH:mm:ss[.SSS]`, `yyyy-MM-dd`, ISO 8601 with `Z` or an offset,
-//! DingTalk's `2024-04-27T07:56Z`), numbers sent as strings, range and precision checks.
-//! It does not own where values come from (`map`) nor how cells are written (`sink`).
+//! Owns which values each type accepts: numbers sent as strings, range and precision
+//! checks, and the date forms these APIs really send (read by [`crate::plan::time`]: epoch
+//! seconds and milliseconds, `yyyy-MM-dd HH:mm:ss[.SSS]` also unpadded, `yyyy-MM-dd`, ISO
+//! 8601 with `Z` or an offset, DingTalk's `2024-04-27T07:56Z`). It does not own where
+//! values come from (`map`) nor how cells are written (`sink`).
 //!
 //! Choices worth knowing:
 //! - `null` and a missing value become [`Cell::Null`] for every type.
@@ -21,12 +22,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike};
+use chrono::{NaiveDateTime, Timelike};
 use chrono_tz::Tz;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 use super::{Cell, CellText};
+use crate::plan::time::{self, is_integer_text};
 use crate::plan::ColumnType;
 
 /// The default profile time zone of Chinese vendor APIs.
@@ -63,6 +65,9 @@ pub enum ConvertReason {
     NotABool,
     /// A 300-character string for `string(255)`.
     TooLong { length: usize, max: usize },
+    /// A 70,000-byte string for `text`: MySQL's `TEXT` holds 65,535 bytes, whatever the
+    /// characters (a Chinese character takes 3 bytes in utf8mb4).
+    TooManyBytes { bytes: usize, max: usize },
     /// An object or array for a number, date or bool type.
     WrongKind,
 }
@@ -77,6 +82,9 @@ impl fmt::Display for ConvertReason {
             ConvertReason::NotABool => f.write_str("not a boolean"),
             ConvertReason::TooLong { length, max } => {
                 write!(f, "{length} characters, at most {max} allowed")
+            }
+            ConvertReason::TooManyBytes { bytes, max } => {
+                write!(f, "{bytes} bytes in UTF-8, at most {max} bytes allowed")
             }
             ConvertReason::WrongKind => f.write_str("objects and arrays are not allowed"),
         }
@@ -131,9 +139,8 @@ pub fn convert(value: Option<&Value>, ty: ColumnType, tz: Tz) -> Result<Cell, Co
         ColumnType::Text => {
             let text = to_text(value);
             if text.len() > TEXT_MAX_BYTES {
-                let length = text.len();
-                let reason = ConvertReason::TooLong {
-                    length,
+                let reason = ConvertReason::TooManyBytes {
+                    bytes: text.len(),
                     max: TEXT_MAX_BYTES,
                 };
                 return Err(fail(value, ty, reason));
@@ -199,11 +206,6 @@ fn to_int(value: &Value, ty: ColumnType, min: i64, max: i64) -> Result<Cell, Con
         return Err(fail(value, ty, ConvertReason::OutOfRange));
     }
     Ok(Cell::Int(n))
-}
-
-fn is_integer_text(s: &str) -> bool {
-    let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn float_to_int(x: f64, value: &Value, ty: ColumnType) -> Result<i64, ConvertError> {
@@ -302,159 +304,15 @@ fn to_bool(value: &Value) -> Option<Cell> {
     Some(Cell::Bool(b))
 }
 
-/// Reads a date or datetime as a local datetime in `tz`.
+/// Reads a date or datetime as a wall-clock time in `tz`: zone-less texts as written,
+/// offsets and epoch values converted (the forms are [`time::parse`]'s).
 pub fn to_datetime(value: &Value, tz: Tz) -> Option<NaiveDateTime> {
-    match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                from_epoch(i, tz)
-            } else {
-                let x = n.as_f64()?;
-                from_epoch_float(x, tz)
-            }
-        }
-        Value::String(s) => parse_datetime_str(s.trim(), tz),
-        _ => None,
-    }
+    time::read(value).map(|t| t.local(tz))
 }
 
-fn from_epoch(n: i64, tz: Tz) -> Option<NaiveDateTime> {
-    let utc = if n.unsigned_abs() >= 100_000_000_000 {
-        chrono::DateTime::from_timestamp_millis(n)?
-    } else {
-        chrono::DateTime::from_timestamp(n, 0)?
-    };
-    Some(tz.from_utc_datetime(&utc.naive_utc()).naive_local())
-}
-
-fn from_epoch_float(x: f64, tz: Tz) -> Option<NaiveDateTime> {
-    if !x.is_finite() || x.abs() > 1e16 {
-        return None;
-    }
-    let millis = if x.abs() >= 1e11 { x } else { x * 1000.0 };
-    #[allow(
-        clippy::cast_possible_truncation,
-        reason = "bounded by the check above"
-    )]
-    let utc = chrono::DateTime::from_timestamp_millis(millis.round() as i64)?;
-    Some(tz.from_utc_datetime(&utc.naive_utc()).naive_local())
-}
-
-/// A tiny cursor over ASCII digits: hand-rolled because `NaiveDateTime::parse_from_str`
-/// costs several times more and this runs once per date cell.
-struct Digits<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Digits<'_> {
-    fn number(&mut self, width: usize) -> Option<u32> {
-        let end = self.pos.checked_add(width)?;
-        let slice = self.bytes.get(self.pos..end)?;
-        let mut n = 0u32;
-        for &b in slice {
-            if !b.is_ascii_digit() {
-                return None;
-            }
-            n = n * 10 + u32::from(b - b'0');
-        }
-        self.pos = end;
-        Some(n)
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        if self.bytes.get(self.pos) == Some(&byte) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn done(&self) -> bool {
-        self.pos == self.bytes.len()
-    }
-}
-
-/// Parses the datetime strings vendors send; see the module doc for the list.
+/// Parses the datetime strings vendors send, as a wall-clock time in `tz`.
 pub fn parse_datetime_str(s: &str, tz: Tz) -> Option<NaiveDateTime> {
-    let bytes = s.as_bytes();
-    if !bytes.is_empty() && is_integer_text(s) {
-        return from_epoch(s.parse().ok()?, tz);
-    }
-    let mut c = Digits { bytes, pos: 0 };
-    let year = c.number(4)?;
-    let sep = c.peek()?;
-    if sep != b'-' && sep != b'/' {
-        return None;
-    }
-    c.pos += 1;
-    let month = c.number(2)?;
-    if !c.eat(sep) {
-        return None;
-    }
-    let day = c.number(2)?;
-    let date = NaiveDate::from_ymd_opt(i32::try_from(year).ok()?, month, day)?;
-    if c.done() {
-        return Some(date.and_time(NaiveTime::MIN));
-    }
-    if !(c.eat(b' ') || c.eat(b'T')) {
-        return None;
-    }
-    let hour = c.number(2)?;
-    if !c.eat(b':') {
-        return None;
-    }
-    let minute = c.number(2)?;
-    let (mut second, mut nanos) = (0, 0);
-    if c.eat(b':') {
-        second = c.number(2)?;
-        if c.eat(b'.') {
-            let start = c.pos;
-            let mut scale = 100_000_000u32;
-            while let Some(b) = c.peek().filter(u8::is_ascii_digit) {
-                nanos += u32::from(b - b'0') * scale;
-                scale /= 10;
-                c.pos += 1;
-            }
-            if c.pos == start {
-                return None;
-            }
-        }
-    }
-    let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
-    let local = date.and_time(time);
-    if c.done() {
-        return Some(local);
-    }
-    let offset_secs: i32 = match c.peek()? {
-        b'Z' | b'z' => {
-            c.pos += 1;
-            0
-        }
-        sign @ (b'+' | b'-') => {
-            c.pos += 1;
-            let h = c.number(2)?;
-            c.eat(b':');
-            let m = c.number(2)?;
-            let secs = i32::try_from(h * 3600 + m * 60).ok()?;
-            if sign == b'-' {
-                -secs
-            } else {
-                secs
-            }
-        }
-        _ => return None,
-    };
-    if !c.done() {
-        return None;
-    }
-    let utc = local.checked_sub_signed(chrono::TimeDelta::seconds(i64::from(offset_secs)))?;
-    Some(tz.from_utc_datetime(&utc).naive_local())
+    time::parse(s).map(|t| t.local(tz))
 }
 
 /// The JSON form of a converted cell, for `@rename ... : type` whose result is read again
@@ -702,6 +560,27 @@ mod tests {
             err.to_string(),
             r#"cannot convert value "abcdef" to string(5): 6 characters, at most 5 allowed"#
         );
+        // `text` is bounded in bytes: 21,846 Chinese characters are 65,538 bytes.
+        let long = Value::String("退".repeat(21_846));
+        let err = convert(Some(&long), ColumnType::Text, DEFAULT_TZ).expect_err("too long");
+        assert_eq!(
+            err.reason,
+            ConvertReason::TooManyBytes {
+                bytes: 65_538,
+                max: 65_535
+            }
+        );
+        assert!(
+            err.to_string()
+                .ends_with("to text: 65538 bytes in UTF-8, at most 65535 bytes allowed"),
+            "{err}"
+        );
+        assert!(convert(
+            Some(&Value::String("退".repeat(21_845))),
+            ColumnType::Text,
+            DEFAULT_TZ
+        )
+        .is_ok());
     }
 
     #[test]

@@ -236,13 +236,15 @@ pub(in crate::sink) fn statement_tail(table: &TableSpec) -> String {
         .map(|c| format!("{0} = VALUES({0})", c.quoted))
         .collect();
     let updates = if updates.is_empty() {
-        // Only key columns: nothing to update, but a duplicate must not fail.
+        // Only key columns (a link or tag table): nothing to update, but a duplicate must not
+        // fail. `VALUES(...)` names the inserted value: a bare column would be ambiguous in
+        // the staged merge (`INSERT ... SELECT` from a table with the same columns).
         let key = table
             .columns
             .iter()
             .find(|c| c.key)
             .map_or("", |c| c.quoted.as_str());
-        format!("{key} = {key}")
+        format!("{key} = VALUES({key})")
     } else {
         updates.join(", ")
     };
@@ -300,6 +302,20 @@ pub(in crate::sink) fn load_data_sql(table: &TableSpec) -> Option<String> {
         let _ = write!(sql, " SET {}", sets.join(", "));
     }
     Some(sql)
+}
+
+/// What a batch runs through `LOAD DATA` when the server allows local infile, as `plan`
+/// shows it: the load, and for upserts the staging table's reset and the merge. `None`
+/// when the mode always uses statements (a custom head).
+pub fn load_statements(table: &TableSpec) -> Option<Vec<String>> {
+    let load = load_data_sql(table)?;
+    Some(match Staging::of(table) {
+        Some(staging) => {
+            let [drop, create] = staging.reset;
+            vec![drop, create, load, staging.merge]
+        }
+        None => vec![load],
+    })
 }
 
 /// How an upsert lane writes a `LOAD DATA` chunk: into a fresh temporary copy of the
