@@ -13,4 +13,5 @@ mod import;
 mod scripted;
 mod serve;
 mod support;
+mod test_setup;
 mod vendor_faults;

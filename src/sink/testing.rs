@@ -3,8 +3,10 @@
 //! `tests/` and by other modules' tests.
 //!
 //! The server URL comes from `QSYNC_TEST_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306/test`). An unreachable server panics: MySQL tests fail
-//! loudly, they never skip.
+//! `mysql://root@127.0.0.1:3306/test`). MySQL tests fail loudly, they never skip: when the
+//! server does not answer, the first test to find out ends the test process with one line
+//! that says how to start one ([`fresh_database`]), instead of every MySQL test failing on
+//! its own.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -66,10 +68,36 @@ impl Drop for DatabaseGuard {
     }
 }
 
+/// Ends the test process (exit status 1) with one line on stderr: the test server at `base`
+/// refused a connection with `error`.
+///
+/// The harness captures what tests print and shows it per failed test, so a panic here
+/// would repeat in every MySQL test (fifty failures for one missing server). Writing to
+/// the stderr handle directly bypasses the capture; the lock, never released, keeps other
+/// tests that find out at the same time from printing again before the process ends.
+fn exit_unreachable(base: &str, error: &mysql_async::Error) -> ! {
+    use std::io::Write as _;
+    static TOLD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _told = TOLD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let line = format!(
+        "\nqsync tests: cannot connect to the test MySQL at {base} ({error}): start one with \
+         `scripts/ensure-mariadb`, or run the tests with `scripts/test`, which does; \
+         QSYNC_TEST_MYSQL_URL names another server\n"
+    );
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    std::process::exit(1);
+}
+
 /// Creates a fresh database and returns a URL pointing at it, plus its guard.
 ///
+/// When the test server does not answer, ends the test process with one line instead of
+/// panicking (see `exit_unreachable`).
+///
 /// # Panics
-/// When the test server is unreachable or refuses to create the database.
+/// When `QSYNC_TEST_MYSQL_URL` is not a MySQL URL, or the server refuses to create the
+/// database.
 pub async fn fresh_database() -> (String, DatabaseGuard) {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let base = mysql_url();
@@ -82,9 +110,10 @@ pub async fn fresh_database() -> (String, DatabaseGuard) {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let opts = Opts::from_url(&base).unwrap_or_else(|e| panic!("bad QSYNC_TEST_MYSQL_URL: {e}"));
-    let mut conn = Conn::new(opts)
-        .await
-        .unwrap_or_else(|e| panic!("test MySQL at {base} is unreachable: {e}"));
+    let mut conn = match Conn::new(opts).await {
+        Ok(conn) => conn,
+        Err(error) => exit_unreachable(&base, &error),
+    };
     conn.query_drop(format!(
         "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
     ))
