@@ -1,9 +1,10 @@
 //! `cargo bench --bench write`: the qsync writer against LOAD DATA and multi-row statements
 //! on the test server (`QSYNC_TEST_MYSQL_URL`), in a fresh database.
 //! `QSYNC_BENCH_ROWS` sets the row count (default 1,000,000); `QSYNC_BENCH_SECTIONS` the
-//! scenarios (comma-separated `insert`, `replace`, `upsert`; default all);
+//! scenarios (comma-separated `insert`, `replace`, `upsert`; default all; `tls`, only when
+//! named, inserts by socket, TCP and TCP with TLS on a MariaDB of the bench's own);
 //! `QSYNC_BENCH_PAIRS` how many alternated LOAD DATA / qsync insert pairs end the run
-//! (default 0).
+//! (default 0), and how many alternations the `tls` section makes (at least 1).
 
 /// The allocator the `qsync` binary uses.
 #[global_allocator]

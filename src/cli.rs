@@ -336,11 +336,15 @@ fn check(args: &CheckArgs) -> Outcome {
             EnvPolicy::Tolerate,
             args.sample.as_deref(),
         );
+        let mut transport = None;
         let (diagnostics, text) = match result {
             Ok(loaded) if args.db => {
                 let mut diagnostics = loaded.warnings.clone();
                 match live_diagnostics(&loaded) {
-                    Ok(found) => diagnostics.extend(found),
+                    Ok((found, how)) => {
+                        diagnostics.extend(found);
+                        transport = Some(how);
+                    }
                     Err(message) => {
                         failed = true;
                         let _ = writeln!(stderr, "error: {}: {message}", file.display());
@@ -378,8 +382,23 @@ fn check(args: &CheckArgs) -> Outcome {
             Format::Human => {
                 let _ =
                     stderr.write_all(crate::check::render(&name, &text, &diagnostics).as_bytes());
+                if let Some((host, transport)) = &transport {
+                    let _ = writeln!(stderr, "{name}: MySQL at {host}: {transport}");
+                }
             }
-            Format::Json => json_files.push(json_report(&name, &text, &diagnostics)),
+            Format::Json => {
+                let mut report = json_report(&name, &text, &diagnostics);
+                if let Some((host, transport)) = &transport {
+                    report["connection"] = serde_json::json!({
+                        "host": host,
+                        "ssl_mode": transport.mode.to_string(),
+                        "encrypted": transport.tls.is_some(),
+                        "tls_version": transport.tls.as_ref().map(|(version, _)| version),
+                        "cipher": transport.tls.as_ref().map(|(_, cipher)| cipher),
+                    });
+                }
+                json_files.push(report);
+            }
         }
     }
     let errors_files = files.len();
@@ -431,10 +450,15 @@ fn stored_mark(loaded: &frontend::Loaded) -> Result<Option<NaiveDateTime>, Strin
     mark.map_err(|e| crate::config::mask(&e.to_string(), &profile.secrets()))
 }
 
+/// What `check --db` found, and where the target database is (`host:port/database`) and
+/// how the connection to it travels.
+type LiveFindings = (
+    Vec<crate::check::CheckDiagnostic>,
+    (String, crate::sink::Transport),
+);
+
 /// `check --db`: reads the live target table and compares the map with it.
-fn live_diagnostics(
-    loaded: &frontend::Loaded,
-) -> Result<Vec<crate::check::CheckDiagnostic>, String> {
+fn live_diagnostics(loaded: &frontend::Loaded) -> Result<LiveFindings, String> {
     let plan = &loaded.plan;
     let profile = loaded
         .profile
@@ -458,17 +482,18 @@ fn live_diagnostics(
             Ok::<_, crate::sink::SinkError>((live, serialized))
         }
         .await;
+        let how = (
+            format!("{}/{}", sink.host(), sink.database()),
+            sink.transport().clone(),
+        );
         sink.disconnect().await;
-        found
+        found.map(|found| (found, how))
     });
-    let (live, serialized) =
+    let ((live, serialized), how) =
         found.map_err(|e| crate::config::mask(&e.to_string(), &profile.secrets()))?;
-    Ok(crate::check::compare_live(
-        &loaded.text,
-        plan,
-        live.as_ref(),
-        serialized.as_deref(),
-    ))
+    let diagnostics =
+        crate::check::compare_live(&loaded.text, plan, live.as_ref(), serialized.as_deref());
+    Ok((diagnostics, how))
 }
 
 fn json_report(

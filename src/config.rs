@@ -50,15 +50,39 @@ impl Connection {
         }
     }
 
-    /// Every setting whose value is a secret, to be masked wherever it could be printed.
+    /// Every setting whose value is a secret, to be masked wherever it could be printed;
+    /// for a MySQL `url` also its password and its `ssl-key` path, which messages may show
+    /// apart from the URL.
     pub fn secrets(&self) -> Vec<String> {
-        self.settings
+        let mut secrets: Vec<String> = self
+            .settings
             .iter()
             .filter(|(key, _)| is_secret_key(key))
             .filter_map(|(key, _)| self.get(key))
             .filter(|value| !value.is_empty())
-            .collect()
+            .collect();
+        if let Some(url) = self.get("url").and_then(|url| url::Url::parse(&url).ok()) {
+            if let Some(password) = url.password() {
+                secrets.push(percent_decode(password));
+                secrets.push(password.to_owned());
+            }
+            secrets.extend(
+                url.query_pairs()
+                    .filter(|(key, _)| matches!(key.as_ref(), "ssl-key" | "ssl_key"))
+                    .map(|(_, path)| path.into_owned()),
+            );
+        }
+        secrets.retain(|secret| !secret.is_empty());
+        secrets
     }
+}
+
+/// `text` with its `%XX` escapes decoded, as a URL's userinfo holds them (`+` stays `+`).
+fn percent_decode(text: &str) -> String {
+    let escaped = text.replace('+', "%2B");
+    form_urlencoded::parse(escaped.as_bytes())
+        .next()
+        .map_or_else(|| text.to_owned(), |(key, _)| key.into_owned())
 }
 
 /// Keys that hold credentials.
@@ -426,6 +450,20 @@ mod tests {
             loaded.target_url("nope").unwrap_err().to_string(),
             "profile `p.yaml` has no connection `nope`"
         );
+    }
+
+    #[test]
+    fn a_mysql_url_gives_its_password_and_key_path_as_secrets() {
+        let text = "connections:\n  bi:\n    kind: mysql\n    url: \"mysql://u:p%40ss+1@db/bi?ssl-mode=required&ssl-cert=/c.pem&ssl-key=/etc/qsync/k.pem\"\n";
+        let loaded = parse("p.yaml", text, EnvPolicy::Require, &env).unwrap();
+        let secrets = loaded.secrets();
+        for secret in ["p@ss+1", "p%40ss+1", "/etc/qsync/k.pem"] {
+            assert!(
+                secrets.contains(&secret.to_owned()),
+                "{secret}: {secrets:?}"
+            );
+        }
+        assert!(!secrets.contains(&"/c.pem".to_owned()), "{secrets:?}");
     }
 
     #[test]

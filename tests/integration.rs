@@ -14,4 +14,5 @@ mod scripted;
 mod serve;
 mod support;
 mod test_setup;
+mod tls;
 mod vendor_faults;

@@ -174,6 +174,13 @@ pub(super) fn state(args: &StateArgs) -> Outcome {
             ));
         }
         let mut out = format!("spec            {}\n", plan.name);
+        let sink = store.sink();
+        out.push_str(&format!(
+            "database        {}/{}, {}\n",
+            sink.host(),
+            sink.database(),
+            sink.transport()
+        ));
         out.push_str(&format!("high-water mark {}\n", time(old)));
         if let Some(c) = &cursor {
             let changed = if c.spec_hash == exec::spec_hash(&plan) {

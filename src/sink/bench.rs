@@ -510,12 +510,12 @@ pub async fn run(
         lines: Vec::new(),
     };
 
-    if !wanted("insert") {
-        // Later sections write over a full table: fill it, untimed.
+    if wanted("insert") {
+        insert_section(&mut report, &sink, url, &data, &one, &two).await?;
+    } else if wanted("replace") || wanted("upsert") {
+        // They write over a full table: fill it, untimed.
         reset(&sink, &insert).await?;
         load_data(&sink, &insert, &two).await?;
-    } else {
-        insert_section(&mut report, &sink, url, &data, &one, &two).await?;
     }
     if wanted("replace") {
         replace_section(&mut report, &sink, url, &data, &one, &two).await?;
@@ -527,7 +527,68 @@ pub async fn run(
         insert_pairs(&mut report, &sink, &data, &two, pairs).await?;
     }
     sink.disconnect().await;
+    if sections.contains(&"tls") {
+        tls_section(&mut report, &data, &two, pairs.max(1)).await?;
+    }
     Ok(report.lines)
+}
+
+/// Insert over each transport, alternated `pairs` times: LOAD DATA and qsync on 2
+/// connections, by the Unix socket (what a local server gets by default), by TCP, and by
+/// TCP with TLS. One server of the bench's own (`ServerKind::TlsOffered`: certificates,
+/// TLS offered, not required) takes all three, so the transport is the only difference.
+/// Prints the median ratio of TLS to plain TCP for each writer.
+async fn tls_section(
+    report: &mut Report,
+    data: &[Vec<Cell>],
+    two: &[Bytes],
+    pairs: usize,
+) -> Result<(), SinkError> {
+    use super::testing::{ServerKind, TestServer};
+    let server = TestServer::shared(ServerKind::TlsOffered).await;
+    let db = server.fresh_database().await;
+    println!("-- insert by transport, 2 connections, alternated (a server of the bench's own)");
+    let mut sinks = Vec::new();
+    for (name, params) in [
+        ("socket", "ssl-mode=disabled"),
+        ("TCP", "ssl-mode=disabled&prefer_socket=false"),
+        ("TCP+TLS", "ssl-mode=required"),
+    ] {
+        let sink = MysqlSink::connect(&server.url(&db, params)).await?;
+        println!("{name}: {}", sink.transport());
+        sinks.push((name, sink));
+    }
+    let insert = table(WriteMode::Insert)?;
+    let mut ratios: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for pair in 1..=pairs {
+        for (writer, ratios) in ["LOAD DATA", "qsync insert"].into_iter().zip(&mut ratios) {
+            let mut rates = Vec::new();
+            for (name, sink) in &sinks {
+                reset(sink, &insert).await?;
+                let line = format!("{writer}, {name} (pair {pair})");
+                if writer == "LOAD DATA" {
+                    report.add(&line, load_data(sink, &insert, two)).await?;
+                } else {
+                    report.add(&line, qsync(sink, &insert, data, 2)).await?;
+                }
+                rates.push(report.lines.last().map_or(0.0, BenchLine::rate));
+            }
+            ratios.push(rates[2] / rates[1]);
+        }
+    }
+    for (writer, mut ratios) in ["LOAD DATA", "qsync insert"].into_iter().zip(ratios) {
+        let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{writer}, TLS / plain TCP: median {:.2} over {pairs} pairs ({})",
+            ratios[ratios.len() / 2],
+            shown.join(", ")
+        );
+    }
+    for (_, sink) in sinks {
+        sink.disconnect().await;
+    }
+    Ok(())
 }
 
 /// 2-connection LOAD DATA and 2-connection qsync insert, alternated `pairs` times into an

@@ -10,12 +10,14 @@
 //! no connection is handed out, callers get qsync's own types.
 
 pub mod bench;
+mod connect;
 mod describe;
 pub mod mysql;
 #[doc(hidden)]
 pub mod testing;
 mod xa;
 
+pub use self::connect::{SslMode, Transport};
 pub use self::describe::{LiveColumn, LiveTable};
 pub use self::mysql::{
     column_sql, create_table_sql, load_statements, statement_sql, ErrorClass, MysqlSink, SinkError,

@@ -37,8 +37,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, Value as SqlValue};
+use mysql_async::{Conn, Opts, Params, Pool, Value as SqlValue};
 
+use super::connect::{Endpoint, Transport};
 use crate::transform::Cell;
 
 mod encode;
@@ -83,6 +84,9 @@ pub enum SinkError {
     /// `mysql://root@127.0.0.1:3306/test?bogus=1`.
     #[error("invalid MySQL URL: {reason}")]
     Url { reason: String },
+    /// `mysql://db/bi?ssl-mode=verify_ca&ssl-ca=/missing.pem`: TLS settings that cannot work.
+    #[error("MySQL TLS settings: {reason}")]
+    Tls { reason: String },
     /// `target mysql "a`b"`.
     #[error("invalid identifier `{name}`: {reason}")]
     Identifier { name: String, reason: &'static str },
@@ -122,6 +126,7 @@ impl SinkError {
             SinkError::Rejected { .. } => ErrorClass::Data,
             SinkError::WriterGone { .. } => ErrorClass::Retriable,
             SinkError::Url { .. }
+            | SinkError::Tls { .. }
             | SinkError::Identifier { .. }
             | SinkError::Spec { .. }
             | SinkError::Template { .. } => ErrorClass::Fatal,
@@ -186,8 +191,9 @@ pub struct MysqlSink {
 struct SinkInner {
     opts: Opts,
     pool: Pool,
-    host: String,
-    database: String,
+    endpoint: Endpoint,
+    /// How the probe connection travelled; every connection uses the same options.
+    transport: Transport,
     /// Cleared for good once the server refuses `LOAD DATA LOCAL`.
     infile: AtomicBool,
     /// Whether `insert` windows may use XA over several connections; probed once.
@@ -200,40 +206,45 @@ struct SinkInner {
 }
 
 impl MysqlSink {
-    /// Connects and checks the server answers, so a wrong URL fails here with a clear
-    /// message instead of on the first batch.
+    /// Connects once, so a wrong URL, a refused account or a TLS problem fails here with a
+    /// clear message instead of on the first batch, and settles how every later connection
+    /// travels (see `connect::Endpoint::connect`).
+    ///
+    /// `url` is a MySQL URL with the driver's parameters and qsync's `ssl-mode`, `ssl-ca`,
+    /// `ssl-cert` and `ssl-key`.
+    ///
+    /// # Errors
+    /// [`SinkError::Url`] for a URL or TLS settings that cannot work, [`SinkError::Connect`]
+    /// when the server cannot be reached, refuses the account, or TLS fails.
     pub async fn connect(url: &str) -> Result<MysqlSink, SinkError> {
-        let opts = Opts::from_url(url).map_err(|error| SinkError::Url {
-            reason: error.to_string(),
-        })?;
-        let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
-        let database = opts.db_name().unwrap_or("").to_owned();
-        let opts: Opts = OptsBuilder::from_opts(opts)
-            // Strict mode makes bad values errors instead of silent truncation; the
-            // statement fallback relies on it.
-            .init(vec![
-                "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')",
-                "SET NAMES utf8mb4",
-            ])
-            .into();
-        let pool = Pool::new(opts.clone());
-        let sink = MysqlSink {
+        let endpoint = Endpoint::parse(url).await?;
+        // Strict mode makes bad values errors instead of silent truncation; the statement
+        // fallback relies on it.
+        let init = [
+            "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')"
+                .to_owned(),
+            "SET NAMES utf8mb4".to_owned(),
+        ];
+        let opened = endpoint.connect(&init).await?;
+        let _ = opened.conn.disconnect().await;
+        let pool = Pool::new(opened.opts.clone());
+        Ok(MysqlSink {
             inner: Arc::new(SinkInner {
-                opts,
+                opts: opened.opts,
                 pool,
-                host,
-                database,
+                endpoint,
+                transport: opened.transport,
                 infile: AtomicBool::new(true),
                 xa: tokio::sync::OnceCell::new(),
                 xa_refusal_told: AtomicBool::new(false),
                 serialized: std::sync::Mutex::default(),
             }),
-        };
-        let mut conn = sink.connection().await?;
-        conn.ping()
-            .await
-            .map_err(|error| sink.connect_error(&error))?;
-        Ok(sink)
+        })
+    }
+
+    /// Whether the connections are encrypted, and how (TLS version and cipher).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
     }
 
     /// Whether `table`'s windows must be written on one connection because its loads take
@@ -266,26 +277,16 @@ impl MysqlSink {
 
     /// `host:port` of the server.
     pub fn host(&self) -> &str {
-        &self.inner.host
+        &self.inner.endpoint.host
     }
 
     /// The database named in the URL.
     pub fn database(&self) -> &str {
-        &self.inner.database
+        &self.inner.endpoint.database
     }
 
     fn connect_error(&self, error: &mysql_async::Error) -> SinkError {
-        let (_, class) = class_of(error);
-        let reason = match error {
-            mysql_async::Error::Server(server) => server.message.clone(),
-            other => other.to_string(),
-        };
-        SinkError::Connect {
-            host: self.inner.host.clone(),
-            database: self.inner.database.clone(),
-            reason,
-            class,
-        }
+        self.inner.endpoint.failure(error)
     }
 
     pub(in crate::sink) fn query_error(
@@ -300,7 +301,7 @@ impl MysqlSink {
         };
         SinkError::Query {
             table: table.to_owned(),
-            host: self.inner.host.clone(),
+            host: self.inner.endpoint.host.clone(),
             code,
             message,
             class,

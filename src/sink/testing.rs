@@ -8,10 +8,14 @@
 //! that says how to start one ([`fresh_database`]), instead of every MySQL test failing on
 //! its own.
 
+mod server;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
+
+pub use self::server::{ServerKind, TestServer};
 
 /// The test server's URL.
 pub fn mysql_url() -> String {
