@@ -43,7 +43,8 @@ struct Spec {
 impl Default for Spec {
     fn default() -> Self {
         Spec {
-            retry: "@retry 10 backoff 10ms max 200ms",
+            // `max` allows the simulator's `Retry-After: 1`: a longer wait fails the call.
+            retry: "@retry 10 backoff 10ms max 2s",
             timeout: "@timeout 5s",
             rate: "@rate 500/s",
             shop_type: "string(64)",

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use mysql_async::prelude::{FromRow, Queryable};
 use qsync::sink::testing::{fresh_database, DatabaseGuard};
@@ -27,6 +28,16 @@ impl Reply {
         Reply::bytes("application/json", body.to_string().into_bytes())
     }
 
+    pub(crate) fn status(mut self, status: u16) -> Reply {
+        self.status = status;
+        self
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// HTTP 200 with `body` as it is, declared as `content_type`.
     pub(crate) fn bytes(content_type: &str, body: Vec<u8>) -> Reply {
         Reply {
@@ -41,6 +52,7 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
     pub(crate) query: BTreeMap<String, String>,
+    pub(crate) at: Instant,
 }
 
 type Respond = dyn Fn(&BTreeMap<String, String>, usize) -> Reply + Send + Sync;
@@ -72,6 +84,7 @@ impl Vendor {
                     let mut log = log.lock().expect("vendor log");
                     log.push(Seen {
                         query: query.clone(),
+                        at: Instant::now(),
                     });
                     log.len() - 1
                 };

@@ -521,3 +521,170 @@ async fn the_latest_version_is_chosen_by_instant_not_by_text() {
         [(1, "newer".to_owned()), (2, "newer".to_owned())]
     );
 }
+
+// ---- bodies that are valid, just not plain UTF-8 (item 8) ----
+
+/// The records `0..3` with Chinese names, as a JSON body.
+fn chinese_page() -> String {
+    let records: Vec<Value> = (0..3)
+        .map(|i| json!({"id": i, "name": format!("退款单{i}")}))
+        .collect();
+    json!({"data": {"items": records}}).to_string()
+}
+
+fn chinese_rows() -> Vec<(i64, String)> {
+    (0..3).map(|i| (i, format!("退款单{i}"))).collect()
+}
+
+/// A UTF-8 body with a byte-order mark and a GBK body that says so are read at the first
+/// attempt; a GBK body that declares nothing fails at once, without blaming a torn body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_with_a_byte_order_mark_or_a_declared_charset_are_read() {
+    let with_bom = {
+        let mut body = b"\xEF\xBB\xBF".to_vec();
+        body.extend_from_slice(chinese_page().as_bytes());
+        Reply::bytes("application/json", body)
+    };
+    let gbk = encoding_rs::GBK.encode(&chinese_page()).0.into_owned();
+    let declared = Reply::bytes("application/json;charset=GBK", gbk.clone());
+    for reply in [with_bom, declared] {
+        let vendor = Vendor::start(move |_, _| reply.clone()).await;
+        let world = World::new(&vendor, "Asia/Shanghai", "").await;
+        world.spec("items", &items_spec("    records data.items\n    id id"));
+        world.qsync(&["run", "items.qsync"], 0);
+        assert_eq!(item_rows(&world).await, chinese_rows());
+        assert_eq!(vendor.seen().len(), 1, "read at the first attempt");
+    }
+    let undeclared = Reply::bytes("application/json", gbk);
+    let vendor = Vendor::start(move |_, _| undeclared.clone()).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &items_spec("    records data.items\n    id id"));
+    let out = world.qsync(&["run", "items.qsync"], 1);
+    assert!(
+        out.stderr
+            .contains("the response body is not UTF-8 and its Content-Type (application/json) declares no other charset"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("torn"), "{}", out.stderr);
+    assert_eq!(
+        vendor.seen().len(),
+        1,
+        "never parses differently: not retried"
+    );
+    assert_eq!(item_rows(&world).await, []);
+}
+
+// ---- reject reasons (item 10) ----
+
+/// `text` holds 65,535 bytes: a longer value is rejected, and the reason counts bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_text_is_rejected_in_bytes() {
+    let vendor = Vendor::start(|_, _| {
+        Reply::json(&json!({"data": [
+            {"id": 1, "note": "退".repeat(21_846)},
+            {"id": 2, "note": "退".repeat(21_845)}
+        ]}))
+    })
+    .await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec(
+        "notes",
+        r#"sync "notes"
+
+source http "/notes" {
+    connection api
+    records data
+    id id
+}
+
+target mysql "notes" {
+    connection bi
+    key id
+    create
+}
+
+map {
+    id = id : bigint
+    note = note : text
+}
+"#,
+    );
+    world.qsync(&["run", "notes.qsync"], 0);
+    let rows: Vec<(i64, i64)> = world.rows("SELECT id, CHAR_LENGTH(note) FROM notes").await;
+    assert_eq!(rows, [(2, 21_845)]);
+    let reasons: Vec<String> = world.rows("SELECT reason FROM _qsync_rejects").await;
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].ends_with("to text: 65538 bytes in UTF-8, at most 65535 bytes allowed"),
+        "{}",
+        reasons[0]
+    );
+}
+
+// ---- Retry-After (item 9) ----
+
+const RETRY_SOURCE: &str = "    @retry 3 backoff 10ms max 10s\n    records data.items\n    id id";
+
+/// The first answer is `429` with `Retry-After` as given, then the vendor answers.
+async fn throttling_vendor(status: u16, retry_after: fn() -> String) -> Vendor {
+    Vendor::start(move |_, n| {
+        if n == 0 {
+            return Reply::json(&json!({"msg": "slow down"}))
+                .status(status)
+                .header("Retry-After", &retry_after());
+        }
+        Reply::json(&json!({"data": {"items": items(0..3)}}))
+    })
+    .await
+}
+
+/// `Retry-After` as an HTTP-date is a wait until that date; as seconds, a wait that long,
+/// logged when long; over `@retry ... max` it fails the call at once, naming the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_in_both_forms_is_honoured_up_to_the_retry_max() {
+    let in_two_seconds = || {
+        httpdate::fmt_http_date(std::time::SystemTime::now() + std::time::Duration::from_secs(2))
+    };
+    let vendor = throttling_vendor(429, in_two_seconds).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &items_spec(RETRY_SOURCE));
+    world.qsync(&["run", "items.qsync"], 0);
+    assert_eq!(item_rows(&world).await, expected_items(0..3));
+    let seen = vendor.seen();
+    assert_eq!(seen.len(), 2);
+    // The date has whole seconds: the wait is between 1 and 2 seconds, not the 10 ms backoff.
+    let waited = seen[1].at - seen[0].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "{waited:?}"
+    );
+
+    let vendor = throttling_vendor(503, || "6".to_owned()).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &items_spec(RETRY_SOURCE));
+    let out = world.qsync(&["run", "items.qsync"], 0);
+    assert!(
+        out.stderr
+            .contains("waiting 6s before attempt 2 as the vendor asks (Retry-After)"),
+        "{}",
+        out.stderr
+    );
+    let seen = vendor.seen();
+    assert!(seen[1].at - seen[0].at >= std::time::Duration::from_secs(6));
+
+    let vendor = throttling_vendor(503, || "3600".to_owned()).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &items_spec(RETRY_SOURCE));
+    let out = world.qsync(&["run", "items.qsync"], 1);
+    assert!(
+        out.stderr.contains(
+            "the vendor asks to wait 1h (Retry-After) before the next attempt, longer than the \
+             spec allows (`@retry ... max 10s`)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(vendor.seen().len(), 1, "no attempt after the refusal");
+    assert_eq!(item_rows(&world).await, []);
+}

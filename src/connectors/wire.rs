@@ -226,24 +226,113 @@ pub fn http_failure(status: u16, headers: &[(String, String)], body: &[u8]) -> O
     }
 }
 
-/// Parses a JSON body. A 2xx body that is not JSON (empty, cut off, an HTML error page from
-/// a proxy) is transient: it is most often a torn response. A non-2xx non-JSON body is fatal.
-pub fn parse_json(status: u16, body: &[u8]) -> Result<Value, Outcome> {
-    match serde_json::from_slice::<Value>(body) {
+/// The charset a `Content-Type` header declares (`application/json;charset=GBK` → `GBK`).
+fn declared_charset(headers: &[(String, String)]) -> Option<&str> {
+    header(headers, "content-type")?
+        .split(';')
+        .skip(1)
+        .filter_map(|param| param.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"'))
+}
+
+/// The body as UTF-8 bytes: a byte-order mark is skipped (and says which Unicode encoding
+/// the body is in, whatever the header declares), a declared charset other than UTF-8 is
+/// decoded (Chinese vendors still send GBK / GB18030), and a body without either is UTF-8
+/// as JSON requires (RFC 8259). Decoding is `encoding_rs`'s, with the WHATWG labels
+/// (`gbk`, `gb2312` and `gb18030` all read as GB18030, a superset). `Err` says why the
+/// body cannot be text: an unknown charset, or bytes the charset does not have.
+fn body_text<'b>(
+    headers: &[(String, String)],
+    body: &'b [u8],
+) -> Result<std::borrow::Cow<'b, [u8]>, String> {
+    use std::borrow::Cow;
+    let (encoding, content) = match encoding_rs::Encoding::for_bom(body) {
+        Some((encoding, bom)) => (encoding, &body[bom..]),
+        None => match declared_charset(headers) {
+            None => (encoding_rs::UTF_8, body),
+            Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
+                Some(encoding) => (encoding, body),
+                None => return Err(format!("it declares an unknown charset `{label}`")),
+            },
+        },
+    };
+    if encoding == encoding_rs::UTF_8 {
+        return Ok(Cow::Borrowed(content));
+    }
+    match encoding.decode_without_bom_handling_and_without_replacement(content) {
+        Some(text) => Ok(Cow::Owned(text.into_owned().into_bytes())),
+        None => Err(format!(
+            "it is not valid {} (the charset it declares)",
+            encoding.name()
+        )),
+    }
+}
+
+/// Parses a JSON body, in the charset it declares. A 2xx body that ends early (empty or
+/// cut off) or is an HTML page (a proxy's error page) is transient: it is most often a torn
+/// response or a gateway hiccup, and the next attempt may differ. A complete body that is
+/// not JSON, or not text in its charset, is fatal: it would parse the same way every time.
+/// A non-2xx non-JSON body is fatal.
+pub fn parse_json(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Value, Outcome> {
+    let success = (200..300).contains(&status);
+    let fatal = |message: String| Outcome::Fatal {
+        code: if success {
+            "invalid_body".to_owned()
+        } else {
+            format!("http_{status}")
+        },
+        message,
+    };
+    let text = match body_text(headers, body) {
+        Ok(text) => text,
+        Err(why) if success => {
+            return Err(fatal(format!(
+                "the response body cannot be read: {why} ({} bytes, Content-Type {}): {}",
+                body.len(),
+                header(headers, "content-type").unwrap_or("not given"),
+                snippet(body)
+            )))
+        }
+        Err(_) => return Err(fatal(format!("HTTP {status}: {}", snippet(body)))),
+    };
+    match serde_json::from_slice::<Value>(&text) {
         Ok(value) => Ok(value),
-        Err(e) if (200..300).contains(&status) => Err(Outcome::Transient {
+        Err(_) if !success => Err(fatal(format!("HTTP {status}: {}", snippet(body)))),
+        Err(e) if e.is_eof() => Err(Outcome::Transient {
             code: "invalid_json".to_owned(),
             message: format!(
-                "response body is not valid JSON ({} bytes, {e}); the response may be \
+                "response body ends before its JSON does ({} bytes, {e}); the response may be \
                  truncated or torn: {}",
                 body.len(),
                 snippet(body)
             ),
         }),
-        Err(_) => Err(Outcome::Fatal {
-            code: format!("http_{status}"),
-            message: format!("HTTP {status}: {}", snippet(body)),
+        Err(e) if text.trim_ascii_start().starts_with(b"<") => Err(Outcome::Transient {
+            code: "invalid_json".to_owned(),
+            message: format!(
+                "response body is an HTML page, not JSON ({} bytes, {e}), perhaps a proxy's \
+                 error page: {}",
+                body.len(),
+                snippet(body)
+            ),
         }),
+        Err(e) if std::str::from_utf8(&text).is_err() => Err(fatal(format!(
+            "the response body is not UTF-8 and its Content-Type ({}) declares no other \
+             charset ({} bytes, {e}): {}",
+            header(headers, "content-type").unwrap_or("not given"),
+            body.len(),
+            snippet(body)
+        ))),
+        Err(e) => Err(fatal(format!(
+            "the response body is complete but not valid JSON ({} bytes, {e}): {}",
+            body.len(),
+            snippet(&text)
+        ))),
     }
 }
 
@@ -252,7 +341,7 @@ pub fn decode(status: u16, headers: &[(String, String)], body: &[u8]) -> Result<
     if let Some(outcome) = http_failure(status, headers, body) {
         return Err(outcome);
     }
-    parse_json(status, body)
+    parse_json(status, headers, body)
 }
 
 /// The message field of an envelope, trying the usual names.
@@ -276,13 +365,65 @@ mod tests {
 
     #[test]
     fn torn_body_is_transient_and_html_404_fatal() {
-        let torn = parse_json(200, br#"{"code":0,"data":{"datas":[{"a""#).unwrap_err();
+        let torn = parse_json(200, &[], br#"{"code":0,"data":{"datas":[{"a""#).unwrap_err();
         assert!(matches!(torn, Outcome::Transient { ref message, .. } if message.contains("torn")));
-        let html = parse_json(404, b"<html>not found</html>").unwrap_err();
+        let html = parse_json(404, &[], b"<html>not found</html>").unwrap_err();
         assert!(matches!(html, Outcome::Fatal { ref code, .. } if code == "http_404"));
         assert!(matches!(
-            parse_json(200, b""),
+            parse_json(200, &[], b""),
             Err(Outcome::Transient { .. })
+        ));
+        assert!(matches!(
+            parse_json(200, &[], b"<html>502 Bad Gateway</html>"),
+            Err(Outcome::Transient { .. })
+        ));
+    }
+
+    #[test]
+    fn bodies_in_other_encodings_are_decoded_and_broken_ones_are_not_retried() {
+        let json = |ct: &str| vec![("Content-Type".to_owned(), ct.to_owned())];
+        let expected = serde_json::json!({"name": "退款单"});
+        // A UTF-8 byte-order mark.
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(r#"{"name":"退款单"}"#.as_bytes());
+        assert_eq!(parse_json(200, &[], &bom), Ok(expected.clone()));
+        // GBK, declared.
+        let (gbk, _, _) = encoding_rs::GBK.encode(r#"{"name":"退款单"}"#);
+        for ct in [
+            "application/json;charset=GBK",
+            "application/json; charset=\"gb2312\"",
+            "application/json;charset=GB18030",
+        ] {
+            assert_eq!(
+                parse_json(200, &json(ct), &gbk),
+                Ok(expected.clone()),
+                "{ct}"
+            );
+        }
+        // GBK, undeclared: fatal, and it says what to look at, not "torn".
+        let undeclared = parse_json(200, &json("application/json"), &gbk).unwrap_err();
+        assert!(
+            matches!(&undeclared, Outcome::Fatal { message, .. }
+                if message.contains("not UTF-8") && !message.contains("torn")),
+            "{undeclared:?}"
+        );
+        // An unknown charset, and bytes the declared charset does not have.
+        assert!(matches!(
+            parse_json(200, &json("application/json;charset=klingon"), b"{}"),
+            Err(Outcome::Fatal { ref message, .. }) if message.contains("unknown charset `klingon`")
+        ));
+        assert!(matches!(
+            parse_json(
+                200,
+                &json("application/json;charset=utf-8"),
+                b"{\"a\":\"\xFF\"}"
+            ),
+            Err(Outcome::Fatal { .. })
+        ));
+        // Complete but not JSON: fatal.
+        assert!(matches!(
+            parse_json(200, &[], br#"{"a":1} trailing"#),
+            Err(Outcome::Fatal { ref message, .. }) if message.contains("complete but not valid JSON")
         ));
     }
 

@@ -56,6 +56,19 @@ pub enum SourceError {
         last: String,
         url: String,
     },
+    /// `Retry-After: 3600` under `@retry 6 backoff 500ms max 60s`.
+    #[error(
+        "{at}: the vendor asks to wait {wait} (Retry-After) before the next attempt, longer \
+         than the spec allows (`@retry ... max {max}`); last error: {last} (request {url}). \
+         Raise `max` to let qsync wait that long, or run later"
+    )]
+    WaitTooLong {
+        at: Box<Site>,
+        wait: String,
+        max: String,
+        last: String,
+        url: String,
+    },
     /// `records data.datas` where `datas` is an object.
     #[error(
         "{at}: `records {path}` is {found}, not a list of \

@@ -22,10 +22,28 @@ use super::error::SourceError;
 use super::rate::RateLimiter;
 use super::retry::{retry_after, Backoff, Failure, RetryLogic, VendorRetry};
 use crate::connectors::{self, ApiCall, Connector, Outcome, PreparedRequest, Token};
-use crate::plan::{HttpMethod, RetryPlan};
+use crate::plan::{human, HttpMethod, RetryPlan};
 
 /// Tokens this close to expiry are replaced before use.
 const TOKEN_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Waits at least this long are logged: a run that pauses for a vendor says so.
+const LONG_WAIT: Duration = Duration::from_secs(5);
+
+/// Logs a wait before a retry when it is long (the vendor's `Retry-After`, or a long
+/// backoff), so that a run holding its lease is never silently asleep.
+fn note_long_wait(delay: Duration, retry_after: Option<Duration>, site: &Site, attempt: u32) {
+    if delay < LONG_WAIT {
+        return;
+    }
+    let why = if retry_after.is_some_and(|wait| wait >= delay) {
+        "as the vendor asks (Retry-After)"
+    } else {
+        "(backoff)"
+    };
+    tracing::warn!(spec = %site.spec, window = %site.window, page = %site.page,
+        "waiting {} before attempt {} {why}", human(delay), attempt + 1);
+}
 
 /// Where a call belongs, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,8 +259,18 @@ impl HttpSource {
                     url: url(),
                 });
             }
+            if let Some(wait) = retry_after.filter(|wait| *wait > self.backoff.max()) {
+                return Err(SourceError::WaitTooLong {
+                    at: Box::new(site.clone()),
+                    wait: human(wait),
+                    max: human(self.backoff.max()),
+                    last: self.mask(&failure.to_string()),
+                    url: url(),
+                });
+            }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let delay = self.backoff.delay(attempt, retry_after);
+            note_long_wait(delay, retry_after, site, attempt);
             tracing::debug!(
                 spec = %site.spec, window = %site.window, page = %site.page, attempt,
                 delay_ms = delay.as_millis() as u64, "retrying: {}", self.mask(&failure.to_string())
@@ -407,7 +435,19 @@ impl HttpSource {
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let retry_after = self.note_throttled(&failure, site);
-            tokio::time::sleep(self.backoff.delay(attempt, retry_after)).await;
+            if let Some(wait) = retry_after.filter(|wait| *wait > self.backoff.max()) {
+                return Err(token_error(format!(
+                    "the vendor asks to wait {} (Retry-After) before the next attempt, longer \
+                     than `@retry ... max {}`: {failure} (window {}, {})",
+                    human(wait),
+                    human(self.backoff.max()),
+                    site.window,
+                    site.page
+                )));
+            }
+            let delay = self.backoff.delay(attempt, retry_after);
+            note_long_wait(delay, retry_after, site, attempt);
+            tokio::time::sleep(delay).await;
         }
     }
 

@@ -134,6 +134,12 @@ impl Backoff {
         }
     }
 
+    /// The longest pause the spec allows (`@retry ... max`): a vendor asking for a longer
+    /// one fails the call instead.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
     /// The pause after failed attempt number `attempt` (1 = the first), at least
     /// `retry_after` when the vendor said so. Jitter draws from the upper half of the
     /// exponential step, so the pause never collapses to zero.

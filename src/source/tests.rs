@@ -563,6 +563,8 @@ fn jushuitan_source(base: &str, limiter: Arc<RateLimiter>) -> (HttpSource, ApiCa
         connectors::build(ConnectorKind::Jushuitan, "jst", &connection).expect("builds");
     let mut plan = source_plan("/open/refund/single/query", PaginationPlan::None);
     plan.kind = ConnectorKind::Jushuitan;
+    // Long enough for the vendor's `Retry-After`: a longer wait fails the call.
+    plan.retry.max = Duration::from_secs(2);
     let source = HttpSource::new(
         connector,
         limiter,

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::flatten::{Binding, Frame, Scope};
 use super::{convert, RecordError, TransformError, Transformer};
-use crate::plan::{ColumnType, Expr, FilterOp, Piece};
+use crate::plan::{ColumnType, Expr, FilterOp, Piece, ValueOrder};
 
 /// A compiled map expression.
 #[derive(Debug, Clone)]
@@ -301,8 +301,9 @@ impl Transformer {
             } => {
                 let subject = self.eval(subject, row, column)?;
                 let subject = subject.as_deref().unwrap_or(&Value::Null);
+                let order = ValueOrder::new(self.clock.tz);
                 for (test, result) in arms {
-                    if loose_eq(subject, test) {
+                    if order.equal(subject, test) {
                         return self.eval(result, row, column);
                     }
                 }
@@ -321,7 +322,8 @@ impl Transformer {
         row: Row<'_>,
     ) -> Result<bool, RecordError> {
         let value = self.lookup(&filter.field, row)?;
-        Ok(test(value.as_deref(), filter.op, &filter.value))
+        let order = ValueOrder::new(self.clock.tz);
+        Ok(test(order, value.as_deref(), filter.op, &filter.value))
     }
 }
 
@@ -337,62 +339,37 @@ fn push_text(out: &mut String, value: &Value) {
     }
 }
 
-/// A number, also from a numeric string.
-fn as_number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
-        _ => None,
-    }
-}
-
-/// Equality where `"12"` equals `12` and `12.0`; otherwise JSON equality.
-pub(crate) fn loose_eq(a: &Value, b: &Value) -> bool {
-    if a == b {
-        return true;
-    }
-    match (as_number(a), as_number(b)) {
-        (Some(x), Some(y)) if a.is_number() || b.is_number() => x == y,
-        _ => false,
-    }
-}
-
-/// Ordering for `lt`..`ge`: numeric when both sides read as numbers, else by string.
-fn loose_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    if let (Some(x), Some(y)) = (as_number(a), as_number(b)) {
-        return x.partial_cmp(&y);
-    }
-    match (a, b) {
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
-}
-
-/// The filter test. A missing field counts as null; null is only equal to null and never
-/// ordered, so `lt`/`gt` on a missing field drop the row.
-pub(crate) fn test(value: Option<&Value>, op: FilterOp, operand: &Value) -> bool {
+/// The filter test, comparing values like [`ValueOrder`] does: numbers exactly (also when
+/// sent as strings), times as instants, otherwise as text. A missing field counts as null;
+/// null is only equal to null and never ordered, so `lt`/`gt` on a missing field drop the
+/// row.
+pub(crate) fn test(
+    order: ValueOrder,
+    value: Option<&Value>,
+    op: FilterOp,
+    operand: &Value,
+) -> bool {
     let value = value.unwrap_or(&Value::Null);
     let in_list = || match operand {
-        Value::Array(items) => items.iter().any(|item| loose_eq(value, item)),
-        single => loose_eq(value, single),
+        Value::Array(items) => items.iter().any(|item| order.equal(value, item)),
+        single => order.equal(value, single),
+    };
+    let ordered = |accept: &[Ordering]| {
+        order
+            .compare_known(value, operand)
+            .is_some_and(|o| accept.contains(&o))
     };
     match op {
         FilterOp::IsNull => value.is_null(),
         FilterOp::IsNotNull => !value.is_null(),
-        FilterOp::Eq => loose_eq(value, operand),
-        FilterOp::Ne => !loose_eq(value, operand),
+        FilterOp::Eq => order.equal(value, operand),
+        FilterOp::Ne => !order.equal(value, operand),
         FilterOp::In => in_list(),
         FilterOp::NotIn => !in_list(),
-        FilterOp::Lt => loose_cmp(value, operand) == Some(Ordering::Less),
-        FilterOp::Le => matches!(
-            loose_cmp(value, operand),
-            Some(Ordering::Less | Ordering::Equal)
-        ),
-        FilterOp::Gt => loose_cmp(value, operand) == Some(Ordering::Greater),
-        FilterOp::Ge => matches!(
-            loose_cmp(value, operand),
-            Some(Ordering::Greater | Ordering::Equal)
-        ),
+        FilterOp::Lt => ordered(&[Ordering::Less]),
+        FilterOp::Le => ordered(&[Ordering::Less, Ordering::Equal]),
+        FilterOp::Gt => ordered(&[Ordering::Greater]),
+        FilterOp::Ge => ordered(&[Ordering::Greater, Ordering::Equal]),
     }
 }
 
@@ -429,17 +406,49 @@ mod tests {
         ];
         for (value, op, operand, expected) in examples {
             assert_eq!(
-                test(value.as_ref(), op, &operand),
+                test(order(), value.as_ref(), op, &operand),
                 expected,
                 "{value:?} {op:?} {operand}"
             );
         }
     }
 
+    fn order() -> ValueOrder {
+        ValueOrder::new(chrono_tz::Asia::Shanghai)
+    }
+
     #[test]
-    fn loose_eq_does_not_equate_two_strings_numerically() {
-        // "01" and "1" are different codes when both are strings.
-        assert!(!loose_eq(&json!("01"), &json!("1")));
-        assert!(loose_eq(&json!("01"), &json!(1)));
+    fn filters_compare_big_numbers_exactly_and_times_as_instants() {
+        use FilterOp::{Eq, Gt, Lt};
+        let examples: Vec<(Value, FilterOp, Value, bool)> = vec![
+            // As floats these two are the same number.
+            (
+                json!(12_345_678_901_234_567_i64),
+                Gt,
+                json!(12_345_678_901_234_566_i64),
+                true,
+            ),
+            (
+                json!("12345678901234567"),
+                Eq,
+                json!(12_345_678_901_234_568_i64),
+                false,
+            ),
+            // Unpadded and offset times against a padded bound.
+            (json!("2024-1-9 10:00:00"), Lt, json!("2024-01-10"), true),
+            (
+                json!("2024-01-10T01:00:00Z"),
+                Lt,
+                json!("2024-01-10 08:30:00"),
+                false,
+            ),
+        ];
+        for (value, op, operand, expected) in examples {
+            assert_eq!(
+                test(order(), Some(&value), op, &operand),
+                expected,
+                "{value} {op:?} {operand}"
+            );
+        }
     }
 }
