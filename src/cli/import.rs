@@ -262,7 +262,7 @@ fn report(
                     "spec": imported.spec,
                 });
                 if let Some(found) = &checked {
-                    doc["check"] = super::json_report(&spec_name, &imported.spec, found);
+                    doc["check"] = super::check::json_report(&spec_name, &imported.spec, found);
                 }
                 documents.push(doc);
             }

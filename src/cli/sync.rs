@@ -2,14 +2,80 @@
 //! end, hand the plan to `exec` on a tokio runtime, print the outcome. The summary goes to
 //! stdout, errors and logs to stderr; the exit code is decided in `main` from [`Outcome`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
 
-use super::{report_load_error, LogFormat, Outcome, ReplayArgs, RunArgs, StateArgs};
+use super::{parse_time, report_load_error, LogFormat, Outcome};
 use crate::config::{EnvPolicy, LoadedProfile};
 use crate::exec::{self, RunError, RunOptions, RunSummary};
 use crate::plan::Plan;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The spec to run.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Start of the range (`yyyy-MM-dd HH:mm:ss`, source time zone), overriding the stored mark.
+    #[arg(long, value_parser = parse_time)]
+    pub since: Option<NaiveDateTime>,
+    /// End of the range (default: now minus the window's lag).
+    #[arg(long, value_parser = parse_time)]
+    pub until: Option<NaiveDateTime>,
+    /// Start from the window's `initial`, ignoring the stored mark.
+    #[arg(long, conflicts_with = "since")]
+    pub full: bool,
+    /// Omission remedy: re-read the spec's `@remedy` lookback before now.
+    #[arg(long, conflicts_with_all = ["since", "full"])]
+    pub remedy: bool,
+    /// Log format on stderr (level from `QSYNC_LOG`, e.g. `info`, default `warn`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// The spec whose state to show.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Move the high-water mark to this time (`yyyy-MM-dd HH:mm:ss`).
+    #[arg(long, value_parser = parse_time)]
+    pub set: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The spec to replay.
+    pub spec: PathBuf,
+    /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
+    #[arg(long, env = "QSYNC_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// The window, `"yyyy-MM-dd HH:mm:ss..yyyy-MM-dd HH:mm:ss"`.
+    #[arg(long, value_parser = parse_window)]
+    pub window: crate::source::Window,
+    /// Log format on stderr (level from `QSYNC_LOG`, default `warn`).
+    #[arg(long, value_enum, default_value = "text", env = "QSYNC_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// Parses `START..END`.
+pub fn parse_window(text: &str) -> Result<crate::source::Window, String> {
+    let (start, end) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}` is not a window: write \"START..END\""))?;
+    let start = parse_time(start.trim())?;
+    let end = parse_time(end.trim())?;
+    if start >= end {
+        return Err(format!(
+            "the window `{text}` is empty: its start is not before its end"
+        ));
+    }
+    Ok(crate::source::Window { start, end })
+}
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")

@@ -1,7 +1,10 @@
-//! Reading a live table's shape from `information_schema`, for `qsync check --db`.
+//! Reading a live table's shape from `information_schema`, for `qsync check --db`: the
+//! columns and unique keys ([`LiveTable`]) and whether parallel loads into it would queue;
+//! [`MysqlSink::inspect_target`] reads both in one call, so the command touches no driver.
 
 use mysql_async::prelude::Queryable;
 
+use super::connect::Transport;
 use super::mysql::{MysqlSink, SinkError};
 
 /// One column of a live table.
@@ -26,6 +29,21 @@ pub struct LiveTable {
     pub unique_keys: Vec<Vec<String>>,
 }
 
+/// What `qsync check --db` compares a map with: the target table as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTarget {
+    /// The table's columns and unique keys; `None` when it does not exist.
+    pub table: Option<LiveTable>,
+    /// Why `LOAD DATA` into it would run one statement at a time
+    /// ([`MysqlSink::serialized_loads`]); `None` when loads run side by side or the table
+    /// does not exist.
+    pub serialized_loads: Option<String>,
+    /// Where the table lives: `host:port/database`.
+    pub database: String,
+    /// How the connection to it travelled (TLS or not, and the `ssl-mode` asked for).
+    pub transport: Transport,
+}
+
 type ColumnRow = (
     String,
     String,
@@ -37,6 +55,32 @@ type ColumnRow = (
 );
 
 impl MysqlSink {
+    /// Connects to `url`, reads `table` (`[table]` or `[schema, table]`) as a [`LiveTarget`]
+    /// and disconnects, writing nothing.
+    ///
+    /// # Errors
+    /// [`SinkError::Connect`] when the server cannot be reached, [`SinkError::Query`] when
+    /// `information_schema` cannot be read.
+    pub async fn inspect_target(url: &str, table: &[String]) -> Result<LiveTarget, SinkError> {
+        let sink = MysqlSink::connect(url).await?;
+        let found = async {
+            let live = sink.describe(table).await?;
+            let serialized_loads = match live {
+                Some(_) => sink.serialized_loads(table).await?,
+                None => None,
+            };
+            Ok(LiveTarget {
+                table: live,
+                serialized_loads,
+                database: format!("{}/{}", sink.host(), sink.database()),
+                transport: sink.transport().clone(),
+            })
+        }
+        .await;
+        sink.disconnect().await;
+        found
+    }
+
     /// `[table]` or `[schema, table]` as `(schema, table)`, the schema defaulting to the
     /// connection's database.
     fn schema_and_name(&self, table: &[String]) -> Option<(String, String)> {

@@ -18,7 +18,7 @@ pub mod testing;
 mod xa;
 
 pub use self::connect::{SslMode, Transport};
-pub use self::describe::{LiveColumn, LiveTable};
+pub use self::describe::{LiveColumn, LiveTable, LiveTarget};
 pub use self::mysql::{
     column_sql, create_table_sql, load_statements, statement_sql, ErrorClass, MysqlSink, SinkError,
     StateStore, TableSpec, WindowWriter, WriteMethod, WriteStats, WriterOptions, CURSOR_SQL,

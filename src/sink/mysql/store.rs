@@ -149,6 +149,29 @@ impl StateStore {
         Ok(found.map(|_| StateStore { sink: sink.clone() }))
     }
 
+    /// Connects to `url`, reads `spec`'s stored high-water mark without creating anything,
+    /// and disconnects: for `qsync plan --stored`. `None` when the database has no state
+    /// tables or the spec never committed a window.
+    ///
+    /// # Errors
+    /// [`SinkError::Connect`] when the server cannot be reached, [`SinkError::Query`] when
+    /// the state table cannot be read.
+    pub async fn stored_high_water(
+        url: &str,
+        spec: &str,
+    ) -> Result<Option<NaiveDateTime>, SinkError> {
+        let sink = MysqlSink::connect(url).await?;
+        let mark = async {
+            Ok(match StateStore::existing(&sink).await? {
+                Some(store) => store.cursor(spec).await?.map(|c| c.high_water),
+                None => None,
+            })
+        }
+        .await;
+        sink.disconnect().await;
+        mark
+    }
+
     /// The sink this store writes through.
     pub fn sink(&self) -> &MysqlSink {
         &self.sink
