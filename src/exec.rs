@@ -91,48 +91,9 @@ pub struct RunOptions {
     pub lease_owner: Option<String>,
 }
 
-/// What a run did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunSummary {
-    pub spec: String,
-    pub range: Option<(NaiveDateTime, NaiveDateTime)>,
-    /// Windows committed.
-    pub windows: usize,
-    pub pages: u64,
-    /// Records received (duplicates and re-reads included).
-    pub records: u64,
-    pub rows_written: u64,
-    pub rejects: u64,
-    /// Request retries plus window re-reads.
-    pub retries: u64,
-    pub throttled: u64,
-    pub duration: Duration,
-    /// The stored mark after the run.
-    pub high_water_mark: Option<NaiveDateTime>,
-}
-
-impl std::fmt::Display for RunSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let time = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
-        writeln!(f, "spec            {}", self.spec)?;
-        match self.range {
-            Some((start, end)) => writeln!(f, "range           {} .. {}", time(start), time(end))?,
-            None => writeln!(f, "range           (no window)")?,
-        }
-        writeln!(f, "windows         {}", self.windows)?;
-        writeln!(f, "pages           {}", self.pages)?;
-        writeln!(f, "records         {}", self.records)?;
-        writeln!(f, "rows written    {}", self.rows_written)?;
-        writeln!(f, "rejects         {}", self.rejects)?;
-        writeln!(f, "retries         {}", self.retries)?;
-        writeln!(f, "throttled       {}", self.throttled)?;
-        writeln!(f, "duration        {:.1}s", self.duration.as_secs_f64())?;
-        match self.high_water_mark {
-            Some(mark) => writeln!(f, "high-water mark {}", time(mark)),
-            None => writeln!(f, "high-water mark (none)"),
-        }
-    }
-}
+/// What a run did: the one run-result type, owned by `state` beside the history row
+/// derived from it.
+pub use crate::state::RunSummary;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -365,7 +326,7 @@ fn label(window: Option<Window>) -> String {
 /// The running totals of a run.
 #[derive(Debug, Default)]
 struct Tally {
-    windows: usize,
+    windows: u64,
     pages: u64,
     records: u64,
     rows: u64,
@@ -504,69 +465,68 @@ async fn execute(
         .map_err(sink_error)?
         .map(|c| c.high_water);
 
-    let (range, windows): (Option<(NaiveDateTime, NaiveDateTime)>, Vec<Option<Window>>) =
-        if let Some(window) = replay {
-            (Some((window.start, window.end)), vec![Some(window)])
-        } else if let Some(window_plan) = &plan.source.window {
-            let remedy = if options.remedy {
-                match &plan.remedy {
-                    Some(r) => Some(r.lookback),
-                    None => {
-                        return Err(RunErrorKind::Usage {
-                            spec,
-                            message: "`--remedy` needs a `@remedy \"<cron>\" lookback <d>` \
+    let (range, windows): (Option<Window>, Vec<Option<Window>>) = if let Some(window) = replay {
+        (Some(window), vec![Some(window)])
+    } else if let Some(window_plan) = &plan.source.window {
+        let remedy = if options.remedy {
+            match &plan.remedy {
+                Some(r) => Some(r.lookback),
+                None => {
+                    return Err(RunErrorKind::Usage {
+                        spec,
+                        message: "`--remedy` needs a `@remedy \"<cron>\" lookback <d>` \
                                       directive in the spec"
-                                .to_owned(),
-                        }
-                        .into())
-                    }
-                }
-            } else {
-                None
-            };
-            let inputs = RangeInputs {
-                now: Some(now),
-                last_sync: mark,
-                since: options.since,
-                until: options.until,
-                full: options.full,
-                remedy,
-            };
-            match resolve_range(window_plan, &inputs, tz) {
-                Ok((start, end)) => {
-                    let windows = split(start, end, window_plan.max_span, tz)
-                        .into_iter()
-                        .map(Some)
-                        .collect();
-                    (Some((start, end)), windows)
-                }
-                // Run again before the clock passed the mark (no overlap), or `--until` a time
-                // the mark already reached: nothing to do. A range spelt out backwards with
-                // `--since` stays an error.
-                Err(RangeError::Empty { start, end })
-                    if options.since.is_none()
-                        && !options.remedy
-                        && (options.until.is_none() || (mark.is_some() && !options.full)) =>
-                {
-                    match mark {
-                        Some(mark) => tracing::info!(spec = %spec,
-                            "nothing to sync: the high-water mark {mark} is already at or past {end}"),
-                        None => tracing::info!(spec = %spec,
-                            "nothing to sync: {start} is not before {end}"),
-                    }
-                    (Some((start, end)), Vec::new())
-                }
-                Err(source) => {
-                    return Err(RunErrorKind::Range {
-                        spec: spec.clone(),
-                        source,
+                            .to_owned(),
                     }
                     .into())
                 }
             }
         } else {
-            (None, vec![None])
+            None
         };
+        let inputs = RangeInputs {
+            now: Some(now),
+            last_sync: mark,
+            since: options.since,
+            until: options.until,
+            full: options.full,
+            remedy,
+        };
+        match resolve_range(window_plan, &inputs, tz) {
+            Ok((start, end)) => {
+                let windows = split(start, end, window_plan.max_span, tz)
+                    .into_iter()
+                    .map(Some)
+                    .collect();
+                (Some(Window { start, end }), windows)
+            }
+            // Run again before the clock passed the mark (no overlap), or `--until` a time
+            // the mark already reached: nothing to do. A range spelt out backwards with
+            // `--since` stays an error.
+            Err(RangeError::Empty { start, end })
+                if options.since.is_none()
+                    && !options.remedy
+                    && (options.until.is_none() || (mark.is_some() && !options.full)) =>
+            {
+                match mark {
+                    Some(mark) => tracing::info!(spec = %spec,
+                            "nothing to sync: the high-water mark {mark} is already at or past {end}"),
+                    None => tracing::info!(spec = %spec,
+                            "nothing to sync: {start} is not before {end}"),
+                }
+                (Some(Window { start, end }), Vec::new())
+            }
+            Err(source) => {
+                return Err(RunErrorKind::Range {
+                    spec: spec.clone(),
+                    source,
+                }
+                .into())
+            }
+        }
+    } else {
+        (None, vec![None])
+    };
 
     let mut engine = Engine {
         plan: Arc::new(plan.clone()),
@@ -610,21 +570,8 @@ async fn execute(
         Ok(()) => (RunOutcome::Success, None),
         Err(kind) => (RunOutcome::Failed, Some(kind.to_string())),
     };
-    let record = RunRecord {
-        spec: spec.clone(),
-        range_start: range.map(|r| r.0),
-        range_end: range.map(|r| r.1),
-        pages: summary.pages,
-        records: summary.records,
-        rows_written: summary.rows_written,
-        rejects: summary.rejects,
-        retries: summary.retries,
-        duration: summary.duration,
-        outcome,
-        error,
-        started_at,
-        finished_at: Some(Utc::now().with_timezone(&tz).naive_local()),
-    };
+    let finished_at = Utc::now().with_timezone(&tz).naive_local();
+    let record = RunRecord::of(&summary, outcome, error, started_at, finished_at);
     // The pool may hold a connection killed during the run: try twice.
     if let Err(first) = engine.store.record_run(&record).await {
         if let Err(second) = engine.store.record_run(&record).await {
@@ -641,7 +588,7 @@ async fn execute(
 }
 
 impl Engine {
-    fn summary(&self, range: Option<(NaiveDateTime, NaiveDateTime)>, took: Duration) -> RunSummary {
+    fn summary(&self, range: Option<Window>, took: Duration) -> RunSummary {
         let stats = self.source.stats();
         RunSummary {
             spec: self.plan.name.clone(),

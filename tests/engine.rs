@@ -285,7 +285,7 @@ async fn full_sync_equals_truth_and_reruns_change_nothing() {
     assert_eq!(summary.rejects, 0);
     let mark = fx.mark().await.expect("mark stored");
     assert_eq!(Some(mark), summary.high_water_mark);
-    assert_eq!(Some(mark), summary.range.map(|r| r.1));
+    assert_eq!(Some(mark), summary.range.map(|r| r.end));
     let checksum = fx.checksum().await;
 
     // Again: only the overlap is re-read; nothing changes.
@@ -317,7 +317,7 @@ async fn full_sync_equals_truth_and_reruns_change_nothing() {
         )
         .await
         .expect("ledger");
-    assert!(windows.len() >= summary.windows);
+    assert!(windows.len() as u64 >= summary.windows);
     for (start, end) in &windows {
         let window = qsync::source::Window {
             start: *start,
@@ -369,7 +369,7 @@ async fn drift_is_caught_by_the_remedy_run() {
     let end = first
         .range
         .expect("range")
-        .1
+        .end
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
     let in_range = fx.expected(|r| r["modified"].as_str().is_some_and(|m| *m <= *end));

@@ -18,9 +18,10 @@ use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use qsync::serve::clock::ManualClock;
 use qsync::serve::lease::MysqlCoordinator;
-use qsync::serve::runner::{RunFailure, RunReport, RunRequest, Runner};
+use qsync::serve::runner::{RunFailure, RunRequest, Runner};
 use qsync::serve::{self, RunKind, ServeConfig, ServeHandle, Services};
 use qsync::sink::testing::{fresh_database, DatabaseGuard};
+use qsync::state::RunSummary;
 use sha2::Sha256;
 
 const SPEC: &str = r#"sync "聚水潭-售后单 -> BI 售后表"
@@ -122,7 +123,7 @@ struct Call {
 }
 
 type Script =
-    Arc<dyn Fn(RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> + Send + Sync>;
+    Arc<dyn Fn(RunRequest) -> BoxFuture<'static, Result<RunSummary, RunFailure>> + Send + Sync>;
 
 /// A runner that does what the test's script says and logs every call.
 #[derive(Clone)]
@@ -147,7 +148,7 @@ impl ScriptRunner {
 }
 
 impl Runner for ScriptRunner {
-    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> {
+    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunSummary, RunFailure>> {
         let index = {
             let mut log = self.log.lock().unwrap();
             log.push(Call {
@@ -170,7 +171,15 @@ impl Runner for ScriptRunner {
     }
 }
 
-fn ok_after(delay: Duration, report: RunReport) -> Script {
+fn window(start: &str, end: &str) -> qsync::plan::Window {
+    let at = |t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").unwrap();
+    qsync::plan::Window {
+        start: at(start),
+        end: at(end),
+    }
+}
+
+fn ok_after(delay: Duration, report: RunSummary) -> Script {
     Arc::new(move |_| {
         let report = report.clone();
         Box::pin(async move {
@@ -187,10 +196,10 @@ fn fail_with(message: &str) -> Script {
         Box::pin(async move {
             Err(RunFailure {
                 message,
-                report: Some(RunReport {
-                    range: Some("2024-03-01 00:00:00 .. 2024-03-01 08:00:00".into()),
-                    ..RunReport::default()
-                }),
+                report: Some(Box::new(RunSummary {
+                    range: Some(window("2024-03-01 00:00:00", "2024-03-01 08:00:00")),
+                    ..RunSummary::default()
+                })),
             })
         })
     })
@@ -270,7 +279,7 @@ async fn schedules_fire_on_the_clock_and_missed_slots_run_once() {
     fixture.write("every10s", &spec("@schedule \"*/10 * * * * *\""));
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
     let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
 
     let specs = handle.specs();
@@ -327,7 +336,7 @@ async fn a_slow_run_is_never_started_twice() {
             let gate = gate.clone();
             Box::pin(async move {
                 let _permit = gate.acquire().await;
-                Ok(RunReport::default())
+                Ok(RunSummary::default())
             })
         })
     };
@@ -383,7 +392,7 @@ async fn three_instances_share_a_spec_through_leases() {
         let runner = ScriptRunner::new(
             name,
             &log,
-            ok_after(Duration::from_millis(300), RunReport::default()),
+            ok_after(Duration::from_millis(300), RunSummary::default()),
         );
         handles.push(start(config(fixture.path(), name), &clock, &runner).await);
         runners.push(runner);
@@ -435,7 +444,7 @@ async fn three_instances_share_a_spec_through_leases() {
     runners.remove(index);
     crashed.kill();
     for runner in &runners {
-        runner.set(ok_after(Duration::from_millis(50), RunReport::default()));
+        runner.set(ok_after(Duration::from_millis(50), RunSummary::default()));
     }
     let survivors_before = finished(&log);
     // Slots keep coming; until the lease expires nobody else runs the spec.
@@ -625,11 +634,11 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
     // Recovery is always announced; too many rejects is its own condition.
     runner.set(ok_after(
         Duration::ZERO,
-        RunReport {
+        RunSummary {
             records: 50,
             rows_written: 40,
             rejects: 10,
-            ..RunReport::default()
+            ..RunSummary::default()
         },
     ));
     handle.trigger("orders", RunKind::Regular).unwrap();
@@ -677,7 +686,7 @@ async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones(
     fixture.write("refunds", "sync \"never good\"\nsource nowhere {");
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
     let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
 
     // A spec failing check at start is reported and skipped; the rest run.
@@ -781,9 +790,9 @@ async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     *batches.lock().unwrap() += 1;
                     if *stop.borrow_and_update() {
-                        return Ok(RunReport {
+                        return Ok(RunSummary {
                             rows_written: 1,
-                            ..RunReport::default()
+                            ..RunSummary::default()
                         });
                     }
                 }
@@ -837,8 +846,8 @@ async fn metrics_and_api_match_the_runs() {
     let log = Arc::new(Mutex::new(Vec::new()));
     let mark =
         chrono::NaiveDateTime::parse_from_str("2024-03-01 06:00:05", "%Y-%m-%d %H:%M:%S").unwrap();
-    let report = RunReport {
-        range: Some("2024-02-29 00:00:00 .. 2024-03-01 06:00:05".into()),
+    let report = RunSummary {
+        range: Some(window("2024-02-29 00:00:00", "2024-03-01 06:00:05")),
         windows: 2,
         pages: 7,
         records: 120,
@@ -847,6 +856,7 @@ async fn metrics_and_api_match_the_runs() {
         retries: 2,
         throttled: 3,
         high_water_mark: Some(mark),
+        ..RunSummary::default()
     };
     let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, report.clone()));
     let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
@@ -943,9 +953,9 @@ async fn metrics_and_api_match_the_runs() {
     assert!(message.contains("over the 1h limit"), "{message}");
     runner.set(ok_after(
         Duration::ZERO,
-        RunReport {
+        RunSummary {
             high_water_mark: Some(mark + chrono::Duration::hours(2)),
-            ..RunReport::default()
+            ..RunSummary::default()
         },
     ));
     handle.trigger("orders", RunKind::Regular).unwrap();
@@ -964,7 +974,7 @@ async fn non_loopback_listeners_require_the_api_token() {
     fixture.write("orders", &spec(""));
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
     let mut config = config(fixture.path(), "a");
     config.listen = SocketAddr::from(([0, 0, 0, 0], 0));
     let handle = start(config, &clock, &runner).await;
@@ -1035,10 +1045,10 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
         &log,
         ok_after(
             Duration::ZERO,
-            RunReport {
+            RunSummary {
                 records: 42,
                 rows_written: 84,
-                ..RunReport::default()
+                ..RunSummary::default()
             },
         ),
     );
@@ -1441,7 +1451,7 @@ async fn an_unreachable_database_fails_runs_not_the_daemon_and_concurrency_is_ca
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 in_flight.lock().unwrap().0 -= 1;
-                Ok(RunReport::default())
+                Ok(RunSummary::default())
             })
         })
     };

@@ -285,7 +285,11 @@ pub(super) fn state(args: &StateArgs) -> Outcome {
                     "{:<20} {:<8} {:<43} {:>5} {:>8} {:>8} {:>8} {:>8} {:>8.1}s\n",
                     time(Some(run.started_at)),
                     run.outcome.as_str(),
-                    format!("{} .. {}", time(run.range_start), time(run.range_end)),
+                    format!(
+                        "{} .. {}",
+                        time(run.range.map(|r| r.start)),
+                        time(run.range.map(|r| r.end))
+                    ),
                     run.pages,
                     run.records,
                     run.rows_written,

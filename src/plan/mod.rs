@@ -5,8 +5,8 @@
 //! builds a `Plan` (`check::check`); `plan` never imports `check`. Besides the plan's types
 //! (`types.rs`) it owns their vocabulary: dotted paths and the one JSON walker
 //! ([`FieldPath`], `path.rs`), map expressions with their spelling and the fields they read
-//! (`expr.rs`), paging with its printed form (`paging.rs`), and how durations are written
-//! ([`human`], `duration.rs`).
+//! (`expr.rs`), paging with its printed form (`paging.rs`), how durations are written
+//! ([`human`], `duration.rs`), and spans of wall-clock time ([`Window`], `time.rs`).
 
 mod duration;
 mod expr;
@@ -21,6 +21,7 @@ pub use expr::{ColumnPlan, ColumnType, Expr, Piece};
 pub use order::ValueOrder;
 pub use paging::{EndRule, PaginationPlan};
 pub use path::{walk, FieldPath};
+pub use time::Window;
 pub use types::*;
 
 use std::path::Path;

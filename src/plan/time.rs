@@ -21,6 +21,8 @@
 //! `yyyy-MM-dd HH:mm`, a bare date, and ISO 8601 with `T`, `Z` or an offset
 //! (`2024-04-27T07:56Z`, `+08:00`, `-0600`). Zone-less texts are wall-clock times of the
 //! profile's zone; texts with an offset and epoch values are instants.
+//!
+//! A span of such times, `start .. end`, is a [`Window`]: a request window, a run's range.
 
 use chrono::offset::LocalResult;
 use chrono::{
@@ -28,6 +30,26 @@ use chrono::{
 };
 use chrono_tz::Tz;
 use serde_json::Value;
+
+/// A span of wall-clock times of the profile's zone, start included and end excluded: one
+/// request window, or the whole range a run read. Printed (and serialized, for the status
+/// page and `/api/runs`) as `2024-03-01 00:00:00 .. 2024-03-02 00:00:00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Window {
+    pub start: NaiveDateTime,
+    pub end: NaiveDateTime,
+}
+
+impl std::fmt::Display for Window {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} .. {}",
+            self.start.format("%Y-%m-%d %H:%M:%S"),
+            self.end.format("%Y-%m-%d %H:%M:%S")
+        )
+    }
+}
 
 /// Epoch numbers at or above this absolute value are milliseconds, smaller ones seconds
 /// (10^11 seconds is the year 5138, 10^11 milliseconds is 1973).

@@ -1,14 +1,14 @@
 //! The production [`Runner`]: `exec::run` with the daemon's clock, stop signal and one
 //! set of per-connection rate limiters shared by every spec.
 //!
-//! Owns only the translation between the daemon's run request / report and `exec`'s
-//! options / summary. `exec` records each run in `_qsync_runs` itself.
+//! Owns only the translation from the daemon's run request to `exec`'s options; the run's
+//! [`RunSummary`] passes through as it is. `exec` records each run in `_qsync_runs` itself.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::runner::{RunFailure, RunReport, RunRequest, Runner};
+use super::runner::{RunFailure, RunRequest, Runner};
 use crate::exec::{self, Limiters, RunOptions, RunSummary};
 
 /// Runs plans with the real engine.
@@ -32,25 +32,8 @@ impl Default for ExecRunner {
     }
 }
 
-fn report(summary: &RunSummary) -> RunReport {
-    let time = |t: chrono::NaiveDateTime| t.format("%Y-%m-%d %H:%M:%S").to_string();
-    RunReport {
-        range: summary
-            .range
-            .map(|(start, end)| format!("{} .. {}", time(start), time(end))),
-        windows: summary.windows as u64,
-        pages: summary.pages,
-        records: summary.records,
-        rows_written: summary.rows_written,
-        rejects: summary.rejects,
-        retries: summary.retries,
-        throttled: summary.throttled,
-        high_water_mark: summary.high_water_mark,
-    }
-}
-
 impl Runner for ExecRunner {
-    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>> {
+    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunSummary, RunFailure>> {
         let limiters = self.limiters.clone();
         Box::pin(async move {
             let Some(profile) = request.profile else {
@@ -68,10 +51,10 @@ impl Runner for ExecRunner {
                 ..RunOptions::default()
             };
             match exec::run(&request.plan, &profile, options).await {
-                Ok(summary) => Ok(report(&summary)),
+                Ok(summary) => Ok(summary),
                 Err(error) => Err(RunFailure {
                     message: error.to_string(),
-                    report: error.summary().map(report),
+                    report: error.summary().cloned().map(Box::new),
                 }),
             }
         })

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::runner::RunReport;
+use crate::state::RunSummary;
 
 /// Upper bounds (seconds) of the run-duration histogram buckets.
 pub const DURATION_BUCKETS: [f64; 11] = [
@@ -71,7 +71,7 @@ pub struct SpecStats {
 
 impl SpecStats {
     /// Counts a finished run.
-    pub fn record(&mut self, outcome: Outcome, report: Option<&RunReport>, duration: Duration) {
+    pub fn record(&mut self, outcome: Outcome, report: Option<&RunSummary>, duration: Duration) {
         let index = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
         self.runs[index] += 1;
         if let Some(report) = report {
@@ -306,10 +306,10 @@ mod tests {
     #[test]
     fn renders_counters_and_histogram() {
         let mut stats = SpecStats::default();
-        let report = RunReport {
+        let report = RunSummary {
             records: 10,
             rows_written: 12,
-            ..RunReport::default()
+            ..RunSummary::default()
         };
         stats.record(Outcome::Success, Some(&report), Duration::from_millis(300));
         stats.record(Outcome::Failed, None, Duration::from_secs(20));

@@ -266,7 +266,10 @@ pub(super) fn render(data: &PageData<'_>) -> String {
                 esc(&run.spec),
                 run.kind.as_str(),
                 run.outcome.as_str(),
-                esc(run.report.range.as_deref().unwrap_or("—")),
+                esc(&run
+                    .report
+                    .range
+                    .map_or_else(|| "—".to_owned(), |r| r.to_string())),
                 esc(run.error.as_deref().unwrap_or(""))
             );
         }

@@ -14,11 +14,11 @@ use tokio::sync::watch;
 
 use super::alerts::Condition;
 use super::metrics::{Outcome, SkipReason};
-use super::runner::{RunFailure, RunReport, RunRequest};
+use super::runner::{RunFailure, RunRequest};
 use super::scheduler::Start;
 use super::{Daemon, RunKind, Trigger};
 use crate::plan::{AlertRule, Plan};
-use crate::state::{RunOutcome, RunRecord};
+use crate::state::{RunOutcome, RunRecord, RunSummary};
 
 /// How many finished runs each spec keeps for the status page and `/api/runs`.
 const HISTORY: usize = 50;
@@ -37,7 +37,7 @@ pub struct RunView {
     pub finished_at: DateTime<Utc>,
     pub duration_seconds: f64,
     #[serde(flatten)]
-    pub report: RunReport,
+    pub report: RunSummary,
     pub error: Option<String>,
 }
 
@@ -83,7 +83,7 @@ impl Daemon {
                 } else {
                     Outcome::Failed
                 },
-                failure.report.unwrap_or_default(),
+                failure.report.map(|report| *report).unwrap_or_default(),
                 Some(self.mask(&failure.message)),
             ),
         };
@@ -137,7 +137,7 @@ impl Daemon {
         &self,
         start: &Start,
         url: &str,
-    ) -> Option<(Result<RunReport, RunFailure>, bool)> {
+    ) -> Option<(Result<RunSummary, RunFailure>, bool)> {
         let owner = &self.config.instance;
         let ttl = self.config.lease_ttl;
         let coordinator = self.services.coordinator.clone();
@@ -243,35 +243,22 @@ impl Daemon {
     }
 
     fn run_record(&self, view: &RunView) -> RunRecord {
-        let (range_start, range_end) = view
-            .report
-            .range
-            .as_deref()
-            .and_then(|r| r.split_once(" .. "))
-            .map_or((None, None), |(a, b)| {
-                (
-                    crate::cli::parse_time(a).ok(),
-                    crate::cli::parse_time(b).ok(),
-                )
-            });
+        let outcome = match view.outcome {
+            Outcome::Success => RunOutcome::Success,
+            Outcome::Partial => RunOutcome::Partial,
+            Outcome::Failed | Outcome::Stopped => RunOutcome::Failed,
+        };
         RunRecord {
             spec: view.spec.clone(),
-            range_start,
-            range_end,
-            pages: view.report.pages,
-            records: view.report.records,
-            rows_written: view.report.rows_written,
-            rejects: view.report.rejects,
-            retries: view.report.retries,
+            // The daemon's own measure: the runner's summary may not carry one.
             duration: Duration::from_secs_f64(view.duration_seconds),
-            outcome: match view.outcome {
-                Outcome::Success => RunOutcome::Success,
-                Outcome::Partial => RunOutcome::Partial,
-                Outcome::Failed | Outcome::Stopped => RunOutcome::Failed,
-            },
-            error: view.error.clone(),
-            started_at: self.now_local(view.started_at),
-            finished_at: Some(self.now_local(view.finished_at)),
+            ..RunRecord::of(
+                &view.report,
+                outcome,
+                view.error.clone(),
+                self.now_local(view.started_at),
+                self.now_local(view.finished_at),
+            )
         }
     }
 
@@ -282,7 +269,6 @@ impl Daemon {
                 let window = view
                     .report
                     .range
-                    .as_deref()
                     .map(|r| format!("\nwindow: {r}"))
                     .unwrap_or_default();
                 self.alerter.raise(

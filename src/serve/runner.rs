@@ -2,17 +2,18 @@
 //!
 //! Owns the [`Runner`] seam between the scheduler and `exec`, so the scheduler, leases,
 //! metrics and alerts can be tested with a scripted runner and driven in production by the
-//! real engine. It does not own how a plan is executed.
+//! real engine. A run reports the one run-result type, [`RunSummary`] (`state`), whatever
+//! runs it. It does not own how a plan is executed.
 
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::LoadedProfile;
 use crate::plan::Plan;
+use crate::state::RunSummary;
 
 /// One run to perform.
 #[derive(Debug, Clone)]
@@ -27,27 +28,11 @@ pub struct RunRequest {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// What a run did (all counters are for this run only).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RunReport {
-    /// The range read, e.g. `2024-03-01 00:00:00 .. 2024-03-02 00:00:00`.
-    pub range: Option<String>,
-    pub windows: u64,
-    pub pages: u64,
-    pub records: u64,
-    pub rows_written: u64,
-    pub rejects: u64,
-    pub retries: u64,
-    pub throttled: u64,
-    /// The cursor after the run, in the profile zone.
-    pub high_water_mark: Option<NaiveDateTime>,
-}
-
 /// A run that failed, with what it managed before failing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFailure {
     pub message: String,
-    pub report: Option<RunReport>,
+    pub report: Option<Box<RunSummary>>,
 }
 
 impl RunFailure {
@@ -62,7 +47,7 @@ impl RunFailure {
 
 /// Runs plans. Implementations must honour `shutdown` and never panic on a bad spec.
 pub trait Runner: Send + Sync + 'static {
-    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunReport, RunFailure>>;
+    fn run(&self, request: RunRequest) -> BoxFuture<'static, Result<RunSummary, RunFailure>>;
 
     /// Whether the runner writes `_qsync_runs` itself; otherwise the daemon does.
     fn records_history(&self) -> bool {

@@ -5,27 +5,12 @@
 
 use chrono::{Duration as ChronoDuration, NaiveDateTime};
 use chrono_tz::Tz;
-use serde::Serialize;
 
 use crate::plan::{time, WindowPlan};
 
-/// One request window, in the source time zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Window {
-    pub start: NaiveDateTime,
-    pub end: NaiveDateTime,
-}
-
-impl std::fmt::Display for Window {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} .. {}",
-            self.start.format("%Y-%m-%d %H:%M:%S"),
-            self.end.format("%Y-%m-%d %H:%M:%S")
-        )
-    }
-}
+/// One request window, in the source time zone (the plan's vocabulary, re-exported here
+/// beside what makes windows).
+pub use crate::plan::Window;
 
 /// What the caller knows when resolving a run's range.
 #[derive(Debug, Clone, Copy, Default)]

@@ -1,10 +1,8 @@
-//! The window ledger, run history and rejects: what each window and run did, and the raw
-//! records that could not become rows.
+//! The window ledger and rejects: what each window did, and the raw records that could not
+//! become rows.
 //!
-//! Owns the row types of `_qsync_windows`, `_qsync_runs` and `_qsync_rejects` and the words
-//! their status columns hold. How they are stored is the sink's (`sink::StateStore`).
-
-use std::time::Duration;
+//! Owns the row types of `_qsync_windows` and `_qsync_rejects` and the words the status
+//! column holds. How they are stored is the sink's (`sink::StateStore`); runs are `run.rs`.
 
 use chrono::NaiveDateTime;
 
@@ -64,51 +62,4 @@ pub struct Reject {
     /// The record as received.
     pub raw: String,
     pub reason: String,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
-    Success,
-    /// Finished, but some records were rejected.
-    Partial,
-    Failed,
-}
-
-impl RunOutcome {
-    /// The stored word: `success`, `partial` or `failed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunOutcome::Success => "success",
-            RunOutcome::Partial => "partial",
-            RunOutcome::Failed => "failed",
-        }
-    }
-
-    /// Reads a stored word back; anything unknown reads as `Failed`.
-    pub fn parse(text: &str) -> RunOutcome {
-        match text {
-            "success" => RunOutcome::Success,
-            "partial" => RunOutcome::Partial,
-            _ => RunOutcome::Failed,
-        }
-    }
-}
-
-/// One row of the run history.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRecord {
-    pub spec: String,
-    pub range_start: Option<NaiveDateTime>,
-    pub range_end: Option<NaiveDateTime>,
-    pub pages: u64,
-    pub records: u64,
-    pub rows_written: u64,
-    pub rejects: u64,
-    pub retries: u64,
-    pub duration: Duration,
-    pub outcome: RunOutcome,
-    pub error: Option<String>,
-    pub started_at: NaiveDateTime,
-    pub finished_at: Option<NaiveDateTime>,
 }

@@ -1,10 +1,11 @@
 //! qsync's own bookkeeping, as data and rules: cursors (high-water marks), the window
 //! ledger, run history, rejected records and per-spec leases.
 //!
-//! Owns the domain types ([`Cursor`], [`WindowRecord`], [`RunRecord`], [`Reject`],
-//! [`Lease`]), what commits with a window's last rows ([`WindowClose`]), the lease rules
-//! (owners, when a holder is known dead) and the one lease holder that `run`, `replay` and
-//! `serve` use ([`hold_lease`]). It owns no SQL and no driver: the sink stores these
+//! Owns the domain types ([`Cursor`], [`WindowRecord`], [`Reject`], [`Lease`]), the one
+//! run-result type ([`RunSummary`]) and the history row derived from it ([`RunRecord`]),
+//! what commits with a window's last rows ([`WindowClose`]), the lease rules (owners, when
+//! a holder is known dead) and the one lease holder that `run`, `replay` and `serve` use
+//! ([`hold_lease`]). It owns no SQL and no driver: the sink stores these
 //! (`sink::StateStore` keeps `_qsync_state`, `_qsync_windows`, `_qsync_runs`,
 //! `_qsync_rejects` and `_qsync_leases` in the target database and implements [`Leases`]),
 //! so a second sink kind brings its own store and leaves this module alone. It does not
@@ -18,12 +19,14 @@
 mod hold;
 mod lease;
 mod ledger;
+mod run;
 
 use chrono::NaiveDateTime;
 
 pub use self::hold::{hold_lease, HeldLease, HoldOptions, Holding};
 pub use self::lease::{host_name, run_owner, Lease, Leases};
-pub use self::ledger::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
+pub use self::ledger::{Reject, WindowRecord, WindowStatus};
+pub use self::run::{RunOutcome, RunRecord, RunSummary};
 
 /// A spec's cursor: how far its data is known to be committed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,6 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Row;
 
 use super::StateStore;
+use crate::plan::Window;
 use crate::sink::mysql::{exec_statement, SinkError, SqlStatement};
 use crate::state::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
 use crate::transform::Cell;
@@ -137,8 +138,10 @@ impl StateStore {
         let millis = u64::try_from(run.duration.as_millis()).unwrap_or(u64::MAX);
         let params = vec![
             Cell::Text(run.spec.as_str().into()),
-            run.range_start.map_or(Cell::Null, Cell::DateTime),
-            run.range_end.map_or(Cell::Null, Cell::DateTime),
+            run.range
+                .map_or(Cell::Null, |range| Cell::DateTime(range.start)),
+            run.range
+                .map_or(Cell::Null, |range| Cell::DateTime(range.end)),
             count(run.pages),
             count(run.records),
             count(run.rows_written),
@@ -180,10 +183,12 @@ impl StateStore {
             .map_err(|error| self.sink.query_error(TABLE, &error))?;
         rows.into_iter()
             .map(|mut row| {
+                let start: Option<NaiveDateTime> = take(&mut row, 1, TABLE)?;
+                let end: Option<NaiveDateTime> = take(&mut row, 2, TABLE)?;
                 Ok(RunRecord {
                     spec: take(&mut row, 0, TABLE)?,
-                    range_start: take(&mut row, 1, TABLE)?,
-                    range_end: take(&mut row, 2, TABLE)?,
+                    // Written together; a row with one bound only is not a range.
+                    range: start.zip(end).map(|(start, end)| Window { start, end }),
                     pages: unsigned(take(&mut row, 3, TABLE)?),
                     records: unsigned(take(&mut row, 4, TABLE)?),
                     rows_written: unsigned(take(&mut row, 5, TABLE)?),

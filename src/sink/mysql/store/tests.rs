@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 
 use super::ledger::{rejects_statement, window_statement};
 use super::*;
-use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, TargetPlan, WriteMode};
+use crate::plan::{ColumnPlan, ColumnType, Expr, FieldPath, TargetPlan, Window, WriteMode};
 use crate::sink::testing::fresh_database;
 use crate::sink::{ErrorClass, TableSpec, WriterOptions};
 use crate::state::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
@@ -90,8 +90,10 @@ async fn runs_and_rejects_read_back_newest_first() {
     let (store, _guard) = store().await;
     let run = |outcome, error: Option<&str>| RunRecord {
         spec: "jst-refunds".into(),
-        range_start: Some(at(1, 0)),
-        range_end: Some(at(8, 0)),
+        range: Some(Window {
+            start: at(1, 0),
+            end: at(8, 0),
+        }),
         pages: 4,
         records: 180,
         rows_written: 530,
