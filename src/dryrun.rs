@@ -101,18 +101,7 @@ pub async fn fetch_live_page(
         .ok()?;
         source::split(start, end, w.max_span, tz).first().copied()
     });
-    let page = PageState::first(&plan.source.pagination);
-    let ctx = RequestContext {
-        now,
-        window_start: window.map(|w| w.start),
-        window_end: window.map(|w| w.end),
-        page: page.page,
-        page_size: plan.source.pagination.page_size(),
-        offset: page.offset,
-        cursor: None,
-        env: std::env::vars().collect(),
-    };
-    let call = source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)?;
+    let call = first_call(plan, now, tz, window)?;
     let connection = profile.connection(&plan.source.connection)?;
     let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)?;
     let limiter = std::sync::Arc::new(source::RateLimiter::new(
@@ -274,18 +263,7 @@ fn section_request(
     window: Option<source::Window>,
 ) {
     let _ = writeln!(out, "\nfirst request");
-    let page = PageState::first(&plan.source.pagination);
-    let ctx = RequestContext {
-        now,
-        window_start: window.map(|w| w.start),
-        window_end: window.map(|w| w.end),
-        page: page.page,
-        page_size: plan.source.pagination.page_size(),
-        offset: page.offset,
-        cursor: None,
-        env: std::env::vars().collect(),
-    };
-    let call = match source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page) {
+    let call = match first_call(plan, now, tz, window) {
         Ok(call) => call,
         Err(e) => {
             let _ = writeln!(out, "  {e}");
@@ -336,6 +314,28 @@ fn section_request(
             let _ = writeln!(out, "  {e}");
         }
     }
+}
+
+/// The call of the first page of `window` (the first window a run would read), rendered
+/// at `now`: what the dry run prints and what `--live` sends.
+fn first_call(
+    plan: &Plan,
+    now: NaiveDateTime,
+    tz: Tz,
+    window: Option<source::Window>,
+) -> Result<connectors::ApiCall, RenderError> {
+    let page = PageState::first(&plan.source.pagination);
+    let ctx = RequestContext {
+        now,
+        window_start: window.map(|w| w.start),
+        window_end: window.map(|w| w.end),
+        page: page.page,
+        page_size: plan.source.pagination.page_size(),
+        offset: page.offset,
+        cursor: None,
+        env: std::env::vars().collect(),
+    };
+    source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)
 }
 
 fn request_text(request: &PreparedRequest) -> String {

@@ -3,6 +3,7 @@
 //! Flow (one direction): `syntax` → `check` → `plan` → `exec` (`source` → `connectors` →
 //! `transform` → `sink` + `state`). `serve` schedules `exec`; `sim` stands in for vendors.
 
+pub mod alerts;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -19,9 +19,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::wire::{self, Settings};
-use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
+use super::{
+    ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token, FORM_UTF8,
+};
 use crate::config::Connection;
-use crate::plan::{walk, ConnectorKind, FieldPath, HttpMethod};
+use crate::plan::{walk, ConnectorKind, FieldPath};
 
 const VENDOR: &str = "jikeyun";
 
@@ -132,17 +134,12 @@ impl Connector for Jikeyun {
         if let Some(token) = &self.token {
             fields.push(("token".to_owned(), token.clone()));
         }
-        let mut headers = vec![(
-            "Content-Type".to_owned(),
-            "application/x-www-form-urlencoded;charset=utf-8".to_owned(),
-        )];
-        headers.extend(call.headers.iter().cloned());
-        Ok(PreparedRequest {
-            method: HttpMethod::Post,
-            url: wire::with_query(&self.base_url, &call.query),
-            headers,
-            body: Some(wire::form_encode(&fields)),
-        })
+        Ok(PreparedRequest::post(
+            FORM_UTF8,
+            wire::with_query(&self.base_url, &call.query),
+            wire::form_encode(&fields),
+            &call.headers,
+        ))
     }
 
     fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
@@ -250,6 +247,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
 mod tests {
     use super::*;
     use crate::connectors::samples;
+    use crate::plan::HttpMethod;
     use chrono::TimeZone;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

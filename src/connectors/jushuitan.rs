@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{walk, ConnectorKind, FieldPath, HttpMethod};
+use crate::plan::{walk, ConnectorKind, FieldPath};
 
 const VENDOR: &str = "jushuitan";
 const FORM: &str = "application/x-www-form-urlencoded;charset=UTF-8";
@@ -70,17 +70,6 @@ impl Jushuitan {
         fields.push(("sign".to_owned(), signature));
         wire::form_encode(&fields)
     }
-
-    fn post(&self, url: String, body: String, extra: &[(String, String)]) -> PreparedRequest {
-        let mut headers = vec![("Content-Type".to_owned(), FORM.to_owned())];
-        headers.extend(extra.iter().cloned());
-        PreparedRequest {
-            method: HttpMethod::Post,
-            url,
-            headers,
-            body: Some(body),
-        }
-    }
 }
 
 fn pair(k: &str, v: impl Into<String>) -> (String, String) {
@@ -126,7 +115,12 @@ impl Connector for Jushuitan {
             format!("/{}", call.endpoint)
         };
         let url = wire::with_query(&format!("{}{path}", self.base_url), &call.query);
-        Ok(self.post(url, self.signed_form(fields), &call.headers))
+        Ok(PreparedRequest::post(
+            FORM,
+            url,
+            self.signed_form(fields),
+            &call.headers,
+        ))
     }
 
     fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
@@ -173,7 +167,12 @@ impl Connector for Jushuitan {
             ),
         };
         let url = format!("{}{path}", self.base_url);
-        Ok(Some(self.post(url, self.signed_form(fields), &[])))
+        Ok(Some(PreparedRequest::post(
+            FORM,
+            url,
+            self.signed_form(fields),
+            &[],
+        )))
     }
 
     fn parse_token(&self, now: DateTime<Utc>, body: &[u8]) -> Result<Token, ConnectorError> {
@@ -296,6 +295,7 @@ pub fn endpoint_info(endpoint: &str) -> EndpointInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::HttpMethod;
     use chrono::TimeZone;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -57,6 +57,28 @@ pub struct PreparedRequest {
     pub body: Option<String>,
 }
 
+/// The form content type Jikeyun and Qimen take (Jushuitan spells the charset in capitals).
+pub const FORM_UTF8: &str = "application/x-www-form-urlencoded;charset=utf-8";
+
+impl PreparedRequest {
+    /// A POST of `body` as `content_type` to `url`, then the spec's own `headers`.
+    pub fn post(
+        content_type: &str,
+        url: String,
+        body: String,
+        headers: &[(String, String)],
+    ) -> PreparedRequest {
+        let mut all = vec![("Content-Type".to_owned(), content_type.to_owned())];
+        all.extend(headers.iter().cloned());
+        PreparedRequest {
+            method: HttpMethod::Post,
+            url,
+            headers: all,
+            body: Some(body),
+        }
+    }
+}
+
 /// A bearer-like credential obtained from the vendor and valid until `expires_at`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Token {

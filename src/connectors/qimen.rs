@@ -27,10 +27,10 @@ use serde_json::{Map, Value};
 use super::wire::{self, Settings};
 use super::{
     jushuitan, wdt, ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest,
-    Token,
+    Token, FORM_UTF8,
 };
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath};
 
 const VENDOR: &str = "qimen";
 
@@ -295,17 +295,12 @@ impl Connector for Qimen {
         fields.retain(|(_, v)| !v.is_empty());
         let signature = sign(self.sign_method, &self.app_secret, &fields);
         fields.push(("sign".to_owned(), signature));
-        let mut headers = vec![(
-            "Content-Type".to_owned(),
-            "application/x-www-form-urlencoded;charset=utf-8".to_owned(),
-        )];
-        headers.extend(call.headers.iter().cloned());
-        Ok(PreparedRequest {
-            method: HttpMethod::Post,
-            url: wire::with_query(&self.base_url, &call.query),
-            headers,
-            body: Some(wire::form_encode(&fields)),
-        })
+        Ok(PreparedRequest::post(
+            FORM_UTF8,
+            wire::with_query(&self.base_url, &call.query),
+            wire::form_encode(&fields),
+            &call.headers,
+        ))
     }
 
     fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
@@ -450,6 +445,7 @@ mod tests {
     use super::*;
     use crate::connectors::samples;
     use crate::plan::walk;
+    use crate::plan::HttpMethod;
     use chrono::TimeZone;
 
     fn connection(settings: &[(&str, &str)]) -> Connection {

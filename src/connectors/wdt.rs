@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use super::wire::{self, Settings};
 use super::{ApiCall, Connector, ConnectorError, EndpointInfo, Outcome, PreparedRequest, Token};
 use crate::config::Connection;
-use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
+use crate::plan::{ConnectorKind, FieldPath};
 
 const VENDOR: &str = "wdt";
 /// WDT timestamps count seconds from 2012-01-01 00:00:00 UTC+0.
@@ -139,14 +139,12 @@ impl Connector for Wdt {
         let mut signed = query.clone();
         signed.push(("body".to_owned(), body.clone()));
         query.push(("sign".to_owned(), sign(&self.secret, &signed)));
-        let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
-        headers.extend(call.headers.iter().cloned());
-        Ok(PreparedRequest {
-            method: HttpMethod::Post,
-            url: wire::with_query(&self.base_url, &query),
-            headers,
-            body: Some(body),
-        })
+        Ok(PreparedRequest::post(
+            "application/json",
+            wire::with_query(&self.base_url, &query),
+            body,
+            &call.headers,
+        ))
     }
 
     fn classify(&self, status: u16, headers: &[(String, String)], body: &[u8]) -> Outcome {
@@ -224,6 +222,7 @@ mod tests {
     use super::*;
     use crate::connectors::samples;
     use crate::plan::walk;
+    use crate::plan::HttpMethod;
     use chrono::TimeZone;
 
     fn connection(settings: &[(&str, &str)]) -> Connection {

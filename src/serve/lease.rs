@@ -1,20 +1,22 @@
 //! Coordination through each spec's target database: leases, the cursor, run history.
 //!
 //! Owns the [`Coordinator`] seam and its MySQL implementation over [`StateStore`], which
-//! owns the SQL (`_qsync_leases`, `_qsync_state`, `_qsync_runs`). Several `qsync serve`
+//! owns the SQL (`_qsync_leases`, `_qsync_state`, `_qsync_runs`), and [`CoordinatedLeases`],
+//! one database's leases seen as `state::Leases`, so that a run of the daemon holds its lease
+//! with `state::hold_lease` like `qsync run` and `replay` (one renewal loop, in `state`). Several `qsync serve`
 //! instances on one folder agree on who runs a spec through the lease row; a crashed
 //! instance's lease simply expires. Connections are opened lazily and retried on the next
 //! run when the server is down, so an unreachable MySQL fails runs, never the daemon.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
 use crate::sink::{MysqlSink, StateStore};
-use crate::state::RunRecord;
+use crate::state::{Lease, Leases, RunRecord};
 
 /// Leases and bookkeeping keyed by the target database URL of a spec.
 pub trait Coordinator: Send + Sync + 'static {
@@ -34,13 +36,19 @@ pub trait Coordinator: Send + Sync + 'static {
         owner: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, String>>;
-    /// Gives the lease up.
+    /// Gives the lease up; returns whether it was held.
     fn release<'a>(
         &'a self,
         url: &'a str,
         spec: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<bool, String>>;
+    /// The live lease on `spec`, if any.
+    fn holder<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Lease>, String>>;
     /// The spec's committed high-water mark, for the lag before the first run.
     fn high_water<'a>(
         &'a self,
@@ -129,14 +137,24 @@ impl Coordinator for MysqlCoordinator {
         url: &'a str,
         spec: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<bool, String>> {
         Box::pin(async move {
             let store = self.store(url).await?;
             store
                 .release_lease(spec, owner)
                 .await
-                .map(|_| ())
                 .map_err(|e| e.to_string())
+        })
+    }
+
+    fn holder<'a>(
+        &'a self,
+        url: &'a str,
+        spec: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Lease>, String>> {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            store.lease(spec).await.map_err(|e| e.to_string())
         })
     }
 
@@ -177,5 +195,49 @@ impl Coordinator for MysqlCoordinator {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })
+    }
+}
+
+/// The leases of one target database, through a [`Coordinator`]: what `state::hold_lease`
+/// takes, renews and releases for a run of the daemon.
+#[derive(Clone)]
+pub struct CoordinatedLeases {
+    coordinator: Arc<dyn Coordinator>,
+    url: String,
+}
+
+impl CoordinatedLeases {
+    pub fn new(coordinator: Arc<dyn Coordinator>, url: &str) -> CoordinatedLeases {
+        CoordinatedLeases {
+            coordinator,
+            url: url.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CoordinatedLeases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: not printed.
+        f.debug_struct("CoordinatedLeases").finish_non_exhaustive()
+    }
+}
+
+impl Leases for CoordinatedLeases {
+    type Error = String;
+
+    async fn take(&self, spec: &str, owner: &str, ttl: Duration) -> Result<bool, String> {
+        self.coordinator.take(&self.url, spec, owner, ttl).await
+    }
+
+    async fn renew(&self, spec: &str, owner: &str, ttl: Duration) -> Result<bool, String> {
+        self.coordinator.renew(&self.url, spec, owner, ttl).await
+    }
+
+    async fn release(&self, spec: &str, owner: &str) -> Result<bool, String> {
+        self.coordinator.release(&self.url, spec, owner).await
+    }
+
+    async fn holder(&self, spec: &str) -> Result<Option<Lease>, String> {
+        self.coordinator.holder(&self.url, spec).await
     }
 }

@@ -1,8 +1,8 @@
 //! One run of a spec inside `qsync serve`, from start to history: wait for a permit of the
-//! global concurrency limit, take the spec's lease (another instance holding it means that
-//! instance runs the spec), renew it every third of its lifetime while the [`Runner`](super::runner::Runner) works
-//! (a lost lease or shutdown tells the run to stop after its batch), release it, then judge
-//! the outcome, record the run in `_qsync_runs`, raise or resolve the `run_failed` and
+//! global concurrency limit, hold the spec's lease with `state::hold_lease`, the holder
+//! `qsync run` and `replay` use too (another instance holding it means that instance runs
+//! the spec; a lost lease or shutdown tells the [`Runner`](super::runner::Runner) to stop
+//! after its batch), release it, then judge the outcome, record the run in `_qsync_runs`, raise or resolve the `run_failed` and
 //! `rejects` alerts, and keep the last [`HISTORY`] runs for the page and the API.
 
 use std::sync::Arc;
@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::watch;
 
 use super::alerts::Condition;
+use super::lease::CoordinatedLeases;
 use super::metrics::{Outcome, SkipReason};
 use super::runner::{RunFailure, RunRequest};
 use super::scheduler::Start;
 use super::{Daemon, RunKind, Trigger};
 use crate::plan::{AlertRule, Plan};
-use crate::state::{RunOutcome, RunRecord, RunSummary};
+use crate::state::{hold_lease, HoldOptions, Holding, RunOutcome, RunRecord, RunSummary};
 
 /// How many finished runs each spec keeps for the status page and `/api/runs`.
 const HISTORY: usize = 50;
@@ -139,18 +139,24 @@ impl Daemon {
         url: &str,
     ) -> Option<(Result<RunSummary, RunFailure>, bool)> {
         let owner = &self.config.instance;
-        let ttl = self.config.lease_ttl;
-        let coordinator = self.services.coordinator.clone();
+        let leases = CoordinatedLeases::new(self.services.coordinator.clone(), url);
+        let hold = HoldOptions {
+            ttl: self.config.lease_ttl,
+            // Shutdown reaches the run through the lease's stop signal.
+            shutdown: Some(self.stop.subscribe()),
+            // Another instance's lease is never taken over: it may be alive elsewhere.
+            take_over_dead_runs: false,
+        };
         // A database that does not answer must fail the run, not hang it.
         let taken = tokio::time::timeout(
             DATABASE_TIMEOUT,
-            coordinator.take(url, &start.spec, owner, ttl),
+            hold_lease(&leases, &start.spec, owner, hold),
         )
         .await
         .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
-        match taken {
-            Ok(true) => {}
-            Ok(false) => return None,
+        let held = match taken {
+            Ok(Holding::Held(held)) => held,
+            Ok(Holding::Busy(_)) => return None,
             Err(e) => {
                 let failure = RunFailure::new(format!(
                     "cannot take the lease on `{}`: {}",
@@ -159,52 +165,8 @@ impl Daemon {
                 ));
                 return Some((Err(failure), false));
             }
-        }
-        let (run_stop, run_stop_rx) = watch::channel(false);
-        let guard = {
-            let coordinator = coordinator.clone();
-            let url = url.to_owned();
-            let spec = start.spec.clone();
-            let owner = owner.clone();
-            let mut stop = self.stop.subscribe();
-            tokio::spawn(async move {
-                let mut last_ok = Instant::now();
-                let mut told = false;
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(ttl / 3) => {}
-                        _ = stop.wait_for(|s| *s), if !told => {
-                            told = true;
-                            let _ = run_stop.send(true);
-                            continue;
-                        }
-                    }
-                    let renewed =
-                        tokio::time::timeout(ttl / 3, coordinator.renew(&url, &spec, &owner, ttl))
-                            .await
-                            .unwrap_or_else(|_| Err("the database did not answer".to_owned()));
-                    match renewed {
-                        Ok(true) => last_ok = Instant::now(),
-                        Ok(false) => {
-                            tracing::error!(spec = %spec, "lease lost to another instance; stopping the run");
-                            let _ = run_stop.send(true);
-                            return;
-                        }
-                        Err(e) => {
-                            tracing::warn!(spec = %spec, "cannot renew the lease: {e}");
-                            if last_ok.elapsed() >= ttl * 2 / 3 {
-                                tracing::error!(spec = %spec, "lease about to expire; stopping the run");
-                                let _ = run_stop.send(true);
-                                return;
-                            }
-                        }
-                    }
-                }
-            })
         };
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.push(guard.abort_handle());
-        }
+        let run_stop_rx = held.stop_signal();
         let request = RunRequest {
             plan: start.plan.clone(),
             profile: start.profile.clone(),
@@ -220,25 +182,21 @@ impl Daemon {
         let result = task
             .await
             .unwrap_or_else(|e| Err(RunFailure::new(format!("the run ended abnormally: {e}"))));
-        guard.abort();
-        let released = tokio::time::timeout(
-            DATABASE_TIMEOUT,
-            coordinator.release(url, &start.spec, owner),
-        )
-        .await
-        .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
+        let asked_to_stop = *run_stop_rx.borrow();
+        let released = tokio::time::timeout(DATABASE_TIMEOUT, held.release())
+            .await
+            .unwrap_or_else(|_| Err("the database did not answer in time".to_owned()));
         if let Err(e) = released {
             tracing::warn!(spec = %start.spec, "cannot release the lease (it will expire): {}", self.mask(&e));
         }
         let result = match result {
             // The run was told to stop and said it failed: it stopped, it did not fail.
-            Err(failure) if *run_stop_rx.borrow() && !self.stopping() => Err(RunFailure {
+            Err(failure) if asked_to_stop && !self.stopping() => Err(RunFailure {
                 message: format!("stopped: the lease was lost ({})", failure.message),
                 report: failure.report,
             }),
             other => other,
         };
-        let asked_to_stop = *run_stop_rx.borrow();
         Some((result, asked_to_stop))
     }
 
