@@ -1,7 +1,8 @@
 //! qsync: sync business data from SaaS HTTP APIs into MySQL, driven by `.qsync` specs.
 //!
 //! Flow (one direction): `syntax` → `check` → `plan` → `exec` (`source` → `connectors` →
-//! `transform` → `sink` + `state`). `serve` schedules `exec`; `sim` stands in for vendors.
+//! `transform` → `sink` + `state`). `serve` schedules `exec` and hands alerts to `alerts`
+//! for delivery; `sim` stands in for vendors.
 
 pub mod alerts;
 pub mod check;

@@ -190,27 +190,41 @@ fn updates_every_column(rest: &str, columns: &[String]) -> bool {
         })
 }
 
-/// Splits at commas outside parentheses and quotes.
+/// Splits at commas outside parentheses, braces and quotes; blank text has no parts.
 fn split_top_level(text: &str) -> Vec<&str> {
+    let parts = split_outside(text, ',', &['\'', '"', '`'], &['(', '{'], &[')', '}']);
+    if parts.len() == 1 && parts[0].trim().is_empty() {
+        return Vec::new();
+    }
+    parts
+}
+
+/// Splits `text` at each `separator` that stands outside quotes (any of `quotes`, closed by
+/// the same character) and outside `open` ... `close` nesting. Always at least one part.
+pub(super) fn split_outside<'t>(
+    text: &'t str,
+    separator: char,
+    quotes: &[char],
+    open: &[char],
+    close: &[char],
+) -> Vec<&'t str> {
     let mut parts = Vec::new();
     let (mut depth, mut quote, mut start) = (0i32, None::<char>, 0);
     for (i, c) in text.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"' | '`') => quote = Some(c),
-            (None, '(' | '{') => depth += 1,
-            (None, ')' | '}') => depth -= 1,
-            (None, ',') if depth == 0 => {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if quotes.contains(&c) => quote = Some(c),
+            None if open.contains(&c) => depth += 1,
+            None if close.contains(&c) => depth -= 1,
+            None if c == separator && depth == 0 => {
                 parts.push(&text[start..i]);
-                start = i + 1;
+                start = i + c.len_utf8();
             }
-            _ => {}
+            None => {}
         }
     }
-    if !text[start..].trim().is_empty() || !parts.is_empty() {
-        parts.push(&text[start..]);
-    }
+    parts.push(&text[start..]);
     parts
 }
 
