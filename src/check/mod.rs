@@ -9,6 +9,7 @@ mod db;
 pub mod diagnostic;
 mod directives;
 mod map;
+mod params;
 mod sample;
 mod source;
 mod target;

@@ -7,6 +7,9 @@
 //! table is the ~30-column Jushuitan after-sales table of [`crate::transform::bench`].
 //! Run it with `cargo bench --bench write` (`QSYNC_BENCH_ROWS` for a smaller run) or from
 //! a `qsync bench` command.
+//!
+//! One file of ~700 lines on purpose: each scenario and its baselines sit side by side, so a
+//! reader can see they write the same rows to the same table the same way.
 
 use std::time::{Duration, Instant};
 

@@ -15,6 +15,10 @@
 //!
 //! The window's record counts and reported totals are returned for the completeness check,
 //! which is `exec`'s: it also sees the ids.
+//!
+//! Over 700 lines on purpose: the request loop, the guards and the in-order delivery are one
+//! state machine over the same page state, easier to check in one place; about a seventh of
+//! the file is its unit tests.
 
 use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
