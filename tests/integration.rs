@@ -10,6 +10,7 @@ mod engine;
 mod examples;
 mod examples_e2e;
 mod import;
+mod layers;
 mod scripted;
 mod serve;
 mod support;

@@ -157,9 +157,22 @@ fn finish(result: Result<RunSummary, RunError>) -> Outcome {
     }
 }
 
-pub(super) fn run(args: &RunArgs) -> Outcome {
-    init_logging(args.log_format);
-    let (plan, profile) = match load(&args.spec, args.profile.as_deref()) {
+/// What `run` and `replay` share: load the spec, then on a runtime run `go` with the
+/// options of every manual run (a progress bar, Ctrl-C, the spec's lease) over `options`,
+/// and print the summary.
+fn manual_run<F, Fut>(
+    spec: &Path,
+    profile: Option<&Path>,
+    log_format: LogFormat,
+    options: RunOptions,
+    go: F,
+) -> Outcome
+where
+    F: FnOnce(Plan, LoadedProfile, RunOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<RunSummary, RunError>>,
+{
+    init_logging(log_format);
+    let (plan, profile) = match load(spec, profile) {
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
     };
@@ -169,40 +182,42 @@ pub(super) fn run(args: &RunArgs) -> Outcome {
     };
     let result = runtime.block_on(async {
         let options = RunOptions {
-            since: args.since,
-            until: args.until,
-            full: args.full,
-            remedy: args.remedy,
             progress: true,
             shutdown: Some(ctrl_c_shutdown()),
             lease_owner: Some(crate::state::run_owner()),
-            ..RunOptions::default()
+            ..options
         };
-        exec::run(&plan, &profile, options).await
+        go(plan, profile, options).await
     });
     finish(result)
 }
 
+pub(super) fn run(args: &RunArgs) -> Outcome {
+    let options = RunOptions {
+        since: args.since,
+        until: args.until,
+        full: args.full,
+        remedy: args.remedy,
+        ..RunOptions::default()
+    };
+    manual_run(
+        &args.spec,
+        args.profile.as_deref(),
+        args.log_format,
+        options,
+        |plan, profile, options| async move { exec::run(&plan, &profile, options).await },
+    )
+}
+
 pub(super) fn replay(args: &ReplayArgs) -> Outcome {
-    init_logging(args.log_format);
-    let (plan, profile) = match load(&args.spec, args.profile.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(outcome) => return outcome,
-    };
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(outcome) => return outcome,
-    };
-    let result = runtime.block_on(async {
-        let options = RunOptions {
-            progress: true,
-            shutdown: Some(ctrl_c_shutdown()),
-            lease_owner: Some(crate::state::run_owner()),
-            ..RunOptions::default()
-        };
-        exec::replay(&plan, &profile, args.window, options).await
-    });
-    finish(result)
+    let window = args.window;
+    manual_run(
+        &args.spec,
+        args.profile.as_deref(),
+        args.log_format,
+        RunOptions::default(),
+        |plan, profile, options| async move { exec::replay(&plan, &profile, window, options).await },
+    )
 }
 
 fn time(t: Option<NaiveDateTime>) -> String {

@@ -9,13 +9,14 @@
 //! run when the server is down, so an unreachable MySQL fails runs, never the daemon.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 use futures::future::BoxFuture;
 
-use crate::sink::{MysqlSink, StateStore};
+use crate::sink::{MysqlSink, SinkError, StateStore};
 use crate::state::{Lease, Leases, RunRecord};
 
 /// Leases and bookkeeping keyed by the target database URL of a spec.
@@ -99,6 +100,25 @@ impl MysqlCoordinator {
     }
 }
 
+impl MysqlCoordinator {
+    /// Runs `work` on the state store of `url`; its failure becomes the operator's text.
+    fn with_store<'a, T, F, Fut>(
+        &'a self,
+        url: &'a str,
+        work: F,
+    ) -> BoxFuture<'a, Result<T, String>>
+    where
+        T: Send + 'a,
+        F: FnOnce(StateStore) -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, SinkError>> + Send + 'a,
+    {
+        Box::pin(async move {
+            let store = self.store(url).await?;
+            work(store).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 impl Coordinator for MysqlCoordinator {
     fn take<'a>(
         &'a self,
@@ -107,12 +127,8 @@ impl Coordinator for MysqlCoordinator {
         owner: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            store
-                .take_lease(spec, owner, ttl)
-                .await
-                .map_err(|e| e.to_string())
+        self.with_store(url, move |store| async move {
+            store.take_lease(spec, owner, ttl).await
         })
     }
 
@@ -123,12 +139,8 @@ impl Coordinator for MysqlCoordinator {
         owner: &'a str,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            store
-                .renew_lease(spec, owner, ttl)
-                .await
-                .map_err(|e| e.to_string())
+        self.with_store(url, move |store| async move {
+            store.renew_lease(spec, owner, ttl).await
         })
     }
 
@@ -138,12 +150,8 @@ impl Coordinator for MysqlCoordinator {
         spec: &'a str,
         owner: &'a str,
     ) -> BoxFuture<'a, Result<bool, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            store
-                .release_lease(spec, owner)
-                .await
-                .map_err(|e| e.to_string())
+        self.with_store(url, move |store| async move {
+            store.release_lease(spec, owner).await
         })
     }
 
@@ -152,10 +160,7 @@ impl Coordinator for MysqlCoordinator {
         url: &'a str,
         spec: &'a str,
     ) -> BoxFuture<'a, Result<Option<Lease>, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            store.lease(spec).await.map_err(|e| e.to_string())
-        })
+        self.with_store(url, move |store| async move { store.lease(spec).await })
     }
 
     fn high_water<'a>(
@@ -163,10 +168,8 @@ impl Coordinator for MysqlCoordinator {
         url: &'a str,
         spec: &'a str,
     ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            let cursor = store.cursor(spec).await.map_err(|e| e.to_string())?;
-            Ok(cursor.map(|c| c.high_water))
+        self.with_store(url, move |store| async move {
+            Ok(store.cursor(spec).await?.map(|c| c.high_water))
         })
     }
 
@@ -175,10 +178,8 @@ impl Coordinator for MysqlCoordinator {
         url: &'a str,
         spec: &'a str,
     ) -> BoxFuture<'a, Result<Option<NaiveDateTime>, String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            let runs = store.runs(spec, 1).await.map_err(|e| e.to_string())?;
-            Ok(runs.first().map(|r| r.started_at))
+        self.with_store(url, move |store| async move {
+            Ok(store.runs(spec, 1).await?.first().map(|r| r.started_at))
         })
     }
 
@@ -187,13 +188,8 @@ impl Coordinator for MysqlCoordinator {
         url: &'a str,
         run: &'a RunRecord,
     ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let store = self.store(url).await?;
-            store
-                .record_run(run)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+        self.with_store(url, move |store| async move {
+            store.record_run(run).await.map(|_| ())
         })
     }
 }
