@@ -11,6 +11,7 @@ mod examples;
 mod examples_e2e;
 mod import;
 mod layers;
+mod no_local_infile;
 mod scripted;
 mod serve;
 mod support;

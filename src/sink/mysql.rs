@@ -27,13 +27,14 @@
 //! rolls back on anything but the duplicates `ignore` mode expects. When the server refuses
 //! local infile, the writer falls back to multi-row statements for good.
 //!
-//! Files: this one holds the sink (pool, errors, plain transactions); `sql` the statement
-//! text and [`TableSpec`]; `encode` the cells as `LOAD DATA` text and bound values;
+//! Files: this one holds the sink (pool, errors, plain transactions); `dialect` what the
+//! server is (MariaDB or MySQL, read once per sink) and the upsert form it takes; `sql` the
+//! statement text and [`TableSpec`]; `encode` the cells as `LOAD DATA` text and bound values;
 //! `writer` the [`WindowWriter`] and its routing of rows to lanes; `lane` one lane's
 //! connection; `key_lanes` and `text_buffers` the writer's two memory-saving tables.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
@@ -42,6 +43,7 @@ use mysql_async::{Conn, Opts, Params, Pool, Value as SqlValue};
 use super::connect::{Endpoint, Transport};
 use crate::transform::Cell;
 
+mod dialect;
 mod encode;
 mod key_lanes;
 mod lane;
@@ -50,6 +52,7 @@ mod store;
 mod text_buffers;
 mod writer;
 
+pub use self::dialect::{Flavor, ServerVersion, UpsertSyntax};
 pub(in crate::sink) use self::encode::{encode_row, to_sql_value};
 pub use self::sql::{
     column_sql, create_table_sql, load_statements, quote_identifier, statement_sql, TableSpec,
@@ -194,6 +197,9 @@ struct SinkInner {
     endpoint: Endpoint,
     /// How the probe connection travelled; every connection uses the same options.
     transport: Transport,
+    /// What the probe connection's `SELECT VERSION()` said: the SQL dialect of every
+    /// statement (`dialect`).
+    server: ServerVersion,
     /// Cleared for good once the server refuses `LOAD DATA LOCAL`.
     infile: AtomicBool,
     /// Whether `insert` windows may use XA over several connections; probed once.
@@ -225,7 +231,15 @@ impl MysqlSink {
                 .to_owned(),
             "SET NAMES utf8mb4".to_owned(),
         ];
-        let opened = endpoint.connect(&init).await?;
+        let mut opened = endpoint.connect(&init).await?;
+        let version: Option<String> = opened
+            .conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|error| endpoint.failure(&error))?;
+        let server = ServerVersion::parse(version.as_deref().unwrap_or_default());
+        tracing::debug!(host = %endpoint.host, server = %server, upsert = ?server.upsert_syntax(),
+            "connected to {}", server.text);
         let _ = opened.conn.disconnect().await;
         let pool = Pool::new(opened.opts.clone());
         Ok(MysqlSink {
@@ -234,6 +248,7 @@ impl MysqlSink {
                 pool,
                 endpoint,
                 transport: opened.transport,
+                server,
                 infile: AtomicBool::new(true),
                 xa: tokio::sync::OnceCell::new(),
                 xa_refusal_told: AtomicBool::new(false),
@@ -245,6 +260,11 @@ impl MysqlSink {
     /// Whether the connections are encrypted, and how (TLS version and cipher).
     pub fn transport(&self) -> &Transport {
         &self.inner.transport
+    }
+
+    /// The server's family and version, read once on connecting.
+    pub fn server(&self) -> &ServerVersion {
+        &self.inner.server
     }
 
     /// Whether `table`'s windows must be written on one connection because its loads take
@@ -273,6 +293,15 @@ impl MysqlSink {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(table.name.clone(), reason);
         Ok(serial)
+    }
+
+    /// Notes that the server refused `LOAD DATA LOCAL`: every later window writes statements,
+    /// and the operator is told once, since statements are the slower path.
+    pub(in crate::sink) fn refuse_infile(&self, table: &str) {
+        if self.inner.infile.swap(false, Ordering::Relaxed) {
+            tracing::warn!(table = %table, host = %self.inner.endpoint.host,
+                "the server refuses LOAD DATA LOCAL INFILE (`local_infile` is OFF, MySQL 8's default): qsync writes multi-row statements instead, which is slower; `SET GLOBAL local_infile = 1` on the server lets it load");
+        }
     }
 
     /// `host:port` of the server.

@@ -2,7 +2,6 @@
 //! statements), commits chunks or holds the window's one transaction (`insert`), takes part
 //! in the window's XA commit, and recovers a chunk after a deadlock or a refused infile.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -293,7 +292,7 @@ impl LaneWorker {
                 self.rollback().await;
                 if refuses_infile(&error) {
                     // Refused after it accepted: the window's retry writes statements.
-                    self.sink.inner.infile.store(false, Ordering::Relaxed);
+                    self.sink.refuse_infile(&self.statements.table);
                     return Err(SinkError::WriterGone { table });
                 }
                 return Err(self.sink.load_error(&table, error));
@@ -352,7 +351,7 @@ impl LaneWorker {
         let mut attempt = 0;
         loop {
             if refuses_infile(&error) {
-                self.sink.inner.infile.store(false, Ordering::Relaxed);
+                self.sink.refuse_infile(&self.statements.table);
                 let mut rows = Vec::new();
                 for piece in retained {
                     rows.extend(decode_chunk(piece, &self.statements.spec)?);

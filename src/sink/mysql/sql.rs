@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use super::dialect::UpsertSyntax;
 use super::SinkError;
 use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
 
@@ -61,6 +62,9 @@ pub struct TableSpec {
     pub(super) mode: WriteMode,
     /// The custom statement head template.
     pub(super) head: Option<String>,
+    /// How upserts name the inserted row: `VALUES()` until the sink that writes the table
+    /// settles it for its server ([`TableSpec::for_server`]).
+    pub(super) upsert: UpsertSyntax,
 }
 
 impl TableSpec {
@@ -131,7 +135,16 @@ impl TableSpec {
             columns: sink_columns,
             mode: target.mode,
             head: target.sql.clone(),
+            upsert: UpsertSyntax::Values,
         })
+    }
+
+    /// The same target, its statements written in `upsert`'s form.
+    pub(super) fn for_server(&self, upsert: UpsertSyntax) -> TableSpec {
+        TableSpec {
+            upsert,
+            ..self.clone()
+        }
     }
 
     /// The table as written in the spec.
@@ -224,31 +237,33 @@ pub(in crate::sink) fn statement_head(table: &TableSpec) -> Result<String, SinkE
     Ok(format!("{verb} {} ({columns}) VALUES", table.quoted))
 }
 
-/// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value.
+/// `ON DUPLICATE KEY UPDATE` for upsert: every non-key column takes the new value, named
+/// as the table's [`UpsertSyntax`] says (after the rows of a `VALUES` statement, or after the
+/// `FROM` table of the staged merge, where the row alias is that table's alias).
 pub(in crate::sink) fn statement_tail(table: &TableSpec) -> String {
     if table.mode != WriteMode::Upsert || table.head.is_some() {
         return String::new();
     }
-    let updates: Vec<String> = table
+    let mut updates: Vec<&str> = table
         .columns
         .iter()
         .filter(|c| !c.key)
-        .map(|c| format!("{0} = VALUES({0})", c.quoted))
+        .map(|c| c.quoted.as_str())
         .collect();
-    let updates = if updates.is_empty() {
+    if updates.is_empty() {
         // Only key columns (a link or tag table): nothing to update, but a duplicate must not
-        // fail. `VALUES(...)` names the inserted value: a bare column would be ambiguous in
-        // the staged merge (`INSERT ... SELECT` from a table with the same columns).
-        let key = table
-            .columns
-            .iter()
-            .find(|c| c.key)
-            .map_or("", |c| c.quoted.as_str());
-        format!("{key} = VALUES({key})")
-    } else {
-        updates.join(", ")
-    };
-    format!(" ON DUPLICATE KEY UPDATE {updates}")
+        // fail. The key takes the inserted value (the same), named through `VALUES()` or the
+        // alias: a bare column would be ambiguous in the staged merge (`INSERT ... SELECT`
+        // from a table with the same columns).
+        updates.extend(
+            table
+                .columns
+                .iter()
+                .find(|c| c.key)
+                .map(|c| c.quoted.as_str()),
+        );
+    }
+    table.upsert.update_clause(&updates)
 }
 
 /// The multi-row statement for `rows` rows, with `?` for bound cells and raw SQL inline.
@@ -321,7 +336,9 @@ pub fn load_statements(table: &TableSpec) -> Option<Vec<String>> {
 /// How an upsert lane writes a `LOAD DATA` chunk: into a fresh temporary copy of the
 /// target, then one `INSERT ... SELECT ... ON DUPLICATE KEY UPDATE` merges it, instead of
 /// a statement parsed per 1000 rows. Temporary-table DDL does not end the transaction
-/// (`TRUNCATE` would, hence drop and create).
+/// (`TRUNCATE` would, hence drop and create). With the row alias (MySQL 8.0.19+) the merge
+/// names the staged row by the staging table's alias (`FROM _qsync_stage AS _qsync_new`),
+/// a reference to the `SELECT`'s table that every MySQL and MariaDB accepts.
 #[derive(Debug, Clone)]
 pub(crate) struct Staging {
     pub(super) reset: [String; 2],

@@ -15,7 +15,7 @@ use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 
 use self::ledger::{rejects_statement, window_statement};
-use super::{MysqlSink, SinkError, SqlStatement};
+use super::{MysqlSink, SinkError, SqlStatement, UpsertSyntax};
 use crate::state::{Cursor, WindowClose};
 use crate::transform::Cell;
 
@@ -81,14 +81,29 @@ pub const STATE_TABLES_SQL: [&str; 5] = [
 ];
 
 /// Moves a spec's cursor (binds spec, high-water mark, spec hash); `qsync plan` prints it.
+/// On MySQL 8.0.19 and later the sink runs [`cursor_sql`]'s row-alias form instead.
 pub const CURSOR_SQL: &str = "INSERT INTO `_qsync_state` (`spec`, `high_water`, `spec_hash`, \
      `updated_at`) VALUES (?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE `high_water` = \
      VALUES(`high_water`), `spec_hash` = VALUES(`spec_hash`), `updated_at` = VALUES(`updated_at`)";
 
+/// The cursor statement in `upsert`'s form ([`CURSOR_SQL`] for `VALUES()`).
+fn cursor_sql(upsert: UpsertSyntax) -> String {
+    format!(
+        "INSERT INTO `_qsync_state` (`spec`, `high_water`, `spec_hash`, `updated_at`) \
+         VALUES (?, ?, ?, NOW(6)){}",
+        upsert.update_clause(&["`high_water`", "`spec_hash`", "`updated_at`"])
+    )
+}
+
 /// Moves `spec`'s cursor to `high_water`.
-fn cursor_statement(spec: &str, high_water: NaiveDateTime, spec_hash: &str) -> SqlStatement {
+fn cursor_statement(
+    spec: &str,
+    high_water: NaiveDateTime,
+    spec_hash: &str,
+    upsert: UpsertSyntax,
+) -> SqlStatement {
     SqlStatement::new(
-        CURSOR_SQL,
+        cursor_sql(upsert),
         vec![
             Cell::Text(spec.into()),
             Cell::DateTime(high_water),
@@ -101,19 +116,23 @@ fn cursor_statement(spec: &str, high_water: NaiveDateTime, spec_hash: &str) -> S
 const REJECTS_PER_STATEMENT: usize = 1000;
 
 /// The statements that close a window, in the order they run: its rejects, its ledger
-/// row, then the cursor.
-pub(in crate::sink) fn closing_statements(close: &WindowClose) -> Vec<SqlStatement> {
+/// row, then the cursor, the upserts in the server's `upsert` form.
+pub(in crate::sink) fn closing_statements(
+    close: &WindowClose,
+    upsert: UpsertSyntax,
+) -> Vec<SqlStatement> {
     let mut statements: Vec<SqlStatement> = close
         .rejects
         .chunks(REJECTS_PER_STATEMENT)
         .filter_map(rejects_statement)
         .collect();
-    statements.push(window_statement(&close.ledger));
+    statements.push(window_statement(&close.ledger, upsert));
     if let Some(high_water) = close.high_water {
         statements.push(cursor_statement(
             &close.ledger.spec,
             high_water,
             &close.spec_hash,
+            upsert,
         ));
     }
     statements
@@ -210,7 +229,12 @@ impl StateStore {
         spec_hash: &str,
     ) -> Result<(), SinkError> {
         self.sink
-            .execute(&[cursor_statement(spec, high_water, spec_hash)])
+            .execute(&[cursor_statement(
+                spec,
+                high_water,
+                spec_hash,
+                self.sink.server().upsert_syntax(),
+            )])
             .await
     }
 }

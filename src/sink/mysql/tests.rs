@@ -176,6 +176,123 @@ fn load_data_text() {
     assert!(Staging::of(&spec(WriteMode::Replace)).is_none());
 }
 
+/// The upsert statement and staged merge each server gets, from its `SELECT VERSION()`:
+/// `VALUES()` on MariaDB and MySQL before 8.0.19, the row alias from 8.0.19 on.
+#[test]
+fn upsert_text_per_server() {
+    let tuple = "(?, ?, ?, ?, ?, NOW(), ?)";
+    let cols = "`id`, `qty`, `refund`, `note`, `at`, `created`, `extra`";
+    let updated = ["qty", "refund", "note", "at", "created", "extra"];
+    let values: Vec<String> = updated
+        .iter()
+        .map(|c| format!("`{c}` = VALUES(`{c}`)"))
+        .collect();
+    let values = format!(" ON DUPLICATE KEY UPDATE {}", values.join(", "));
+    let alias: Vec<String> = updated
+        .iter()
+        .map(|c| format!("`{c}` = `_qsync_new`.`{c}`"))
+        .collect();
+    let alias = format!(
+        " AS `_qsync_new` ON DUPLICATE KEY UPDATE {}",
+        alias.join(", ")
+    );
+    let servers = [
+        ("10.11.6-MariaDB-0+deb12u1", &values),
+        ("11.4.2-MariaDB-log", &values),
+        ("5.7.44-log", &values),
+        ("8.0.18", &values),
+        ("8.0.19", &alias),
+        ("8.4.3", &alias),
+    ];
+    for (version, tail) in servers {
+        let upsert = ServerVersion::parse(version).upsert_syntax();
+        let table = spec(WriteMode::Upsert).for_server(upsert);
+        assert_eq!(
+            statement_sql(&table, 1).expect("renders"),
+            format!("INSERT INTO `refunds` ({cols}) VALUES {tuple}{tail}"),
+            "{version}"
+        );
+        let staging = Staging::of(&table).expect("upsert stages");
+        assert_eq!(
+            staging.merge,
+            format!("INSERT INTO `refunds` ({cols}) SELECT {cols} FROM `_qsync_stage`{tail}"),
+            "{version}"
+        );
+        // Modes without an update clause read the same on every server.
+        for mode in [WriteMode::Insert, WriteMode::Replace, WriteMode::Ignore] {
+            assert_eq!(
+                statement_sql(&spec(mode).for_server(upsert), 1).expect("renders"),
+                statement_sql(&spec(mode), 1).expect("renders"),
+                "{version} {mode:?}"
+            );
+        }
+    }
+    // A table of key columns only updates the key to itself, in either form.
+    let keys_only =
+        TableSpec::new(&target("links", WriteMode::Upsert, None), &columns()[..1]).expect("valid");
+    assert!(statement_sql(&keys_only, 1)
+        .expect("renders")
+        .ends_with(" ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)"));
+    assert!(
+        statement_sql(&keys_only.for_server(UpsertSyntax::RowAlias), 1)
+            .expect("renders")
+            .ends_with(" AS `_qsync_new` ON DUPLICATE KEY UPDATE `id` = `_qsync_new`.`id`")
+    );
+}
+
+/// The sink reads its server once; the test server is a MariaDB, which gets `VALUES()`.
+/// MariaDB has no row alias on `INSERT ... VALUES`, but the row-alias merge names the
+/// staging table's alias, which it runs: the merge MySQL 8.0.19+ gets, on a real server.
+#[tokio::test]
+async fn the_sink_knows_its_server_and_the_row_alias_merge_runs() {
+    let (url, _guard) = fresh_database().await;
+    let sink = MysqlSink::connect(&url).await.expect("connects");
+    let server = sink.server().clone();
+    assert_eq!(server.flavor, Flavor::MariaDb, "{server:?}");
+    assert!(server.version >= (10, 0, 0), "{server:?}");
+    assert_eq!(server.upsert_syntax(), UpsertSyntax::Values);
+
+    for upsert in [UpsertSyntax::Values, UpsertSyntax::RowAlias] {
+        let table = spec(WriteMode::Upsert).for_server(upsert);
+        sink.ensure_table(&table, true).await.expect("creates");
+        let staging = Staging::of(&table).expect("upsert stages");
+        let mut conn = sink.dedicated_connection().await.expect("connects");
+        conn.query_drop("DELETE FROM refunds")
+            .await
+            .expect("empties");
+        conn.query_drop(
+            "INSERT INTO refunds (id, qty, note) VALUES ('a', 1, 'old'), ('b', 2, 'old')",
+        )
+        .await
+        .expect("seeds");
+        for sql in &staging.reset {
+            conn.query_drop(sql).await.expect("stage reset");
+        }
+        conn.query_drop(
+            "INSERT INTO `_qsync_stage` (id, qty, note, created) \
+             VALUES ('b', 20, 'new', NOW()), ('c', 30, 'new', NOW())",
+        )
+        .await
+        .expect("stages");
+        conn.query_drop(&staging.merge).await.expect("merges");
+        let rows: Vec<(String, i64, String)> = conn
+            .query("SELECT id, qty, note FROM refunds ORDER BY id")
+            .await
+            .expect("reads");
+        assert_eq!(
+            rows,
+            [
+                ("a".into(), 1, "old".into()),
+                ("b".into(), 20, "new".into()),
+                ("c".into(), 30, "new".into())
+            ],
+            "{upsert:?}"
+        );
+        let _ = conn.disconnect().await;
+    }
+    sink.disconnect().await;
+}
+
 #[test]
 fn spec_errors() {
     let mut bad_key = target("t", WriteMode::Replace, None);

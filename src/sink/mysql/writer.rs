@@ -138,6 +138,7 @@ impl WindowWriter {
         table: &TableSpec,
         options: WriterOptions,
     ) -> Result<WindowWriter, SinkError> {
+        let table = &table.for_server(sink.server().upsert_syntax());
         let width = table.bound_columns();
         let rows_per_statement = STATEMENT_ROWS.min(MAX_PLACEHOLDERS / width.max(1)).max(1);
         let load = match options.method {
@@ -364,7 +365,8 @@ impl WindowWriter {
     /// The first lane's failure. Then nothing of the last transaction (and so no state) is
     /// committed, and in an `insert` window written over several connections nothing at all.
     pub async fn commit_window(self, close: &WindowClose) -> Result<WriteStats, SinkError> {
-        self.commit(closing_statements(close)).await
+        let upsert = self.sink.server().upsert_syntax();
+        self.commit(closing_statements(close, upsert)).await
     }
 
     /// Flushes every lane, then commits the last rows together with `state` in one

@@ -10,7 +10,7 @@ use mysql_async::Row;
 
 use super::StateStore;
 use crate::plan::Window;
-use crate::sink::mysql::{exec_statement, SinkError, SqlStatement};
+use crate::sink::mysql::{exec_statement, SinkError, SqlStatement, UpsertSyntax};
 use crate::state::{Reject, RunOutcome, RunRecord, WindowRecord, WindowStatus};
 use crate::transform::Cell;
 
@@ -18,16 +18,26 @@ fn count(n: u64) -> Cell {
     Cell::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
-/// Inserts or updates a window's ledger row (unique on spec, start, end).
-pub(super) fn window_statement(window: &WindowRecord) -> SqlStatement {
+/// Inserts or updates a window's ledger row (unique on spec, start, end), the update in
+/// `upsert`'s form.
+pub(super) fn window_statement(window: &WindowRecord, upsert: UpsertSyntax) -> SqlStatement {
+    let updated = [
+        "`pages`",
+        "`reported_total`",
+        "`fetched`",
+        "`written`",
+        "`rejects`",
+        "`status`",
+        "`attempts`",
+        "`updated_at`",
+    ];
     SqlStatement::new(
-        "INSERT INTO `_qsync_windows` (`spec`, `window_start`, `window_end`, `pages`, \
-         `reported_total`, `fetched`, `written`, `rejects`, `status`, `attempts`, `updated_at`) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE \
-         `pages` = VALUES(`pages`), `reported_total` = VALUES(`reported_total`), \
-         `fetched` = VALUES(`fetched`), `written` = VALUES(`written`), \
-         `rejects` = VALUES(`rejects`), `status` = VALUES(`status`), \
-         `attempts` = VALUES(`attempts`), `updated_at` = VALUES(`updated_at`)",
+        format!(
+            "INSERT INTO `_qsync_windows` (`spec`, `window_start`, `window_end`, `pages`, \
+             `reported_total`, `fetched`, `written`, `rejects`, `status`, `attempts`, \
+             `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)){}",
+            upsert.update_clause(&updated)
+        ),
         vec![
             Cell::Text(window.spec.as_str().into()),
             Cell::DateTime(window.start),
@@ -99,7 +109,9 @@ fn unsigned(n: i64) -> u64 {
 impl StateStore {
     /// Writes a window's ledger row.
     pub async fn record_window(&self, window: &WindowRecord) -> Result<(), SinkError> {
-        self.sink.execute(&[window_statement(window)]).await
+        self.sink
+            .execute(&[window_statement(window, self.sink.server().upsert_syntax())])
+            .await
     }
 
     /// The ledger of `spec`, oldest window first.

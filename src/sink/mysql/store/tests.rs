@@ -162,8 +162,8 @@ async fn state_commits_with_the_last_batch_or_not_at_all() {
     let rows = |n: i64| (0..n).map(|i| vec![Cell::Int(i)]).collect::<Vec<_>>();
     let state = || {
         let mut statements = vec![
-            cursor_statement("s", at(8, 0), "h"),
-            window_statement(&window(WindowStatus::Done, 1)),
+            cursor_statement("s", at(8, 0), "h", UpsertSyntax::Values),
+            window_statement(&window(WindowStatus::Done, 1), UpsertSyntax::Values),
         ];
         statements.extend(rejects_statement(&[Reject {
             spec: "s".into(),
@@ -312,7 +312,7 @@ fn a_window_closes_with_its_rejects_then_its_ledger_row_then_the_cursor() {
         high_water: Some(at(8, 0)),
         spec_hash: "h".into(),
     };
-    let statements = closing_statements(&close);
+    let statements = closing_statements(&close, UpsertSyntax::Values);
     let tables: Vec<&str> = statements
         .iter()
         .map(|s| s.sql.split('`').nth(1).unwrap_or(""))
@@ -335,7 +335,57 @@ fn a_window_closes_with_its_rejects_then_its_ledger_row_then_the_cursor() {
     // A replay (or a window behind the mark) leaves the cursor alone.
     close.rejects.clear();
     close.high_water = None;
-    let statements = closing_statements(&close);
+    let statements = closing_statements(&close, UpsertSyntax::Values);
     assert_eq!(statements.len(), 1);
     assert!(statements[0].sql.contains("`_qsync_windows`"));
+}
+
+/// MariaDB and MySQL before 8.0.19 get `VALUES()`; MySQL 8.0.19 and later the row alias
+/// (the server's choice is `dialect`'s; this is what each choice writes).
+#[test]
+fn state_upserts_in_each_servers_form() {
+    let close = WindowClose {
+        ledger: window(WindowStatus::Done, 1),
+        rejects: Vec::new(),
+        high_water: Some(at(8, 0)),
+        spec_hash: "h".into(),
+    };
+    let sql = |upsert| -> Vec<String> {
+        closing_statements(&close, upsert)
+            .into_iter()
+            .map(|s| s.sql)
+            .collect()
+    };
+    let values = sql(UpsertSyntax::Values);
+    assert_eq!(
+        values[0],
+        "INSERT INTO `_qsync_windows` (`spec`, `window_start`, `window_end`, `pages`, \
+         `reported_total`, `fetched`, `written`, `rejects`, `status`, `attempts`, \
+         `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) ON DUPLICATE KEY UPDATE \
+         `pages` = VALUES(`pages`), `reported_total` = VALUES(`reported_total`), \
+         `fetched` = VALUES(`fetched`), `written` = VALUES(`written`), \
+         `rejects` = VALUES(`rejects`), `status` = VALUES(`status`), \
+         `attempts` = VALUES(`attempts`), `updated_at` = VALUES(`updated_at`)"
+    );
+    assert_eq!(values[1], CURSOR_SQL);
+    let alias = sql(UpsertSyntax::RowAlias);
+    assert_eq!(
+        alias[0],
+        "INSERT INTO `_qsync_windows` (`spec`, `window_start`, `window_end`, `pages`, \
+         `reported_total`, `fetched`, `written`, `rejects`, `status`, `attempts`, \
+         `updated_at`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NOW(6)) AS `_qsync_new` \
+         ON DUPLICATE KEY UPDATE `pages` = `_qsync_new`.`pages`, \
+         `reported_total` = `_qsync_new`.`reported_total`, `fetched` = `_qsync_new`.`fetched`, \
+         `written` = `_qsync_new`.`written`, `rejects` = `_qsync_new`.`rejects`, \
+         `status` = `_qsync_new`.`status`, `attempts` = `_qsync_new`.`attempts`, \
+         `updated_at` = `_qsync_new`.`updated_at`"
+    );
+    assert_eq!(
+        alias[1],
+        "INSERT INTO `_qsync_state` (`spec`, `high_water`, `spec_hash`, `updated_at`) \
+         VALUES (?, ?, ?, NOW(6)) AS `_qsync_new` ON DUPLICATE KEY UPDATE \
+         `high_water` = `_qsync_new`.`high_water`, `spec_hash` = `_qsync_new`.`spec_hash`, \
+         `updated_at` = `_qsync_new`.`updated_at`"
+    );
+    assert!(alias.iter().all(|sql| !sql.contains("VALUES(")));
 }
