@@ -15,6 +15,7 @@ mod no_local_infile;
 mod scripted;
 mod serve;
 mod support;
+mod systemd_unit;
 mod test_setup;
 mod tls;
 mod vendor_faults;
