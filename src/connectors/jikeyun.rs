@@ -258,13 +258,7 @@ mod tests {
     }
 
     fn connection(settings: &[(&str, &str)]) -> Connection {
-        Connection {
-            kind: VENDOR.to_owned(),
-            settings: settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
-                .collect(),
-        }
+        samples::connection(VENDOR, settings)
     }
 
     fn jky(extra: &[(&str, &str)]) -> Jikeyun {

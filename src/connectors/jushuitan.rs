@@ -303,13 +303,7 @@ mod tests {
     }
 
     pub(crate) fn connection(settings: &[(&str, &str)]) -> Connection {
-        Connection {
-            kind: VENDOR.to_owned(),
-            settings: settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
-                .collect(),
-        }
+        crate::connectors::samples::connection(VENDOR, settings)
     }
 
     fn sample(name: &str) -> Vec<u8> {

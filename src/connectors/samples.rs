@@ -2,6 +2,17 @@
 //! `.source.txt` files there), compiled into the test build so every connector's tests
 //! decode the real thing.
 
+/// A `kind: vendor` profile connection with `settings` (tests only).
+pub(crate) fn connection(vendor: &str, settings: &[(&str, &str)]) -> crate::config::Connection {
+    crate::config::Connection {
+        kind: vendor.to_owned(),
+        settings: settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
+            .collect(),
+    }
+}
+
 /// The sample file `name`, or a panic naming it (tests only).
 pub(crate) fn get(name: &str) -> &'static [u8] {
     SAMPLES

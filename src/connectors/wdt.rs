@@ -226,13 +226,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn connection(settings: &[(&str, &str)]) -> Connection {
-        Connection {
-            kind: VENDOR.to_owned(),
-            settings: settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::String((*v).to_owned())))
-                .collect(),
-        }
+        samples::connection(VENDOR, settings)
     }
 
     fn wdt() -> Wdt {
