@@ -148,6 +148,8 @@ pub struct LoadedProfile {
     pub missing_env: Vec<String>,
     /// Unset variables per connection entry.
     pub missing_by_connection: BTreeMap<String, Vec<String>>,
+    /// The profile's text as read, to say where in it an entry or a key stands.
+    pub text: String,
 }
 
 impl LoadedProfile {
@@ -183,6 +185,15 @@ impl LoadedProfile {
                 name: name.to_owned(),
                 key: "url".to_owned(),
             })
+    }
+
+    /// Where connection `name` (or its `key`) is written: `qsync.yaml:12:5`, or the path
+    /// alone when the text does not show it plainly (flow style, anchors).
+    pub fn locate(&self, name: &str, key: Option<&str>) -> String {
+        match position(&self.text, name, key) {
+            Some((line, column)) => format!("{}:{line}:{column}", self.path),
+            None => self.path.clone(),
+        }
     }
 
     pub fn timezone(&self) -> chrono_tz::Tz {
@@ -271,13 +282,22 @@ pub fn parse(
         if !known {
             let mut kinds = vec!["mysql"];
             kinds.extend(crate::plan::ConnectorKind::ALL.map(|kind| kind.keyword()));
-            let last = kinds.pop().unwrap_or_default();
+            let hint = match crate::plan::closest(&connection.kind, &kinds) {
+                Some(kind) => format!("did you mean `{kind}`?"),
+                None => {
+                    let last = kinds.pop().unwrap_or_default();
+                    format!("expected {} or {last}", kinds.join(", "))
+                }
+            };
+            let at = match position(text, name, Some("kind")) {
+                Some((line, column)) => format!("{path}:{line}:{column}"),
+                None => path.to_owned(),
+            };
             return Err(ProfileError::Parse {
                 path: path.to_owned(),
                 message: format!(
-                    "connection `{name}` has unknown kind `{}` (expected {} or {last})",
+                    "connection `{name}` has unknown kind `{}` at {at}; {hint}",
                     connection.kind,
-                    kinds.join(", ")
                 ),
             });
         }
@@ -287,7 +307,54 @@ pub fn parse(
         profile,
         missing_env,
         missing_by_connection: per_connection,
+        text: text.to_owned(),
     })
+}
+
+/// The keys a `kind: mysql` connection takes (see [`LoadedProfile::target_url`]); the
+/// vendors' keys are in `connectors::profile_keys`.
+pub const MYSQL_KEYS: &[&str] = &["url"];
+
+/// The 1-based line and column of connection `name` under `connections:` (of its `key`
+/// when given), in block-style YAML as profiles are written; `None` when not found.
+/// Hand-written because serde_yaml's `Value` keeps no positions, and a line scan over
+/// `name:` / `key:` at their indentation is all a profile needs.
+fn position(text: &str, name: &str, key: Option<&str>) -> Option<(usize, usize)> {
+    let mut in_connections = false;
+    let mut entry_indent: Option<usize> = None;
+    let mut in_entry = false;
+    for (index, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        let word = trimmed
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(|c| c == '"' || c == '\'');
+        if indent == 0 {
+            in_connections = word == "connections";
+            entry_indent = None;
+            in_entry = false;
+            continue;
+        }
+        if !in_connections {
+            continue;
+        }
+        if entry_indent.is_none_or(|at| indent <= at) {
+            entry_indent = Some(indent);
+            in_entry = word == name;
+            if in_entry && key.is_none() {
+                return Some((index + 1, indent + 1));
+            }
+        } else if in_entry && Some(word) == key {
+            return Some((index + 1, indent + 1));
+        }
+    }
+    None
 }
 
 /// Expands every string inside `value`, collecting unset variables.
@@ -424,6 +491,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown kind `oracle`"), "{err}");
+        let err = parse(
+            "p.yaml",
+            "timezone: UTC\nconnections:\n  jky:\n    kind: jikyun\n",
+            EnvPolicy::Require,
+            &env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "profile `p.yaml` is not valid: connection `jky` has unknown kind `jikyun` at \
+             p.yaml:4:5; did you mean `jikeyun`?"
+        );
+    }
+
+    #[test]
+    fn entries_and_keys_are_located() {
+        let text = "# c\nconnections:\n  a:\n    kind: http\n    token: t\n\n  b:   # x\n    kind: mysql\n    url: u\nalerts: []\n";
+        let loaded = parse("p.yaml", text, EnvPolicy::Require, &env).unwrap();
+        assert_eq!(loaded.locate("b", None), "p.yaml:7:3");
+        assert_eq!(loaded.locate("b", Some("url")), "p.yaml:9:5");
+        assert_eq!(loaded.locate("a", Some("token")), "p.yaml:5:5");
+        assert_eq!(loaded.locate("a", Some("url")), "p.yaml");
     }
 
     #[test]

@@ -32,8 +32,17 @@ pub struct DryRunInputs<'a> {
     pub live: bool,
 }
 
+/// The dry run's text, and what in it failed (a request template that does not render, a
+/// range that cannot be resolved, a table that cannot be built): `qsync plan` exits 1 when
+/// `failures` is not empty, since a run would fail at the same place.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    pub text: String,
+    pub failures: Vec<String>,
+}
+
 /// Renders the whole dry run.
-pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
+pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> Explained {
     let tz = inputs
         .profile
         .map_or(chrono_tz::Asia::Shanghai, LoadedProfile::timezone);
@@ -41,20 +50,34 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> String {
         .at
         .unwrap_or_else(|| chrono::Utc::now().with_timezone(&tz).naive_local());
     let mut out = String::new();
+    let mut failures = Vec::new();
     let _ = writeln!(out, "plan `{}` — {}", plan.name, plan.title);
     section_source(&mut out, plan);
     let windows = section_windows(&mut out, plan, inputs, now, tz);
-    section_request(&mut out, plan, inputs, now, tz, windows.first().copied());
+    let first = windows.first().copied();
+    section_request(&mut out, plan, inputs, now, tz, first, &mut failures);
     section_pagination(&mut out, &plan.source.pagination);
     section_transforms(&mut out, plan);
-    section_rows(&mut out, plan, inputs, now, tz);
-    section_sql(&mut out, plan);
+    section_rows(&mut out, plan, inputs, now, tz, &mut failures);
+    section_sql(&mut out, plan, &mut failures);
     section_schedule(&mut out, plan);
     let secrets = inputs
         .profile
         .map(LoadedProfile::secrets)
         .unwrap_or_default();
-    crate::config::mask(&out, &secrets)
+    Explained {
+        text: crate::config::mask(&out, &secrets),
+        failures: failures
+            .iter()
+            .map(|f| crate::config::mask(f, &secrets))
+            .collect(),
+    }
+}
+
+/// Writes a failure into the text where it happened and notes it for the exit code.
+fn fail(out: &mut String, failures: &mut Vec<String>, message: String) {
+    let _ = writeln!(out, "  error: {message}");
+    failures.push(message);
 }
 
 /// Why `qsync plan --live` could not fetch the first page.
@@ -247,6 +270,7 @@ fn section_windows(
             }
             windows
         }
+        // No start or an empty range: a run would do nothing, which is not a failure.
         Err(e) => {
             let _ = writeln!(out, "  {e}");
             Vec::new()
@@ -261,12 +285,13 @@ fn section_request(
     now: NaiveDateTime,
     tz: Tz,
     window: Option<source::Window>,
+    failures: &mut Vec<String>,
 ) {
     let _ = writeln!(out, "\nfirst request");
     let call = match first_call(plan, now, tz, window) {
         Ok(call) => call,
         Err(e) => {
-            let _ = writeln!(out, "  {e}");
+            fail(out, failures, e.to_string());
             return;
         }
     };
@@ -287,7 +312,7 @@ fn section_request(
     let connector = match connectors::build(plan.source.kind, &plan.source.connection, connection) {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(out, "  {e}");
+            fail(out, failures, e.to_string());
             return;
         }
     };
@@ -310,9 +335,7 @@ fn section_request(
             let masked = crate::config::mask(&text, &connector.secrets());
             out.push_str(&masked);
         }
-        Err(e) => {
-            let _ = writeln!(out, "  {e}");
-        }
+        Err(e) => fail(out, failures, e.to_string()),
     }
 }
 
@@ -379,9 +402,42 @@ fn section_rows(
     inputs: &DryRunInputs<'_>,
     now: NaiveDateTime,
     tz: Tz,
+    failures: &mut Vec<String>,
 ) {
     let Some(sample) = inputs.sample else {
+        let _ = writeln!(
+            out,
+            "\nrows\n  no sample: pass `--sample <response.json>`, put a vendor response at \
+             `samples/{}.json` beside the spec, or fetch the first page with `--live`",
+            plan.name
+        );
         return;
+    };
+    // A sample file is a whole answer: the connector unwraps it, or it is the vendor's error
+    // (the live first page arrives unwrapped).
+    let decoded;
+    let sample = if inputs.live {
+        sample
+    } else {
+        let connection = inputs
+            .profile
+            .and_then(|p| p.profile.connections.get(&plan.source.connection))
+            .map(|entry| (plan.source.connection.as_str(), entry));
+        match connectors::decode_sample(plan.source.kind, connection, sample) {
+            Ok(value) => {
+                decoded = value;
+                &decoded
+            }
+            Err((code, message)) => {
+                let _ = writeln!(
+                    out,
+                    "\nrows from the sample\n  the sample is an error answer of {}: code \
+                     {code}: {message}",
+                    plan.source.kind.keyword()
+                );
+                return;
+            }
+        }
     };
     let records = crate::check::sample_records(sample, &plan.source.records);
     let clock = RunClock {
@@ -391,7 +447,8 @@ fn section_rows(
     let transformer = match Transformer::new(&plan.transforms, &plan.columns, clock) {
         Ok(t) => t,
         Err(e) => {
-            let _ = writeln!(out, "\nrows from the sample\n  {e}");
+            let _ = writeln!(out, "\nrows from the sample");
+            fail(out, failures, e.to_string());
             return;
         }
     };
@@ -434,12 +491,12 @@ fn section_rows(
     }
 }
 
-fn section_sql(out: &mut String, plan: &Plan) {
+fn section_sql(out: &mut String, plan: &Plan, failures: &mut Vec<String>) {
     let _ = writeln!(out, "\nsql");
     let table = match crate::sink::TableSpec::new(&plan.target, &plan.columns) {
         Ok(t) => t,
         Err(e) => {
-            let _ = writeln!(out, "  {e}");
+            fail(out, failures, e.to_string());
             return;
         }
     };
@@ -456,7 +513,10 @@ fn section_sql(out: &mut String, plan: &Plan) {
     // upserts) when the server allows local infile, else bound multi-row statements.
     let statement = match crate::sink::statement_sql(&table, 1) {
         Ok(sql) => format!("{sql}, ... (one tuple per row, values bound)"),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            failures.push(e.to_string());
+            format!("error: {e}")
+        }
     };
     match crate::sink::load_statements(&table) {
         Some(load) => {

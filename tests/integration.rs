@@ -3,6 +3,7 @@
 
 mod check_corpus;
 mod cli_check;
+mod cli_check_catches;
 mod cli_check_db;
 mod cli_plan;
 mod cli_sim;

@@ -66,9 +66,8 @@ pub fn compare_live(
                 )
                 .label("not in the table")
                 .help(format!(
-                    "add it: ALTER TABLE `{table_name}` ADD COLUMN `{}` {}",
-                    column.name,
-                    crate::sink::column_sql(column.ty)
+                    "add it: {}",
+                    crate::sink::add_column_sql(&table_name, &column.name, column.ty)
                 )),
             );
             continue;

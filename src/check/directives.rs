@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::{codes, CheckDiagnostic, Checker, Directives};
-use crate::plan::{AlertRule, EndRule, FilterOp, OnError, RemedyPlan, RetryPlan, TransformStep};
+use crate::plan::{
+    AlertRule, EndRule, FilterOp, OnDuplicateKey, OnError, RemedyPlan, RetryPlan, TransformStep,
+};
 use crate::syntax::ast::{self, Directive, FilterTest, PaginateOpt};
 use crate::syntax::{Span, Spanned};
 
@@ -31,8 +33,19 @@ pub(crate) enum Style {
 }
 
 const DIRECTIVES: &[&str] = &[
-    "paginate", "rate", "retry", "timeout", "flatten", "rename", "split", "filter", "schedule",
-    "remedy", "on_error", "alert",
+    "paginate",
+    "rate",
+    "retry",
+    "timeout",
+    "flatten",
+    "rename",
+    "split",
+    "filter",
+    "schedule",
+    "remedy",
+    "on_error",
+    "on_duplicate_key",
+    "alert",
 ];
 
 fn name_of(d: &Directive) -> &'static str {
@@ -48,6 +61,7 @@ fn name_of(d: &Directive) -> &'static str {
         Directive::Schedule(_) => "schedule",
         Directive::Remedy { .. } => "remedy",
         Directive::OnError(_) => "on_error",
+        Directive::OnDuplicateKey(_) => "on_duplicate_key",
         Directive::Alert { .. } => "alert",
         Directive::Unknown(_) => "unknown",
     }
@@ -57,7 +71,7 @@ fn name_of(d: &Directive) -> &'static str {
 fn is_single(name: &str) -> bool {
     matches!(
         name,
-        "paginate" | "retry" | "timeout" | "schedule" | "remedy" | "on_error"
+        "paginate" | "retry" | "timeout" | "schedule" | "remedy" | "on_error" | "on_duplicate_key"
     )
 }
 
@@ -198,6 +212,27 @@ impl Checker<'_> {
                     .label("unknown policy")
                     .help("`@on_error reject` keeps bad records in `_qsync_rejects` and goes on; `@on_error fail` stops the run"),
                 ),
+            },
+            Directive::OnDuplicateKey(word) => match word.node.as_str() {
+                "last" => out.on_duplicate_key = OnDuplicateKey::Last,
+                "fail" => out.on_duplicate_key = OnDuplicateKey::Fail,
+                other => {
+                    let help = match super::vendor::closest(other, &["last", "fail"]) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "`@on_duplicate_key last` writes the row that comes last and \
+                                 counts the others; `@on_duplicate_key fail` fails the window"
+                            .to_owned(),
+                    };
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::BAD_ON_DUPLICATE_KEY,
+                            word.span,
+                            format!("unknown `@on_duplicate_key` policy `{other}`"),
+                        )
+                        .label("unknown policy")
+                        .help(help),
+                    );
+                }
             },
             Directive::Alert { metric, threshold } => {
                 if let Some(rule) = self.check_alert(metric, threshold) {

@@ -130,7 +130,14 @@ impl<'a> Checker<'a> {
         let directives = self.check_directives(&all_directives);
 
         let source = source_ast.and_then(|s| self.check_source(s, &directives));
-        let fields = FieldScope::new(&directives.transforms, source.as_ref(), self.ctx.sample);
+        // The sample as a run would see it: unwrapped, or reported as the vendor's error.
+        let sample = match (&source, source_ast, self.ctx.sample) {
+            (Some(checked), Some(ast), Some(sample)) => {
+                self.decode_sample(sample, checked, block_head(ast.span, "source"))
+            }
+            _ => None,
+        };
+        let fields = FieldScope::new(&directives.transforms, source.as_ref(), sample.as_ref());
         let columns = map_ast.map(|m| self.check_map(m, &fields));
         // Why a record can be read twice, which `mode insert` cannot take.
         let rereads = if source.as_ref().is_some_and(|s| s.plan.window.is_some()) {
@@ -158,8 +165,29 @@ impl<'a> Checker<'a> {
             }
         }
         if let (Some(source), Some(columns)) = (&source, &columns) {
-            if let Some(sample) = self.ctx.sample {
-                self.check_sample(sample, source, &directives.transforms, columns, map_ast);
+            if let Some(sample) = &sample {
+                let key = target.as_ref().zip(target_ast).and_then(|(plan, ast)| {
+                    let span = ast
+                        .node
+                        .statements
+                        .iter()
+                        .find_map(|stmt| match &stmt.node {
+                            syntax::ast::TargetStmt::Key(names) => {
+                                let (first, last) = (names.first()?, names.last()?);
+                                Some(Span::new(first.span.start, last.span.end))
+                            }
+                            _ => None,
+                        })?;
+                    Some((plan.key.as_slice(), span))
+                });
+                self.check_sample(
+                    sample,
+                    source,
+                    &directives.transforms,
+                    columns,
+                    map_ast,
+                    key,
+                );
             }
         }
         Some(Plan {
@@ -172,6 +200,7 @@ impl<'a> Checker<'a> {
             schedule: directives.schedule,
             remedy: directives.remedy,
             on_error: directives.on_error,
+            on_duplicate_key: directives.on_duplicate_key,
             alerts: directives.alerts,
         })
     }
@@ -248,6 +277,7 @@ pub(crate) struct Directives {
     pub schedule: Option<String>,
     pub remedy: Option<RemedyPlan>,
     pub on_error: OnError,
+    pub on_duplicate_key: crate::plan::OnDuplicateKey,
     pub alerts: Vec<AlertRule>,
 }
 

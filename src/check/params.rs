@@ -156,7 +156,8 @@ impl Checker<'_> {
         if !text.contains("{{") && !text.contains("{%") {
             return Some(());
         }
-        let problems = template::validate(text, template::VARIABLES, true);
+        let problems =
+            template::validate(text, template::VARIABLES, true, template::World::Request);
         let env = minijinja::Environment::new();
         if let Ok(t) = env.template_from_str(text) {
             if t.undeclared_variables(false)
@@ -166,12 +167,13 @@ impl Checker<'_> {
                 *uses_window = true;
             }
         }
-        self.report_template_problems(problems, span, template::VARIABLES)
+        self.report_template_problems(problems, text, span, template::VARIABLES)
     }
 
     pub(crate) fn report_template_problems(
         &mut self,
         problems: Vec<template::TemplateProblem>,
+        template: &str,
         span: Span,
         allowed: &[&str],
     ) -> Option<()> {
@@ -189,6 +191,33 @@ impl Checker<'_> {
                     .label("bad template")
                     .help("templates use minijinja syntax, e.g. \"{{ window.start | datetime }}\""),
                 ),
+                template::TemplateProblem::Render {
+                    message,
+                    range,
+                    name,
+                    candidates,
+                } => {
+                    let at = range.map_or(span, |r| self.span_within(span, template, r));
+                    let suggestion = name
+                        .as_deref()
+                        .and_then(|name| vendor::closest(name, &candidates));
+                    let help = match suggestion {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "variables: LAST_SYNC_TIME, CURRENT_TIME, DAYS_AGO_<n>, \
+                                 window.start/end, page, page_size, env.NAME; filters: \
+                                 datetime, date, utc, timestamp, millis"
+                            .to_owned(),
+                    };
+                    self.report(
+                        CheckDiagnostic::error(
+                            codes::TEMPLATE_RENDER,
+                            at,
+                            format!("template does not render: {message}"),
+                        )
+                        .label("fails to render")
+                        .help(help),
+                    );
+                }
                 template::TemplateProblem::UnknownVariable { name } => {
                     let help = match vendor::closest(&name, allowed) {
                         Some(s) => format!("did you mean `{s}`?"),
@@ -215,5 +244,21 @@ impl Checker<'_> {
             }
         }
         None
+    }
+
+    /// The span in the spec of bytes `range` of a template written at `span` (a quoted
+    /// string), or the whole string when the text between the quotes is not the template
+    /// verbatim (escapes).
+    fn span_within(&self, span: Span, template: &str, range: std::ops::Range<usize>) -> Span {
+        let start = span.start + 1 + range.start;
+        let end = span.start + 1 + range.end;
+        let verbatim = self
+            .text
+            .get(span.start + 1..span.start + 1 + template.len());
+        if verbatim == Some(template) && end < span.end && range.start < range.end {
+            Span::new(start, end)
+        } else {
+            span
+        }
     }
 }

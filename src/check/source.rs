@@ -343,6 +343,9 @@ impl Checker<'_> {
                         )),
                     );
                 }
+                if entry.kind == expected {
+                    self.check_profile_settings(profile, name, entry);
+                }
                 if expected == "http" && entry.kind == "http" && entry.get("error_path").is_none() {
                     self.report(
                         CheckDiagnostic::warning(
@@ -384,6 +387,72 @@ impl Checker<'_> {
         }
     }
 
+    /// A connection's keys against what its kind takes and, when every variable it uses is
+    /// set, the connector built from it: a misspelt or missing credential is caught here,
+    /// not at a run's first request.
+    fn check_profile_settings(
+        &mut self,
+        profile: &crate::config::LoadedProfile,
+        name: &Spanned<String>,
+        entry: &crate::config::Connection,
+    ) {
+        let kind = ConnectorKind::from_keyword(&entry.kind);
+        let known = kind.map_or(crate::config::MYSQL_KEYS, crate::connectors::profile_keys);
+        let mut unknown = false;
+        for key in entry.settings.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            unknown = true;
+            let help = match vendor::closest(key, known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("a `{}` connection takes {}", entry.kind, known.join(", ")),
+            };
+            self.report(
+                CheckDiagnostic::error(
+                    codes::PROFILE_UNKNOWN_KEY,
+                    name.span,
+                    format!(
+                        "connection `{}` has unknown key `{key}` at {}",
+                        name.node,
+                        profile.locate(&name.node, Some(key))
+                    ),
+                )
+                .label(format!("`{key}` is not a `{}` setting", entry.kind))
+                .help(help),
+            );
+        }
+        // A misspelt key usually is the missing one: one diagnostic, not two. Unset
+        // variables are reported apart (`missing_env`) and leave values empty.
+        if unknown || profile.missing_by_connection.contains_key(&name.node) {
+            return;
+        }
+        let problem = match kind {
+            Some(kind) => crate::connectors::build(kind, &name.node, entry)
+                .err()
+                .map(|e| e.to_string()),
+            None => profile.target_url(&name.node).err().map(|e| e.to_string()),
+        };
+        if let Some(problem) = problem {
+            self.report(
+                CheckDiagnostic::error(
+                    codes::PROFILE_BAD_CONNECTION,
+                    name.span,
+                    format!(
+                        "{}; the entry is at {}",
+                        crate::config::mask(&problem, &entry.secrets()),
+                        profile.locate(&name.node, None)
+                    ),
+                )
+                .label("cannot connect with this entry")
+                .help(format!(
+                    "a `{}` connection takes {}",
+                    entry.kind,
+                    known.join(", ")
+                )),
+            );
+        }
+    }
     fn check_window(
         &mut self,
         opts: &[WindowOpt],

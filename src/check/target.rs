@@ -113,9 +113,19 @@ impl Checker<'_> {
                 }
                 TargetStmt::Create => create = true,
                 TargetStmt::Sql(s) => {
-                    let problems = template::validate(&s.node, template::SQL_VARIABLES, false);
+                    let problems = template::validate(
+                        &s.node,
+                        template::SQL_VARIABLES,
+                        false,
+                        template::World::Sql,
+                    );
                     ok &= self
-                        .report_template_problems(problems, s.span, template::SQL_VARIABLES)
+                        .report_template_problems(
+                            problems,
+                            &s.node,
+                            s.span,
+                            template::SQL_VARIABLES,
+                        )
                         .is_some();
                     sql = Some(s.node.clone());
                 }

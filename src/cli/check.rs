@@ -18,7 +18,8 @@ pub struct CheckArgs {
     /// Connection profile; default `qsync.yaml` beside the spec, then in the working directory.
     #[arg(long, env = "QSYNC_PROFILE")]
     pub profile: Option<PathBuf>,
-    /// A vendor response to try the map on (warns about absent fields and bad conversions).
+    /// A vendor response to try the map on (warns about absent fields and bad conversions);
+    /// default `samples/<spec name>.json` beside the spec, as for `plan`.
     #[arg(long)]
     pub sample: Option<PathBuf>,
     /// Output format of the diagnostics.
@@ -45,11 +46,13 @@ pub(super) fn check(args: &CheckArgs) -> Outcome {
     let mut json_files = Vec::new();
     let mut stderr = std::io::stderr().lock();
     for file in &files {
+        // The same sample `plan` uses: the flag, else `samples/<spec>.json` beside the spec.
+        let sample = args.sample.clone().or_else(|| frontend::find_sample(file));
         let result = frontend::load(
             file,
             args.profile.as_deref(),
             EnvPolicy::Tolerate,
-            args.sample.as_deref(),
+            sample.as_deref(),
         );
         let mut transport = None;
         let (diagnostics, text) = match result {

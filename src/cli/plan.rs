@@ -124,8 +124,17 @@ pub(super) fn plan(args: &PlanArgs) -> Outcome {
     if live_sample.is_some() {
         inputs.sample = live_sample.as_ref();
     }
-    print!("{}", crate::dryrun::explain(&loaded.plan, &inputs));
-    Outcome::Ok
+    let explained = crate::dryrun::explain(&loaded.plan, &inputs);
+    print!("{}", explained.text);
+    if explained.failures.is_empty() {
+        Outcome::Ok
+    } else {
+        // A run would stop at the same place: say so on stderr and exit 1.
+        for failure in &explained.failures {
+            eprintln!("error: {failure}");
+        }
+        Outcome::Failed
+    }
 }
 
 /// `plan --stored`: the mark `_qsync_state` holds for this spec, reading only.

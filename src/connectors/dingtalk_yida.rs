@@ -25,6 +25,9 @@ use crate::config::Connection;
 use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "dingtalk_yida";
+
+/// Every profile key a `kind: dingtalk_yida` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] = &["base_url", "app_key", "app_secret"];
 pub const TOKEN_PATH: &str = "/v1.0/oauth2/accessToken";
 pub const TOKEN_HEADER: &str = "x-acs-dingtalk-access-token";
 

@@ -37,6 +37,30 @@ use crate::plan::{ConnectorKind, FieldPath, HttpMethod};
 
 const VENDOR: &str = "http";
 
+/// Every profile key a `kind: http` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] = &[
+    "base_url",
+    "auth",
+    "token",
+    "username",
+    "password",
+    "api_key",
+    "api_key_header",
+    "api_key_query",
+    "secret",
+    "sign_template",
+    "sign_algorithm",
+    "sign_case",
+    "sign_param",
+    "timestamp_param",
+    "timestamp_format",
+    "timezone",
+    "error_path",
+    "success_value",
+    "message_path",
+    "retryable_codes",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignAlgorithm {
     Md5,
@@ -109,6 +133,19 @@ impl Http {
                 let mut env = minijinja::Environment::new();
                 env.add_template_owned("sign", template.clone())
                     .map_err(|e| s.bad(format!("`sign_template` does not compile: {e}")))?;
+                // Rendered once over stand-in values, so an unknown filter fails `check`
+                // and not the first signed request.
+                env.get_template("sign")
+                    .and_then(|t| {
+                        t.render(minijinja::context! {
+                            params => vec![["k", "v"]],
+                            secret => "secret",
+                            timestamp => "1700000000",
+                            method => "GET",
+                            path => "/",
+                        })
+                    })
+                    .map_err(|e| s.bad(format!("`sign_template` does not render: {e}")))?;
                 let algorithm = match s.optional("sign_algorithm").as_deref() {
                     None | Some("md5") => SignAlgorithm::Md5,
                     Some("sha256") => SignAlgorithm::Sha256,

@@ -27,6 +27,16 @@ use crate::plan::{walk, ConnectorKind, FieldPath};
 
 const VENDOR: &str = "jikeyun";
 
+/// Every profile key a `kind: jikeyun` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] = &[
+    "base_url",
+    "app_key",
+    "app_secret",
+    "version",
+    "token",
+    "success_code",
+];
+
 /// subCodes with a known meaning.
 pub const SUB_SIGN_ERROR: &str = "0858030801";
 pub const SUB_APPKEY_UNKNOWN: &str = "0858030802";

@@ -26,6 +26,15 @@ use crate::config::Connection;
 use crate::plan::{walk, ConnectorKind, FieldPath};
 
 const VENDOR: &str = "jushuitan";
+
+/// Every profile key a `kind: jushuitan` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] = &[
+    "base_url",
+    "app_key",
+    "app_secret",
+    "access_token",
+    "refresh_token",
+];
 const FORM: &str = "application/x-www-form-urlencoded;charset=UTF-8";
 /// Token lifetime the vendor reports (`expires_in` 2592000 s); used for profile tokens.
 const PROFILE_TOKEN_LIFETIME: i64 = 2_592_000;

@@ -210,6 +210,78 @@ pub fn build(
     })
 }
 
+/// A sample answer of vendor `kind` (`samples/<spec>.json`) as a run would see it, decided
+/// by the connector's own envelope logic as for a live HTTP 200: the payload unwrapped, or
+/// the vendor's error `(code, message)` when the sample is an error answer. A sample that
+/// is an array, or only the data part without an envelope, is taken as it is.
+pub fn decode_sample(
+    kind: ConnectorKind,
+    connection: Option<(&str, &Connection)>,
+    body: &Value,
+) -> Result<Value, (String, String)> {
+    if body.is_array() {
+        return Ok(body.clone());
+    }
+    let (code, message) = match classify_answer(kind, connection, body) {
+        Outcome::Data(value) => return Ok(value),
+        Outcome::Throttled { code, message, .. }
+        | Outcome::Transient { code, message }
+        | Outcome::AuthExpired { code, message }
+        | Outcome::Fatal { code, message } => (code, message),
+    };
+    // The codes connectors give a body without their envelope.
+    if matches!(code.as_str(), "missing_code" | "missing_status") {
+        return Ok(body.clone());
+    }
+    Err((code, message))
+}
+
+/// What an answer `body` means to connector `kind`: built from the profile's entry when
+/// it builds (an `http` connection's `error_path`, Jikeyun's `success_code`), else from
+/// stand-in credentials, since decoding an envelope needs none.
+fn classify_answer(
+    kind: ConnectorKind,
+    connection: Option<(&str, &Connection)>,
+    body: &Value,
+) -> Outcome {
+    let built = connection.and_then(|(name, entry)| build(kind, name, entry).ok());
+    let connector = built.or_else(|| {
+        let settings = [
+            ("base_url", "http://127.0.0.1"),
+            ("app_key", "k"),
+            ("app_secret", "s:s"),
+            ("sid", "s"),
+            ("target_app_key", "t"),
+        ];
+        let stand_in = Connection {
+            kind: kind.keyword().to_owned(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_yaml::Value::from(*v)))
+                .collect(),
+        };
+        build(kind, "sample", &stand_in).ok()
+    });
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    match connector {
+        Some(connector) => connector.classify(200, &[], &bytes),
+        None => Outcome::Data(body.clone()),
+    }
+}
+
+/// Every profile key a connection of `kind` takes besides `kind` (which [`build`] reads or
+/// may read, depending on the others, e.g. `token` with `auth: bearer`).
+pub fn profile_keys(kind: ConnectorKind) -> &'static [&'static str] {
+    match kind {
+        ConnectorKind::Jushuitan => jushuitan::PROFILE_KEYS,
+        ConnectorKind::Qimen => qimen::PROFILE_KEYS,
+        ConnectorKind::Jikeyun => jikeyun::PROFILE_KEYS,
+        ConnectorKind::Wdt => wdt::PROFILE_KEYS,
+        ConnectorKind::DingtalkYida => dingtalk_yida::PROFILE_KEYS,
+        ConnectorKind::Http => http::PROFILE_KEYS,
+    }
+}
+
 /// What connector `kind` knows of `endpoint`, without credentials (used by `check`).
 pub fn endpoint_info(kind: ConnectorKind, endpoint: &str) -> EndpointInfo {
     match kind {

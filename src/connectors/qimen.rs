@@ -34,6 +34,21 @@ use crate::plan::{ConnectorKind, FieldPath};
 
 const VENDOR: &str = "qimen";
 
+/// Every profile key a `kind: qimen` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] = &[
+    "base_url",
+    "app_key",
+    "app_secret",
+    "target_app_key",
+    "customer_id",
+    "session",
+    "sign_method",
+    "wdt_appkey",
+    "wdt_secret",
+    "wdt_salt",
+    "wdt3_customer_id",
+];
+
 /// The TOP `sign_method`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignMethod {

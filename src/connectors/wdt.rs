@@ -27,6 +27,10 @@ use crate::config::Connection;
 use crate::plan::{ConnectorKind, FieldPath};
 
 const VENDOR: &str = "wdt";
+
+/// Every profile key a `kind: wdt` connection takes (besides `kind`); `check` refuses others.
+pub(super) const PROFILE_KEYS: &[&str] =
+    &["base_url", "sid", "app_key", "app_secret", "secret", "salt"];
 /// WDT timestamps count seconds from 2012-01-01 00:00:00 UTC+0.
 pub const EPOCH_OFFSET: i64 = 1_325_347_200;
 

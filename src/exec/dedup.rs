@@ -71,6 +71,8 @@ pub(super) struct Streamed {
     /// Without an id: a hash of each record's row keys (of the record itself when it made
     /// no row) → the fingerprint of its last version.
     pub(super) keys: HashMap<u64, u64>,
+    /// Target keys written, by owner, and the rows that collapsed onto another's key.
+    pub(super) collisions: super::collisions::KeyOwners,
 }
 
 impl Streamed {

@@ -43,6 +43,16 @@ pub enum RunErrorKind {
         fetched: u64,
         attempts: u32,
     },
+    /// `@on_duplicate_key fail` and two rows of a window with the same target key.
+    #[error(
+        "spec `{spec}`, window {window}: two rows have the key {key} \
+         (`@on_duplicate_key fail`; the window was not committed)"
+    )]
+    KeyCollision {
+        spec: String,
+        window: String,
+        key: String,
+    },
     /// `@on_error fail` and a record whose value does not convert.
     #[error(
         "spec `{spec}`, window {window}: record {record} cannot become a row: {reason} \
@@ -156,6 +166,8 @@ mod tests {
                 pages: 0,
                 records: 0,
                 rows_written: 0,
+                key_collisions: 0,
+                colliding_keys: Vec::new(),
                 rejects: 0,
                 retries: 0,
                 throttled: 0,

@@ -28,6 +28,7 @@
 //! `dedup.rs` tells records apart across pages and passes (ids, `modified`, target keys);
 //! `error.rs` is [`RunError`].
 
+mod collisions;
 mod dedup;
 mod error;
 mod window;
@@ -245,6 +246,7 @@ async fn execute(
         message: e.to_string(),
     })?;
 
+    let column_names: Vec<String> = transformer.column_names().map(str::to_owned).collect();
     let key_cells: Vec<usize> = transformer
         .column_names()
         .enumerate()
@@ -345,6 +347,7 @@ async fn execute(
         now,
         order: ValueOrder::new(tz),
         key_cells,
+        column_names,
         env: std::env::vars().collect(),
         mark,
         move_mark: replay.is_none(),

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::connectors::wire;
-use crate::plan::{OnError, Plan, ValueOrder};
+use crate::plan::{OnDuplicateKey, OnError, Plan, ValueOrder};
 use crate::sink::{MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriterOptions};
 use crate::source::{
     fetch_window, HttpSource, PageRecords, SourceError, Window, WindowFetch, WindowRequest,
@@ -22,6 +22,7 @@ use crate::state::{Reject, WindowClose, WindowRecord, WindowStatus};
 use crate::template::{Renderer, RequestContext};
 use crate::transform::Transformer;
 
+use super::collisions::{self, KeyOwners};
 use super::dedup::{fingerprint, is_newest, key_identity, Streamed};
 use super::{RunErrorKind, RunSummary};
 
@@ -52,6 +53,8 @@ pub(super) struct Tally {
     rows: u64,
     rejects: u64,
     rereads: u64,
+    collisions: u64,
+    colliding_keys: Vec<String>,
 }
 
 /// A window being fetched in the background.
@@ -73,6 +76,7 @@ struct Committed {
     fetch: WindowFetch,
     rows: u64,
     rejects: u64,
+    collisions: KeyOwners,
 }
 
 pub(super) struct Engine {
@@ -90,6 +94,8 @@ pub(super) struct Engine {
     /// Positions of the target's key columns in a row: what tells records apart when the
     /// source names no `id`.
     pub(super) key_cells: Vec<usize>,
+    /// The row's column names, to name colliding keys.
+    pub(super) column_names: Vec<String>,
     pub(super) env: std::collections::BTreeMap<String, String>,
     /// The stored mark, advanced as windows commit.
     pub(super) mark: Option<NaiveDateTime>,
@@ -107,6 +113,8 @@ impl Engine {
             pages: self.tally.pages,
             records: self.tally.records,
             rows_written: self.tally.rows,
+            key_collisions: self.tally.collisions,
+            colliding_keys: self.tally.colliding_keys.clone(),
             rejects: self.tally.rejects,
             retries: stats.retries.load(AtomicOrdering::Relaxed) + self.tally.rereads,
             throttled: stats.throttled.load(AtomicOrdering::Relaxed),
@@ -212,6 +220,7 @@ impl Engine {
                     self.tally.records += committed.fetch.records;
                     self.tally.rows += committed.rows;
                     self.tally.rejects += committed.rejects;
+                    self.tally_collisions(window, &committed.collisions);
                     if self.move_mark {
                         if let Some(w) = window {
                             if self.mark.is_none_or(|m| w.end > m) {
@@ -267,7 +276,24 @@ impl Engine {
         self.plan.source.id.is_some() || !self.key_cells.is_empty()
     }
 
+    /// Counts a committed window's key collisions into the run and logs them.
+    fn tally_collisions(&mut self, window: Option<Window>, collided: &KeyOwners) {
+        if collided.count == 0 {
+            return;
+        }
+        tracing::warn!(spec = %self.plan.name, window = %label(window),
+            "{} row(s) shared a key with another row of the window and one of each was kept; \
+             first: {}", collided.count, collided.first.join("; "));
+        self.tally.collisions += collided.count;
+        for key in &collided.first {
+            if self.tally.colliding_keys.len() < collisions::SHOWN {
+                self.tally.colliding_keys.push(key.clone());
+            }
+        }
+    }
+
     fn sink_failure(&self, window: Option<Window>, source: SinkError) -> WindowFailure {
+        let source = self.table.explain(source);
         let retriable = source.is_retriable();
         let kind = RunErrorKind::Sink {
             spec: self.plan.name.clone(),
@@ -377,7 +403,12 @@ impl Engine {
                 }));
             }
         }
-        let Streamed { rows, rejects, .. } = acc;
+        let Streamed {
+            rows,
+            rejects,
+            collisions,
+            ..
+        } = acc;
         let reject_count = rejects.len() as u64;
         let high_water = match (self.move_mark, window) {
             (true, Some(w)) if self.mark.is_none_or(|m| w.end > m) => Some(w.end),
@@ -401,6 +432,7 @@ impl Engine {
                 fetch,
                 rows: stats.rows,
                 rejects: reject_count,
+                collisions,
             }),
             Err(e) => Err(self.sink_failure(window, e)),
         }
@@ -442,6 +474,7 @@ impl Engine {
             rejects,
             seen,
             keys,
+            collisions,
         } = acc;
         while let Some(page) = task.pages.recv().await {
             for record in page.records {
@@ -461,6 +494,22 @@ impl Engine {
                     if keys.insert(identity, fingerprint) == Some(fingerprint) {
                         rows.truncate(before);
                         continue;
+                    }
+                }
+                if matches!(converted, Ok(n) if n > 0) && !self.key_cells.is_empty() {
+                    let made = &rows[before..];
+                    let owner = match self.plan.source.id.as_ref().and_then(|p| p.get(&record)) {
+                        Some(id) if !id.is_null() => collisions::owner_of(&wire::scalar_text(id)),
+                        _ if by_key => key_identity(made, &self.key_cells),
+                        _ => fingerprint(&record),
+                    };
+                    let found = collisions.note(owner, made, &self.key_cells, &self.column_names);
+                    if let (Some(key), OnDuplicateKey::Fail) = (found, self.plan.on_duplicate_key) {
+                        return Err(WindowFailure::Fatal(RunErrorKind::KeyCollision {
+                            spec: self.plan.name.clone(),
+                            window: label(window),
+                            key,
+                        }));
                     }
                 }
                 if let Err(error) = converted {

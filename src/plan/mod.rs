@@ -10,6 +10,7 @@
 
 mod duration;
 mod expr;
+mod names;
 pub mod order;
 mod paging;
 mod path;
@@ -18,6 +19,7 @@ mod types;
 
 pub use duration::human;
 pub use expr::{ColumnPlan, ColumnType, Expr, Piece};
+pub use names::closest;
 pub use order::ValueOrder;
 pub use paging::{EndRule, PaginationPlan};
 pub use path::{walk, FieldPath};

@@ -26,6 +26,10 @@ pub struct Plan {
     pub schedule: Option<String>,
     pub remedy: Option<RemedyPlan>,
     pub on_error: OnError,
+    /// What rows of one window sharing a target key do; left out of the serialized plan
+    /// (and so of the spec hash) when it is the default.
+    #[serde(skip_serializing_if = "OnDuplicateKey::is_last")]
+    pub on_duplicate_key: OnDuplicateKey,
     pub alerts: Vec<AlertRule>,
 }
 
@@ -311,6 +315,27 @@ pub enum OnError {
     Reject,
     /// The first bad record fails the run.
     Fail,
+}
+
+/// `@on_duplicate_key`: what happens when rows of one window collapse onto one target key
+/// (`key trade_no, goods_no` and a gift line with the goods number of a real line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDuplicateKey {
+    /// The row written last stays (the write mode decides: `replace` and `upsert` keep the
+    /// last, `ignore` the first); every collision is counted in the summary, the window
+    /// ledger and the log, with the first few keys.
+    #[default]
+    Last,
+    /// The first collision fails the window, naming the key; nothing of it is written.
+    Fail,
+}
+
+impl OnDuplicateKey {
+    /// Whether this is the default, `last`.
+    pub fn is_last(&self) -> bool {
+        *self == OnDuplicateKey::Last
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -353,6 +353,16 @@ fn connect_failure(mode: SslMode, base: &Opts, error: &mysql_async::Error) -> (S
             ),
             ErrorClass::Fatal,
         ),
+        mysql_async::Error::Server(server) if server.code == ER_BAD_DB_ERROR => (
+            format!(
+                "{}; create it: CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE \
+                 utf8mb4_unicode_ci",
+                server.message,
+                super::mysql::quote_identifier(base.db_name().unwrap_or_default())
+                    .unwrap_or_else(|_| "<database>".to_owned())
+            ),
+            ErrorClass::Fatal,
+        ),
         mysql_async::Error::Server(server) => (server.message.clone(), classify_code(server.code)),
         mysql_async::Error::Io(mysql_async::IoError::Tls(tls)) => (
             format!("ssl-mode={mode}: TLS setup failed: {tls}"),
@@ -372,6 +382,8 @@ fn connect_failure(mode: SslMode, base: &Opts, error: &mysql_async::Error) -> (S
 /// --require_secure_transport=ON". MariaDB answers 1045 instead (see
 /// `Endpoint::refused_in_clear`).
 const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+/// "Unknown database": the URL names a database the server does not have.
+const ER_BAD_DB_ERROR: u16 = 1049;
 
 /// The rustls error under a driver error, when a TLS handshake failed.
 fn rustls_error(error: &mysql_async::Error) -> Option<&rustls::Error> {

@@ -55,7 +55,8 @@ mod writer;
 pub use self::dialect::{Flavor, ServerVersion, UpsertSyntax};
 pub(in crate::sink) use self::encode::{encode_row, to_sql_value};
 pub use self::sql::{
-    column_sql, create_table_sql, load_statements, quote_identifier, statement_sql, TableSpec,
+    add_column_sql, column_sql, create_table_sql, load_statements, quote_identifier, statement_sql,
+    TableSpec,
 };
 pub(in crate::sink) use self::sql::{load_data_sql, statement_head, statement_tail};
 pub use self::store::{StateStore, CURSOR_SQL, STATE_TABLES_SQL};

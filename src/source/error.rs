@@ -6,8 +6,9 @@ use super::http::Site;
 /// A failure to fetch a window's records.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SourceError {
-    /// `connection jst` whose profile entry lacks `app_secret`.
-    #[error("spec `{spec}`: connection `{connection}`: {message}")]
+    /// `connection jst` whose profile entry lacks `app_secret`; `message` names the
+    /// connection itself (`connection `jst` has no `app_secret` ...`).
+    #[error("spec `{spec}`: {message}")]
     Connector {
         spec: String,
         connection: String,

@@ -129,7 +129,10 @@ impl HttpSource {
             .map_err(|e| SourceError::Connector {
                 spec: options.spec.clone(),
                 connection: options.connection.clone(),
-                message: format!("cannot build the HTTP client: {e}"),
+                message: format!(
+                    "connection `{}`: cannot build the HTTP client: {e}",
+                    options.connection
+                ),
             })?;
         let mut secrets = options.secrets;
         secrets.extend(connector.secrets());

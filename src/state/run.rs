@@ -29,6 +29,11 @@ pub struct RunSummary {
     /// Records received (duplicates and re-reads included).
     pub records: u64,
     pub rows_written: u64,
+    /// Rows that collapsed onto a key another row of their window has: MySQL keeps one, so
+    /// the table holds that many fewer rows than `rows_written`.
+    pub key_collisions: u64,
+    /// The first few colliding keys (`trade_no=T1, goods_no=G1`).
+    pub colliding_keys: Vec<String>,
     pub rejects: u64,
     /// Request retries plus window re-reads.
     pub retries: u64,
@@ -60,6 +65,15 @@ impl std::fmt::Display for RunSummary {
         writeln!(f, "pages           {}", self.pages)?;
         writeln!(f, "records         {}", self.records)?;
         writeln!(f, "rows written    {}", self.rows_written)?;
+        if self.key_collisions > 0 {
+            writeln!(
+                f,
+                "key collisions  {} (rows sharing a key with another row of their window; \
+                 one of each is kept; first: {})",
+                self.key_collisions,
+                self.colliding_keys.join("; ")
+            )?;
+        }
         writeln!(f, "rejects         {}", self.rejects)?;
         writeln!(f, "retries         {}", self.retries)?;
         writeln!(f, "throttled       {}", self.throttled)?;

@@ -103,6 +103,7 @@ pub enum Directive {
         lookback: Spanned<String>,
     },
     OnError(Spanned<String>),
+    OnDuplicateKey(Spanned<String>),
     Alert {
         metric: Spanned<String>,
         threshold: Spanned<String>,

@@ -283,6 +283,9 @@ fn lower_directive(pair: P<'_>) -> Directive {
             lookback: text(&next(&mut inner, "remedy lookback")),
         },
         Rule::on_error_directive => Directive::OnError(text(&next(&mut inner, "on_error"))),
+        Rule::on_duplicate_key_directive => {
+            Directive::OnDuplicateKey(text(&next(&mut inner, "on_duplicate_key")))
+        }
         Rule::alert_directive => Directive::Alert {
             metric: text(&next(&mut inner, "alert metric")),
             threshold: text(&next(&mut inner, "alert threshold")),

@@ -256,6 +256,7 @@ fn rule_name(rule: Rule) -> Option<&'static str> {
         Rule::schedule_directive => "`@schedule`",
         Rule::remedy_directive => "`@remedy`",
         Rule::on_error_directive => "`@on_error`",
+        Rule::on_duplicate_key_directive => "`@on_duplicate_key`",
         Rule::alert_directive => "`@alert`",
         Rule::unknown_directive | Rule::known_directive => "a directive",
         Rule::rest_of_line => "the rest of the line",

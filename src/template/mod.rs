@@ -35,12 +35,11 @@ pub fn environment(tz: Tz) -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.add_filter("datetime", move |v: Value, fmt: Option<String>| {
         let t = to_local(&v, tz)?;
-        Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%d %H:%M:%S"))
-            .to_string())
+        format_time(&t, fmt.as_deref().unwrap_or("%Y-%m-%d %H:%M:%S"))
     });
     env.add_filter("date", move |v: Value, fmt: Option<String>| {
         let t = to_local(&v, tz)?;
-        Ok(t.format(fmt.as_deref().unwrap_or("%Y-%m-%d")).to_string())
+        format_time(&t, fmt.as_deref().unwrap_or("%Y-%m-%d"))
     });
     // `utc` turns a source-zone time into the same instant in UTC, for vendors that take
     // GMT bounds (DingTalk Yida's `modifiedFromTimeGMT`).
@@ -57,8 +56,28 @@ pub fn environment(tz: Tz) -> Environment<'static> {
     env
 }
 
+/// `t` in strftime format `fmt`; a format chrono cannot write (`%Q`) is an error, where
+/// `to_string()` would panic.
+fn format_time(t: &DateTime<Tz>, fmt: &str) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    write!(out, "{}", t.format(fmt)).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{fmt}` is not a time format (e.g. '%Y-%m-%d %H:%M:%S')"),
+        )
+    })?;
+    Ok(out)
+}
+
 /// Reads a template time value (`yyyy-MM-dd HH:mm:ss` local time, or epoch seconds).
 fn to_local(value: &Value, tz: Tz) -> Result<DateTime<Tz>, Error> {
+    if value.is_undefined() {
+        return Err(Error::new(
+            ErrorKind::UndefinedError,
+            "the value given to the filter does not exist",
+        ));
+    }
     if let Some(text) = value.as_str() {
         for format in LOCAL_FORMATS {
             if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
@@ -98,11 +117,191 @@ pub enum TemplateProblem {
     },
     /// It uses a variable that does not exist.
     UnknownVariable { name: String },
+    /// It compiles but fails when rendered against stand-in values (a window, page 1, an
+    /// `env` that has every name): an unknown filter (`datetim`), an attribute the variable
+    /// lacks (`window.strat`), a filter refusing its value. `name` is the misspelt word and
+    /// `candidates` the names it could have meant, for a did-you-mean.
+    Render {
+        message: String,
+        range: Option<std::ops::Range<usize>>,
+        name: Option<String>,
+        candidates: Vec<&'static str>,
+    },
 }
 
-/// Compiles `source` and checks its variables against `allowed` (+ `DAYS_AGO_<n>` when
-/// `days_ago` is true). Returns every problem found.
-pub fn validate(source: &str, allowed: &[&str], days_ago: bool) -> Vec<TemplateProblem> {
+/// The filters a request template may use: qsync's own, then minijinja's common built-ins
+/// (for did-you-mean suggestions).
+pub const FILTERS: &[&str] = &[
+    "datetime",
+    "date",
+    "utc",
+    "timestamp",
+    "millis",
+    "default",
+    "upper",
+    "lower",
+    "trim",
+    "replace",
+    "join",
+    "int",
+    "float",
+    "string",
+    "length",
+    "first",
+    "last",
+    "tojson",
+    "urlencode",
+    "round",
+    "abs",
+    "safe",
+    "escape",
+];
+
+/// The attributes of `window`.
+const WINDOW_FIELDS: &[&str] = &["start", "end"];
+
+/// Which template world a template belongs to, for test rendering during `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// Request params, query, headers: [`VARIABLES`], `DAYS_AGO_<n>`, qsync's filters,
+    /// strict about undefined values (as [`Renderer`] is).
+    Request,
+    /// A custom SQL head: [`SQL_VARIABLES`], minijinja's built-in filters only (as the
+    /// sink renders it).
+    Sql,
+}
+
+/// Stand-in for `env` while test rendering: every name is set, to a time-shaped text so
+/// that date filters over an environment variable render too.
+#[derive(Debug)]
+struct AnyEnv;
+
+impl minijinja::value::Object for AnyEnv {
+    fn get_value(self: &std::sync::Arc<Self>, _key: &Value) -> Option<Value> {
+        Some(Value::from("2024-01-01 00:00:00"))
+    }
+}
+
+/// Renders `source` once against stand-in values of `world`, so a template that compiles
+/// but cannot render fails in `check` rather than at a run's first window.
+fn test_render(source: &str, world: World) -> Result<(), TemplateProblem> {
+    let tz = chrono_tz::Asia::Shanghai;
+    let result = match world {
+        World::Request => {
+            let env = environment(tz);
+            let t = |s| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok();
+            let ctx = RequestContext {
+                now: t("2024-01-08 12:00:00").unwrap_or_default(),
+                window_start: t("2024-01-01 00:00:00"),
+                window_end: t("2024-01-08 00:00:00"),
+                page: Some(1),
+                page_size: Some(50),
+                offset: Some(0),
+                cursor: Some("cursor".to_owned()),
+                env: std::collections::BTreeMap::new(),
+            };
+            let template = env.template_from_str(source);
+            template.and_then(|template| {
+                let days: Vec<i64> = template
+                    .undeclared_variables(false)
+                    .iter()
+                    .filter_map(|name| days_ago_n(name))
+                    .collect();
+                let mut map = ctx.to_map(&days, tz);
+                map.insert("env".into(), Value::from_object(AnyEnv));
+                template.render(Value::from(map)).map(drop)
+            })
+        }
+        World::Sql => {
+            let env = Environment::new();
+            let ctx = minijinja::context! {
+                table => "`t`",
+                columns => "`a`, `b`",
+                env => Value::from_object(AnyEnv),
+            };
+            env.render_str(source, ctx).map(drop)
+        }
+    };
+    result.map_err(|error| render_problem(source, &error))
+}
+
+/// What a render error says, with the word it stumbled on and what that word could be.
+fn render_problem(source: &str, error: &Error) -> TemplateProblem {
+    let range = error.range().filter(|r| source.get(r.clone()).is_some());
+    let text = range.clone().and_then(|r| source.get(r)).unwrap_or("");
+    let (name, candidates): (Option<String>, Vec<&'static str>) = match error.kind() {
+        ErrorKind::UnknownFilter => {
+            let word = text.rsplit('|').next().unwrap_or(text);
+            (Some(identifier(word)), FILTERS.to_vec())
+        }
+        ErrorKind::UndefinedError => match text.trim().rsplit_once('.') {
+            Some((parent, attr)) if parent.trim() == "window" => {
+                (Some(identifier(attr)), WINDOW_FIELDS.to_vec())
+            }
+            Some((_, attr)) => (Some(identifier(attr)), Vec::new()),
+            None => (None, Vec::new()),
+        },
+        _ => (None, Vec::new()),
+    };
+    let message = match (error.kind(), &name) {
+        (ErrorKind::UnknownFilter, Some(name)) => format!("unknown filter `{name}`"),
+        (ErrorKind::UndefinedError, Some(name)) if !text.is_empty() => {
+            format!("`{}` does not exist (no attribute `{name}`)", text.trim())
+        }
+        _ => match error.detail() {
+            Some(detail) => format!("{}: {detail}", error.kind()),
+            None => error.kind().to_string(),
+        },
+    };
+    TemplateProblem::Render {
+        message,
+        range,
+        name,
+        candidates,
+    }
+}
+
+/// `window.strat`: an attribute `window` lacks. Found by reading the text, since a strict
+/// undefined value only fails where it is used, and then at the filter, not at the word.
+fn unknown_window_field(source: &str) -> Option<TemplateProblem> {
+    let mut from = 0;
+    while let Some(at) = source[from..].find("window.").map(|i| i + from) {
+        from = at + "window.".len();
+        let before = source[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let name = identifier(&source[from..]);
+        if name.is_empty() || WINDOW_FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        return Some(TemplateProblem::Render {
+            message: format!("`window` has no attribute `{name}` (it has `start` and `end`)"),
+            range: Some(at..from + name.len()),
+            name: Some(name),
+            candidates: WINDOW_FIELDS.to_vec(),
+        });
+    }
+    None
+}
+
+/// The leading identifier of `text` (`datetim('%Y')` → `datetim`).
+fn identifier(text: &str) -> String {
+    text.trim()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// Compiles `source`, checks its variables against `allowed` (+ `DAYS_AGO_<n>` when
+/// `days_ago` is true) and, when those hold, renders it once against stand-in values of
+/// `world` ([`TemplateProblem::Render`]). Returns every problem found.
+pub fn validate(
+    source: &str,
+    allowed: &[&str],
+    days_ago: bool,
+    world: World,
+) -> Vec<TemplateProblem> {
     let env = environment(chrono_tz::Asia::Shanghai);
     let template = match env.template_from_str(source) {
         Ok(t) => t,
@@ -120,6 +319,14 @@ pub fn validate(source: &str, allowed: &[&str], days_ago: bool) -> Vec<TemplateP
         .filter(|name| !(days_ago && days_ago_n(name).is_some()))
         .collect();
     unknown.sort();
+    if unknown.is_empty() {
+        if world == World::Request {
+            if let Some(problem) = unknown_window_field(source) {
+                return vec![problem];
+            }
+        }
+        return test_render(source, world).err().into_iter().collect();
+    }
     unknown
         .into_iter()
         .map(|name| TemplateProblem::UnknownVariable { name })
@@ -152,6 +359,10 @@ fn fmt_time(t: NaiveDateTime) -> String {
 
 impl RequestContext {
     fn to_value(&self, days_ago: &[i64], tz: Tz) -> Value {
+        Value::from(self.to_map(days_ago, tz))
+    }
+
+    fn to_map(&self, days_ago: &[i64], tz: Tz) -> std::collections::BTreeMap<String, Value> {
         let mut map = std::collections::BTreeMap::<String, Value>::new();
         let start = self.window_start.unwrap_or(self.now);
         let end = self.window_end.unwrap_or(self.now);
@@ -179,7 +390,7 @@ impl RequestContext {
             let t = time::existing(self.now - ChronoDuration::days(*n), tz);
             map.insert(format!("DAYS_AGO_{n}"), Value::from(fmt_time(t)));
         }
-        Value::from(map)
+        map
     }
 }
 
@@ -288,18 +499,70 @@ mod tests {
 
     #[test]
     fn validate_reports_unknown_variables_and_syntax() {
-        assert!(validate("{{ window.start | datetime }}", VARIABLES, true).is_empty());
-        assert!(validate("{{ DAYS_AGO_3 }}", VARIABLES, true).is_empty());
+        assert!(validate(
+            "{{ window.start | datetime }}",
+            VARIABLES,
+            true,
+            World::Request
+        )
+        .is_empty());
+        assert!(validate("{{ DAYS_AGO_3 }}", VARIABLES, true, World::Request).is_empty());
         assert_eq!(
-            validate("{{ LAST_SYNC }}", VARIABLES, true),
+            validate("{{ LAST_SYNC }}", VARIABLES, true, World::Request),
             vec![TemplateProblem::UnknownVariable {
                 name: "LAST_SYNC".into()
             }]
         );
         assert!(matches!(
-            validate("{{ window.start | ", VARIABLES, true).as_slice(),
+            validate("{{ window.start | ", VARIABLES, true, World::Request).as_slice(),
             [TemplateProblem::Syntax { .. }]
         ));
+    }
+
+    #[test]
+    fn validate_renders_once_to_find_unknown_filters_and_attributes() {
+        let problem = |text: &str| validate(text, VARIABLES, true, World::Request);
+        assert!(problem("{{ window.start | datetime('%Y%m%d') }}").is_empty());
+        assert!(problem("{{ env.SHOP | datetime }} {{ cursor }}").is_empty());
+        let text = "{{ window.strat | datetime }}";
+        assert_eq!(
+            problem(text),
+            vec![TemplateProblem::Render {
+                message: "`window` has no attribute `strat` (it has `start` and `end`)".into(),
+                range: Some(3..15),
+                name: Some("strat".into()),
+                candidates: vec!["start", "end"],
+            }]
+        );
+        let text = "{{ window.end | datetim }}";
+        let found = problem(text);
+        let [TemplateProblem::Render {
+            message,
+            range,
+            name,
+            ..
+        }] = found.as_slice()
+        else {
+            panic!("one render problem");
+        };
+        assert_eq!(message, "unknown filter `datetim`");
+        assert_eq!(name.as_deref(), Some("datetim"));
+        assert_eq!(range.clone().map(|r| &text[r]), Some("datetim"));
+        // A format chrono cannot write is an error, not a panic.
+        let bad = problem("{{ window.end | datetime('%Q') }}");
+        assert!(
+            matches!(bad.as_slice(), [TemplateProblem::Render { message, .. }] if message.contains("not a time format")),
+            "{bad:?}"
+        );
+        // The SQL head world has no qsync filters, as the sink renders it.
+        assert!(validate(
+            "{{ table }} ({{ columns }})",
+            SQL_VARIABLES,
+            false,
+            World::Sql
+        )
+        .is_empty());
+        assert!(!validate("{{ table | datetime }}", SQL_VARIABLES, false, World::Sql).is_empty());
     }
 
     #[test]

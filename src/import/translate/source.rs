@@ -373,13 +373,15 @@ impl Translator {
             return None;
         }
         let spaced = space_template(text);
-        let problems = template::validate(&spaced, template::VARIABLES, true);
+        let problems =
+            template::validate(&spaced, template::VARIABLES, true, template::World::Request);
         if let Some(problem) = problems.first() {
             let why = match problem {
                 template::TemplateProblem::Syntax { message, .. } => message.clone(),
                 template::TemplateProblem::UnknownVariable { name } => {
                     format!("`{name}` is not a variable qsync has")
                 }
+                template::TemplateProblem::Render { message, .. } => message.clone(),
             };
             let line = self.error(
                 node,

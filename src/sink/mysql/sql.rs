@@ -173,6 +173,70 @@ impl TableSpec {
     }
 }
 
+/// The statement that adds a column the map writes to a table that lacks it:
+/// `ALTER TABLE `refunds` ADD COLUMN `seller_memo` VARCHAR(255)`. The one spelling of the
+/// fix, given by `check --db` and by a run the server refused.
+pub fn add_column_sql(table: &str, column: &str, ty: ColumnType) -> String {
+    format!(
+        "ALTER TABLE {} ADD COLUMN {} {}",
+        quote_dotted(table),
+        quote_identifier(column).unwrap_or_else(|_| format!("`{column}`")),
+        column_sql(ty)
+    )
+}
+
+/// `schema.table` quoted part by part.
+fn quote_dotted(table: &str) -> String {
+    table
+        .split('.')
+        .map(|part| quote_identifier(part).unwrap_or_else(|_| format!("`{part}`")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+impl TableSpec {
+    /// `error` with the fix spelt out when the server refused a column this table lacks
+    /// (MySQL 1054, "Unknown column 'seller_memo' in 'SELECT'", puzzling for a spec that
+    /// wrote no SELECT): the `ALTER TABLE ... ADD COLUMN` line, as `check --db` gives it.
+    #[must_use]
+    pub fn explain(&self, error: SinkError) -> SinkError {
+        const ER_BAD_FIELD_ERROR: u16 = 1054;
+        match error {
+            SinkError::Query {
+                table,
+                host,
+                code: ER_BAD_FIELD_ERROR,
+                message,
+                class,
+            } => {
+                let named = message.split('\'').nth(1).unwrap_or_default();
+                let message = match self
+                    .columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(named))
+                {
+                    Some(column) => format!(
+                        "{message}: table `{}` has no column `{}`, which the map writes; add \
+                         it: {} (`qsync check --db` compares the map with the table)",
+                        self.display,
+                        column.name,
+                        add_column_sql(&self.display, &column.name, column.ty)
+                    ),
+                    None => message,
+                };
+                SinkError::Query {
+                    table,
+                    host,
+                    code: ER_BAD_FIELD_ERROR,
+                    message,
+                    class,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
 /// The MySQL DDL type of a spec column type: `decimal(12,2)` → `DECIMAL(12,2)`, `string` →
 /// `VARCHAR(255)`, `bool` → `TINYINT(1)`.
 pub fn column_sql(ty: ColumnType) -> String {
