@@ -14,5 +14,8 @@ fn main() -> std::process::ExitCode {
         qsync::cli::Outcome::Ok => 0,
         qsync::cli::Outcome::Failed => 1,
         qsync::cli::Outcome::Usage => 2,
+        // 128 + the signal's number, as a shell reports a process the signal ended.
+        qsync::cli::Outcome::Interrupted => 130,
+        qsync::cli::Outcome::Terminated => 143,
     })
 }

@@ -6,6 +6,7 @@ mod cli_check;
 mod cli_check_catches;
 mod cli_check_db;
 mod cli_plan;
+mod cli_run;
 mod cli_sim;
 mod engine;
 mod examples;

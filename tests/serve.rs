@@ -1332,6 +1332,18 @@ async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
         0
     );
     assert_eq!(count(&url, "SELECT COUNT(*) FROM _qsync_state").await, 1);
+    // The history says it stopped, over the range it committed: up to the mark.
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) FROM _qsync_runs r JOIN _qsync_state s ON s.spec = r.spec \
+             WHERE r.outcome = 'stopped' AND r.range_end = s.high_water \
+             AND r.range_start < r.range_end"
+        )
+        .await,
+        1,
+        "{log}"
+    );
 
     // A second instance picks up from the cursor; nothing lost, nothing doubled.
     sim.set_faults(Faults::default());

@@ -2,9 +2,10 @@
 //! per command with its arguments (`check`, `plan`, `sim`, `serve`, `import`; `sync` holds
 //! `run`, `state` and `replay`, which share loading and the runtime), and what commands
 //! share: flag parsers for times and spans, the output formats, how a load failure is
-//! printed. Exit codes are decided in `main` from the `Outcome` returned here: 0 ok, 1 check
-//! or run failure, 2 usage. Nothing here reads MySQL or HTTP itself: the sink, `exec` and
-//! `dryrun` do, and a command prints what they return.
+//! printed, logging, progress and stop signals. Exit codes are decided in `main` from the
+//! `Outcome` returned here: 0 ok, 1 check or run failure, 2 usage, 130 and 143 for a run
+//! stopped by SIGINT or SIGTERM. Nothing here reads MySQL or HTTP itself: the sink, `exec`
+//! and `dryrun` do, and a command prints what they return.
 
 use chrono::NaiveDateTime;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -13,8 +14,11 @@ use crate::frontend::LoadError;
 
 mod check;
 mod import;
+mod logging;
 mod plan;
+mod progress;
 mod serve;
+mod signals;
 mod sim;
 mod sync;
 
@@ -107,6 +111,10 @@ pub enum Outcome {
     Ok,
     Failed,
     Usage,
+    /// `run` or `replay` stopped by Ctrl-C (SIGINT) after committing its current window.
+    Interrupted,
+    /// `run` or `replay` stopped by SIGTERM after committing its current window.
+    Terminated,
 }
 
 /// Runs the parsed command line.

@@ -42,17 +42,7 @@ pub struct ServeArgs {
 }
 
 pub(super) fn serve(args: ServeArgs) -> Outcome {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match args.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    super::logging::init(args.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,10 +79,13 @@ pub(super) fn serve(args: ServeArgs) -> Outcome {
         };
         let stopper = handle.stopper();
         tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::warn!("shutdown requested; send the signal again to exit at once");
+            let signal = super::signals::next().await;
+            tracing::warn!(
+                "{}: shutdown requested; send the signal again to exit at once",
+                signal.name()
+            );
             stopper.shutdown();
-            shutdown_signal().await;
+            super::signals::next().await;
             tracing::error!("second signal: exiting now; running runs' leases will expire");
             std::process::exit(130);
         });
@@ -103,27 +96,4 @@ pub(super) fn serve(args: ServeArgs) -> Outcome {
             Outcome::Failed
         }
     })
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

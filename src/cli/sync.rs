@@ -3,12 +3,14 @@
 //! stdout, errors and logs to stderr; the exit code is decided in `main` from [`Outcome`].
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 
-use super::{parse_time, report_load_error, LogFormat, Outcome};
+use super::signals::{self, StopSignal};
+use super::{logging, parse_time, progress, report_load_error, LogFormat, Outcome};
 use crate::config::{EnvPolicy, LoadedProfile};
-use crate::exec::{self, RunError, RunOptions, RunSummary};
+use crate::exec::{self, RunError, RunErrorKind, RunOptions, RunSummary};
 use crate::plan::Plan;
 
 #[derive(Debug, clap::Args)]
@@ -77,19 +79,6 @@ pub fn parse_window(text: &str) -> Result<crate::source::Window, String> {
     Ok(crate::source::Window { start, end })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QSYNC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests calling `cli::run` twice) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
-}
-
 /// Loads the spec and its profile; spec errors are usage errors here.
 fn load(spec: &Path, profile: Option<&Path>) -> Result<(Plan, LoadedProfile), Outcome> {
     let loaded = match crate::frontend::load(spec, profile, EnvPolicy::Require, None) {
@@ -126,17 +115,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
         })
 }
 
-/// A shutdown signal raised by Ctrl-C: the run stops after the current window commits.
-fn ctrl_c_shutdown() -> tokio::sync::watch::Receiver<bool> {
+/// A stop signal raised by Ctrl-C or SIGTERM: the run stops after the current window
+/// commits. A second signal exits at once: MySQL rolls the window's transaction back with
+/// the connection, and no history row is written (as after `kill -9`).
+fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping after the current window commits (Ctrl-C again to abort)");
-            let _ = sender.send(true);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
+        let signal = signals::next().await;
+        progress::suspended(|| {
+            eprintln!(
+                "{}: stopping after the current window commits (send it again to stop at once; \
+                 that window then rolls back)",
+                signal.name()
+            );
+        });
+        let _ = sender.send(true);
+        let again = signals::next().await;
+        progress::suspended(|| eprintln!("{}: stopping now", again.name()));
+        std::process::exit(match signal {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        });
     });
     receiver
 }
@@ -148,17 +147,29 @@ fn finish(result: Result<RunSummary, RunError>) -> Outcome {
             Outcome::Ok
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            let stopped = matches!(error.kind(), RunErrorKind::Stopped { .. });
+            let signal = signals::received().filter(|_| stopped);
+            match signal {
+                Some(signal) => eprintln!(
+                    "stopped by {}: {error}; `qsync run` again continues from the mark",
+                    signal.name()
+                ),
+                None => eprintln!("error: {error}"),
+            }
             if let Some(summary) = error.summary() {
                 print!("{summary}");
             }
-            Outcome::Failed
+            match signal {
+                Some(StopSignal::Interrupt) => Outcome::Interrupted,
+                Some(StopSignal::Terminate) => Outcome::Terminated,
+                None => Outcome::Failed,
+            }
         }
     }
 }
 
 /// What `run` and `replay` share: load the spec, then on a runtime run `go` with the
-/// options of every manual run (a progress bar, Ctrl-C, the spec's lease) over `options`,
+/// options of every manual run (progress on stderr, Ctrl-C and SIGTERM, the spec's lease) over `options`,
 /// and print the summary.
 fn manual_run<F, Fut>(
     spec: &Path,
@@ -171,7 +182,7 @@ where
     F: FnOnce(Plan, LoadedProfile, RunOptions) -> Fut,
     Fut: std::future::Future<Output = Result<RunSummary, RunError>>,
 {
-    init_logging(log_format);
+    logging::init(log_format, "warn");
     let (plan, profile) = match load(spec, profile) {
         Ok(loaded) => loaded,
         Err(outcome) => return outcome,
@@ -182,8 +193,8 @@ where
     };
     let result = runtime.block_on(async {
         let options = RunOptions {
-            progress: true,
-            shutdown: Some(ctrl_c_shutdown()),
+            progress: Some(Arc::new(progress::Reporter::for_stderr())),
+            shutdown: Some(stop_on_signals()),
             lease_owner: Some(crate::state::run_owner()),
             ..options
         };

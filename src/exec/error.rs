@@ -74,6 +74,14 @@ pub enum RunErrorKind {
         window: String,
         message: String,
     },
+    /// Told to stop (Ctrl-C, SIGTERM, a daemon shutdown, a lost lease) before the range was
+    /// done: the window being written committed, the ones after it were not read.
+    #[error("spec `{spec}`: stopped before the range{} was done", range.map(|r| format!(" {r}")).unwrap_or_default())]
+    Stopped {
+        spec: String,
+        /// The range the run was asked to sync.
+        range: Option<crate::source::Window>,
+    },
     /// Another run of the spec holds its lease.
     #[error(
         "spec `{spec}` is already running: `{owner}` holds its lease until {until} (MySQL \
@@ -111,12 +119,17 @@ impl std::fmt::Display for RunError {
         if let Some(summary) = &self.summary {
             write!(
                 f,
-                ". {} window{} committed before the failure; the high-water mark is {}",
+                ". {} window{} committed before {}; the high-water mark is {}",
                 summary.windows,
                 if summary.windows == 1 {
                     " was"
                 } else {
                     "s were"
+                },
+                if matches!(*self.kind, RunErrorKind::Stopped { .. }) {
+                    "it stopped"
+                } else {
+                    "the failure"
                 },
                 summary.high_water_mark.map_or_else(
                     || "not set".to_owned(),

@@ -31,9 +31,9 @@
 mod collisions;
 mod dedup;
 mod error;
+mod progress;
 mod window;
 
-use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,8 @@ use crate::template::Renderer;
 use crate::transform::{RunClock, Transformer};
 
 pub use self::error::{RunError, RunErrorKind};
-use self::window::{Engine, Tally};
+pub use self::progress::{Progress, ProgressReport};
+use self::window::{Ended, Engine, Tally};
 
 /// How to run a plan.
 #[derive(Debug, Clone, Default)]
@@ -68,9 +69,10 @@ pub struct RunOptions {
     pub remedy: bool,
     /// The run clock in the source time zone; `None` = the system clock.
     pub now: Option<NaiveDateTime>,
-    /// Show a progress bar (only on a terminal).
-    pub progress: bool,
-    /// `true` = stop after the current window's batch commits.
+    /// Told the run's progress after each committed window (`qsync run`'s bar or lines).
+    pub progress: Option<Arc<dyn ProgressReport>>,
+    /// `true` = stop after the current window commits: the run then ends with
+    /// [`RunErrorKind::Stopped`], recorded as `stopped` over the range it committed.
     pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
     /// Shared per-connection rate limiters (serve shares one across specs).
     pub limiters: Option<Arc<Limiters>>,
@@ -354,28 +356,38 @@ async fn execute(
         tally: Tally::default(),
     };
     let started_at = Utc::now().with_timezone(&tz).naive_local();
-    let progress = (options.progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(windows.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {prefix} [{bar:30}] {pos}/{len} windows {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(spec.clone());
-        bar
-    });
-    let result = engine
-        .run_windows(windows, options.shutdown, progress.as_ref())
-        .await;
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
+    if let Some(report) = &options.progress {
+        report.start(&spec, windows.len() as u64);
     }
-    let summary = engine.summary(range, started.elapsed());
+    let result = engine
+        .run_windows(
+            windows,
+            options.shutdown,
+            options.progress.as_deref(),
+            started,
+        )
+        .await;
+    if let Some(report) = &options.progress {
+        report.finish();
+    }
+    let mut summary = engine.summary(range, started.elapsed());
+    let result = match result {
+        Ok(Ended::Finished) => Ok(()),
+        Ok(Ended::Stopped) => {
+            // Honest history: the run covered only what it committed, from the range's
+            // start to the end of its last committed window (nothing, when none was).
+            summary.range = engine.committed(range);
+            Err(RunErrorKind::Stopped {
+                spec: spec.clone(),
+                range,
+            })
+        }
+        Err(kind) => Err(kind),
+    };
     let (outcome, error) = match &result {
         Ok(()) if summary.rejects > 0 => (RunOutcome::Partial, None),
         Ok(()) => (RunOutcome::Success, None),
+        Err(kind @ RunErrorKind::Stopped { .. }) => (RunOutcome::Stopped, Some(kind.to_string())),
         Err(kind) => (RunOutcome::Failed, Some(kind.to_string())),
     };
     let finished_at = Utc::now().with_timezone(&tz).naive_local();

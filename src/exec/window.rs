@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use tokio::sync::mpsc;
@@ -24,7 +24,7 @@ use crate::transform::Transformer;
 
 use super::collisions::{self, KeyOwners};
 use super::dedup::{fingerprint, is_newest, key_identity, Streamed};
-use super::{RunErrorKind, RunSummary};
+use super::{Progress, ProgressReport, RunErrorKind, RunSummary};
 
 /// Extra reads of a window within one transaction when records move while paging.
 const EXTRA_PASSES: u32 = 3;
@@ -44,10 +44,21 @@ pub(super) fn label(window: Option<Window>) -> String {
     window.map_or_else(|| "(no window)".to_owned(), |w| w.to_string())
 }
 
+/// How the window loop ended, when no window failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Every window committed.
+    Finished,
+    /// Told to stop: the windows after the last committed one were not read.
+    Stopped,
+}
+
 /// The running totals of a run.
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     windows: u64,
+    /// The end of the last committed window: where the run's committed range ends.
+    committed_end: Option<NaiveDateTime>,
     pages: u64,
     records: u64,
     rows: u64,
@@ -123,6 +134,17 @@ impl Engine {
         }
     }
 
+    /// The part of `range` the run committed: from its start to the end of the last
+    /// committed window (windows commit in order); `None` when no window committed.
+    pub(super) fn committed(&self, range: Option<Window>) -> Option<Window> {
+        let range = range?;
+        let end = self.tally.committed_end?;
+        Some(Window {
+            start: range.start,
+            end,
+        })
+    }
+
     fn spawn_fetch(&self, window: Option<Window>) -> FetchTask {
         let (sender, pages) = mpsc::channel(PAGE_BUFFER);
         let source = Arc::clone(&self.source);
@@ -162,8 +184,10 @@ impl Engine {
         &mut self,
         windows: Vec<Option<Window>>,
         shutdown: Option<tokio::sync::watch::Receiver<bool>>,
-        progress: Option<&indicatif::ProgressBar>,
-    ) -> Result<(), RunErrorKind> {
+        progress: Option<&dyn ProgressReport>,
+        started: Instant,
+    ) -> Result<Ended, RunErrorKind> {
+        let total = windows.len() as u64;
         let stop_requested = || shutdown.as_ref().is_some_and(|rx| *rx.borrow());
         let mut upcoming = windows.into_iter();
         let mut ahead: VecDeque<FetchTask> = VecDeque::new();
@@ -175,7 +199,7 @@ impl Engine {
                 }
             }
             let Some(task) = ahead.pop_front() else {
-                return Ok(());
+                return Ok(Ended::Finished);
             };
             if stop_requested() {
                 task.handle.abort();
@@ -183,7 +207,7 @@ impl Engine {
                     task.handle.abort();
                 }
                 tracing::info!(spec = %self.plan.name, "stopping: shutdown requested");
-                return Ok(());
+                return Ok(Ended::Stopped);
             }
             let window = task.window;
             if let Err(error) = self.sync_window(task).await {
@@ -192,12 +216,17 @@ impl Engine {
                 }
                 return Err(error);
             }
-            if let Some(bar) = progress {
-                bar.inc(1);
-                bar.set_message(format!(
-                    "{} records, {} rows",
-                    self.tally.records, self.tally.rows
-                ));
+            if let Some(report) = progress {
+                report.window(&Progress {
+                    spec: self.plan.name.clone(),
+                    window,
+                    windows_done: self.tally.windows,
+                    windows_total: total,
+                    records: self.tally.records,
+                    rows_written: self.tally.rows,
+                    rejects: self.tally.rejects,
+                    elapsed: started.elapsed(),
+                });
             }
             tracing::info!(spec = %self.plan.name, window = %label(window), "window committed");
         }
@@ -221,6 +250,9 @@ impl Engine {
                     self.tally.rows += committed.rows;
                     self.tally.rejects += committed.rejects;
                     self.tally_collisions(window, &committed.collisions);
+                    if let Some(w) = window {
+                        self.tally.committed_end = Some(w.end);
+                    }
                     if self.move_mark {
                         if let Some(w) = window {
                             if self.mark.is_none_or(|m| w.end > m) {

@@ -204,7 +204,8 @@ impl Daemon {
         let outcome = match view.outcome {
             Outcome::Success => RunOutcome::Success,
             Outcome::Partial => RunOutcome::Partial,
-            Outcome::Failed | Outcome::Stopped => RunOutcome::Failed,
+            Outcome::Failed => RunOutcome::Failed,
+            Outcome::Stopped => RunOutcome::Stopped,
         };
         RunRecord {
             spec: view.spec.clone(),

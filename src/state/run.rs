@@ -92,15 +92,19 @@ pub enum RunOutcome {
     /// Finished, but some records were rejected.
     Partial,
     Failed,
+    /// Told to stop (a signal, a daemon shutdown, a lost lease) before its range was done:
+    /// the history row's range is what it committed.
+    Stopped,
 }
 
 impl RunOutcome {
-    /// The stored word: `success`, `partial` or `failed`.
+    /// The stored word: `success`, `partial`, `failed` or `stopped`.
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Success => "success",
             RunOutcome::Partial => "partial",
             RunOutcome::Failed => "failed",
+            RunOutcome::Stopped => "stopped",
         }
     }
 
@@ -109,6 +113,7 @@ impl RunOutcome {
         match text {
             "success" => RunOutcome::Success,
             "partial" => RunOutcome::Partial,
+            "stopped" => RunOutcome::Stopped,
             _ => RunOutcome::Failed,
         }
     }
