@@ -1001,9 +1001,10 @@ map {
     let (plan, profile) = (loaded.plan, loaded.profile.expect("profile"));
     assert!(plan.source.window.is_none());
 
-    // A shutdown requested before the first window commits nothing and is not an error.
+    // A shutdown requested before the first window commits nothing: the run ends as
+    // stopped (not as a finished run), with nothing committed.
     let (_stop, stopped) = tokio::sync::watch::channel(true);
-    let nothing = run(
+    let nothing = exec::run(
         &plan,
         &profile,
         RunOptions {
@@ -1011,8 +1012,13 @@ map {
             ..RunOptions::default()
         },
     )
-    .await;
-    assert_eq!(nothing.windows, 0);
+    .await
+    .expect_err("a stopped run is not a finished one");
+    assert!(
+        matches!(nothing.kind(), RunErrorKind::Stopped { .. }),
+        "{nothing}"
+    );
+    assert_eq!(nothing.summary().map(|s| s.windows), Some(0));
 
     let summary = run(&plan, &profile, RunOptions::default()).await;
     assert_eq!(summary.range, None);
