@@ -191,10 +191,10 @@ fn shown(t: Option<NaiveDateTime>) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
-    // Slow answers: fourteen 6-hour windows take seconds, and SIGTERM comes after the first.
-    let world = World::new(
+/// Slow answers: fourteen 6-hour windows take seconds, so a signal sent when the first
+/// window's line appears finds the run mid-range.
+async fn slow_world() -> World {
+    World::new(
         300,
         Faults {
             latency: Duration::from_millis(400),
@@ -202,7 +202,15 @@ async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
         },
         "6h",
     )
-    .await;
+    .await
+}
+
+/// Runs `qsync run` over the range and sends `signal` (`-TERM`, `-INT`) once the first
+/// window committed: the exit status, stderr and stdout.
+async fn run_and_signal(
+    world: &World,
+    signal: &'static str,
+) -> (std::process::ExitStatus, String, String) {
     let mut child = Command::new(BIN)
         .args(["run", "refunds.qsync", "--since", SINCE, "--until", UNTIL])
         .current_dir(world.dir.path())
@@ -213,7 +221,7 @@ async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
         .expect("qsync run starts");
     let pid = child.id();
     let stderr = child.stderr.take().expect("stderr");
-    let (status, stderr, stdout) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stderr).lines();
         let mut seen = String::new();
         for line in lines.by_ref() {
@@ -221,11 +229,11 @@ async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
             seen.push_str(&line);
             seen.push('\n');
             if line.starts_with("refunds: window 1/14 ") {
-                let killed = Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
+                let sent = Command::new("kill")
+                    .args([signal, &pid.to_string()])
                     .status()
                     .expect("kill runs");
-                assert!(killed.success());
+                assert!(sent.success());
                 break;
             }
         }
@@ -243,7 +251,28 @@ async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
         (child.wait().expect("exit"), seen, stdout)
     })
     .await
-    .expect("the run ends");
+    .expect("the run ends")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_a_run_like_ctrl_c_with_exit_130() {
+    let world = slow_world().await;
+    let (status, stderr, stdout) = run_and_signal(&world, "-INT").await;
+    assert_eq!(status.code(), Some(130), "{stderr}\n{stdout}");
+    assert!(stderr.contains("stopped by SIGINT: "), "{stderr}");
+    let outcome: Option<String> = world
+        .conn()
+        .await
+        .query_first("SELECT outcome FROM _qsync_runs")
+        .await
+        .expect("run row");
+    assert_eq!(outcome.as_deref(), Some("stopped"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_run_after_its_window_and_the_history_says_so() {
+    let world = slow_world().await;
+    let (status, stderr, stdout) = run_and_signal(&world, "-TERM").await;
     assert_eq!(status.code(), Some(143), "{stderr}\n{stdout}");
     assert!(
         stderr.contains("SIGTERM: stopping after the current window commits")
