@@ -324,3 +324,22 @@ async fn the_runs_mysql_errors_say_how_to_fix_the_table_and_the_database() {
     let out = world.qsync(&["check", "memos.qsync", "--db"], 1);
     assert!(out.stderr.contains(expected), "{}", out.stderr);
 }
+
+// ---- item 7: `plan` without a sample says how to get one ----
+
+#[test]
+fn plan_without_a_sample_says_how_to_get_one() {
+    let out = Test::new()
+        .file("qsync.yaml", &profile())
+        .file("s.qsync", &base())
+        .args(&["plan", "s.qsync", "--at", "2024-03-10 12:00:00"])
+        .run();
+    assert!(
+        out.stdout.contains(
+            "rows\n  no sample: pass `--sample <response.json>`, put a vendor response at \
+             `samples/s.json` beside the spec, or fetch the first page with `--live`"
+        ),
+        "{}",
+        out.stdout
+    );
+}

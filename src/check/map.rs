@@ -176,9 +176,11 @@ impl Checker<'_> {
                 "only `string(n)` and `decimal(p,s)` take arguments",
             ),
             (other, _) => {
-                let help = match vendor::closest(other, TYPES) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("types: {}", TYPES.join(", ")),
+                let arg_text: Vec<&str> = t.args.iter().map(|a| a.node.as_str()).collect();
+                let help = match (mysql_spelling(other, &arg_text), vendor::closest(other, TYPES)) {
+                    (Some(ours), _) => format!("qsync's types are not MySQL's: write `{ours}`"),
+                    (None, Some(s)) => format!("did you mean `{s}`?"),
+                    (None, None) => format!("types: {}", TYPES.join(", ")),
                 };
                 self.report(
                     CheckDiagnostic::error(
@@ -505,4 +507,22 @@ pub(crate) fn const_fits(value: &serde_json::Value, ty: ColumnType) -> Result<()
     crate::transform::convert(Some(value), ty, crate::transform::DEFAULT_TZ)
         .map(|_| ())
         .map_err(Misfit)
+}
+
+/// qsync's spelling of a MySQL column type written in a map (`varchar(32)` → `string(32)`),
+/// so the hint says what to write instead of only that the type is unknown.
+fn mysql_spelling(name: &str, args: &[&str]) -> Option<String> {
+    let ours = match (name.to_ascii_lowercase().as_str(), args) {
+        ("varchar" | "char" | "nvarchar" | "nchar", [n]) => format!("string({n})"),
+        ("varchar" | "char" | "nvarchar" | "nchar", []) => "string".to_owned(),
+        ("tinytext" | "mediumtext" | "longtext", _) => "text".to_owned(),
+        ("integer" | "smallint" | "mediumint", _) => "int".to_owned(),
+        ("tinyint", ["1"]) | ("boolean", _) => "bool".to_owned(),
+        ("tinyint", _) => "int".to_owned(),
+        ("timestamp", _) => "datetime".to_owned(),
+        ("numeric", [p, s]) => format!("decimal({p},{s})"),
+        ("float" | "real", _) => "double".to_owned(),
+        _ => return None,
+    };
+    Some(ours)
 }

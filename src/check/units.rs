@@ -95,7 +95,53 @@ pub(crate) fn parse_cron(text: &str) -> Result<croner::Cron, UnitError> {
         .with_seconds_optional()
         .with_dom_and_dow()
         .parse()
-        .map_err(|e| UnitError::Cron(e.to_string()))
+        .map_err(|e| UnitError::Cron(cron_problem(text).unwrap_or_else(|| e.to_string())))
+}
+
+/// The fields of a cron expression as croner reads them: five, or six with the seconds
+/// field *first* (`30 2 1 * * *` is 01:02:30), with the range of each.
+const CRON_FIELDS: [(&str, u32, u32); 6] = [
+    ("seconds", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+];
+
+/// Our own words for the two mistakes croner words vaguely: the wrong number of fields, and
+/// a number out of its field's range (croner: "number out of bounds", naming no field).
+fn cron_problem(text: &str) -> Option<String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let names = match fields.len() {
+        5 => &CRON_FIELDS[1..],
+        6 => &CRON_FIELDS[..],
+        n => {
+            return Some(format!(
+                "it has {n} field(s); write 5 (minute hour day-of-month month day-of-week) or 6 \
+                 with a leading seconds field"
+            ))
+        }
+    };
+    for (position, (field, (name, low, high))) in fields.iter().zip(names).enumerate() {
+        let numbers = field
+            .split([',', '-', '/'])
+            .filter_map(|part| part.parse::<u32>().ok());
+        for n in numbers {
+            // After `/` a number is a step, not a value of the field.
+            let step = field.split(',').any(|p| {
+                p.split_once('/')
+                    .is_some_and(|(_, s)| s.parse::<u32>().ok() == Some(n))
+            });
+            if !step && (n < *low || n > *high) {
+                return Some(format!(
+                    "the {name} field (field {}) is {n}, outside {low}-{high}",
+                    position + 1
+                ));
+            }
+        }
+    }
+    None
 }
 
 impl Checker<'_> {
@@ -138,7 +184,7 @@ impl Checker<'_> {
                         format!("`{}` is not a cron expression: {message}", text.node),
                     )
                     .label("bad cron")
-                    .help("five fields: minute hour day-of-month month day-of-week, e.g. \"2 1 * * *\" (a sixth, leading seconds field is optional)"),
+                    .help("five fields: minute hour day-of-month month day-of-week, e.g. \"2 1 * * *\"; with six, the first is seconds: \"30 2 1 * * *\" is 01:02:30"),
                 );
                 None
             }
@@ -173,6 +219,34 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cron_fields_are_named_and_seconds_come_first() {
+        // What croner accepts: six fields put seconds first.
+        let cron = parse_cron("30 2 1 * * *").unwrap();
+        let from = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        let next = cron.find_next_occurrence(&from, false).unwrap();
+        assert_eq!(next.format("%H:%M:%S").to_string(), "01:02:30");
+        let message = |text| parse_cron(text).unwrap_err().to_string();
+        assert_eq!(
+            message("0 25 * * *"),
+            "the hour field (field 2) is 25, outside 0-23"
+        );
+        assert_eq!(
+            message("0 0 * 13 *"),
+            "the month field (field 4) is 13, outside 1-12"
+        );
+        assert_eq!(
+            message("0 0 0 32 * *"),
+            "the day-of-month field (field 4) is 32, outside 1-31"
+        );
+        assert!(message("0 0 * *").starts_with("it has 4 field(s)"));
+        assert!(parse_cron("*/15 0-23/2 * * 1-5").is_ok());
+    }
 
     #[test]
     fn durations() {

@@ -78,11 +78,27 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
     if found.is_none() {
         if let Some(open) = unclosed_brace(text) {
             return SyntaxError {
-                message: "unexpected end of file: this `{` is never closed".to_owned(),
+                message: format!("unexpected end of file: {}", block_opened(text, open)),
                 help: "add the missing `}` at the end of the block".to_owned(),
                 span: (open, 1).into(),
                 label: "opened here".to_owned(),
             };
+        }
+    }
+    // A block keyword at the start of a line inside an open block: the block before it
+    // lacks its `}` (reporting `target` as unexpected would point at the wrong block).
+    let starts_line = text[..offset].trim_end_matches([' ', '\t']).ends_with('\n');
+    if let (Some(word), true) = (found.as_deref(), starts_line) {
+        if BLOCK_KEYWORDS.contains(&word) {
+            if let Some(open) = unclosed_brace(&text[..offset]) {
+                let line = text[..offset].matches('\n').count() + 1;
+                return SyntaxError {
+                    message: block_opened(text, open),
+                    help: format!("add the missing `}}` before `{word}` on line {line}"),
+                    span: (open, 1).into(),
+                    label: "opened here".to_owned(),
+                };
+            }
         }
     }
     if found.as_deref() == Some("\"")
@@ -104,6 +120,23 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
         help: help_for(&expected, found.as_deref()),
         span: (offset, span_len).into(),
         label: "unexpected here".to_owned(),
+    }
+}
+
+/// Keywords that start a top-level block.
+const BLOCK_KEYWORDS: &[&str] = &["sync", "source", "target", "map"];
+
+/// "the `source` block opened at line 4 is not closed", for the `{` at `open`.
+fn block_opened(text: &str, open: usize) -> String {
+    let line_start = text[..open].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..open].matches('\n').count() + 1;
+    let word = text[line_start..open]
+        .split_whitespace()
+        .next()
+        .filter(|w| BLOCK_KEYWORDS.contains(w) || w.starts_with('@'));
+    match word {
+        Some(word) => format!("the `{word}` block opened at line {line} is not closed"),
+        None => format!("the `{{` opened at line {line} is not closed"),
     }
 }
 
@@ -190,10 +223,41 @@ fn help_for(expected: &[&str], found: Option<&str>) -> String {
     if found == Some("}") || found.is_none() {
         return "check that every `{` has its `}` and every statement is complete".to_owned();
     }
+    let wants_duration = expected.iter().any(|e| e.contains("duration"));
+    if let (true, Some(token)) = (wants_duration, found) {
+        if let Some(help) = duration_help(token) {
+            return help;
+        }
+    }
     if expected.iter().any(|e| e.contains("quoted string")) {
         return "strings are written in double quotes: \"text\"".to_owned();
     }
     "see the language reference in README.md".to_owned()
+}
+
+/// `1天` where a duration goes: a number with a unit qsync does not know. Names the unit
+/// meant when it is a Chinese one.
+fn duration_help(token: &str) -> Option<String> {
+    let digits: String = token.chars().take_while(char::is_ascii_digit).collect();
+    let unit = &token[digits.len()..];
+    if digits.is_empty() || unit.is_empty() {
+        return None;
+    }
+    let units = "500ms, 30s, 5m, 2h, 7d, 1w";
+    let ours = match unit {
+        "天" | "日" => Some("d"),
+        "小时" | "时" | "钟头" => Some("h"),
+        "分钟" | "分" => Some("m"),
+        "秒" => Some("s"),
+        "周" | "星期" => Some("w"),
+        _ => None,
+    };
+    Some(match ours {
+        Some(ours) => format!(
+            "write `{digits}{ours}`: a duration is a number and one of the units of {units}"
+        ),
+        None => format!("`{unit}` is not a duration unit: write a number and a unit, e.g. {units}"),
+    })
 }
 
 /// A human name for each rule, or `None` for rules that never appear in expectations.
