@@ -35,8 +35,6 @@ fn every_code_has_a_broken_spec() {
     // error code has a corpus file.
     let warnings = [
         "qsync::check::missing_env",
-        "qsync::check::window_over_limit",
-        "qsync::check::page_size_over_limit",
         "qsync::check::sample_missing_field",
         "qsync::check::sample_conversion",
         "qsync::check::sample_no_records",

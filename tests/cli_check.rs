@@ -52,8 +52,10 @@ fn usage_errors_exit_2() {
     Test::new().args(&["frobnicate"]).status(2).run();
 }
 
+/// A page size or window span over what the vendor publishes is refused by the vendor, so
+/// it is an error (issue 14, item 6).
 #[test]
-fn warnings_do_not_fail_the_check() {
+fn values_over_the_vendors_limits_fail_the_check() {
     let spec = base()
         .replace(
             "@paginate page_index size 50",
@@ -64,6 +66,7 @@ fn warnings_do_not_fail_the_check() {
         .file("qsync.yaml", &profile())
         .file("s.qsync", &spec)
         .args(&["check", "s.qsync"])
+        .status(1)
         .run();
     assert!(
         out.stderr.contains("qsync::check::page_size_over_limit"),

@@ -514,7 +514,7 @@ impl Checker<'_> {
                     if let Some(limit) = vendor_max {
                         if d > limit {
                             self.report(
-                                CheckDiagnostic::warning(
+                                CheckDiagnostic::error(
                                     codes::WINDOW_OVER_LIMIT,
                                     opt.value.span,
                                     format!(
@@ -577,13 +577,13 @@ impl Checker<'_> {
         if let (Some(size), Some(max)) = (p.size, info.max_page_size) {
             if size > max {
                 self.report(
-                    CheckDiagnostic::warning(
+                    CheckDiagnostic::error(
                         codes::PAGE_SIZE_OVER_LIMIT,
                         p.size_span.unwrap_or(p.span),
                         format!("the vendor allows at most {max} records per page, this asks for {size}"),
                     )
                     .label("over the vendor's maximum")
-                    .help(format!("use `size {max}`: the vendor refuses or truncates larger pages")),
+                    .help(format!("use `size {max}` or less: the vendor refuses or truncates larger pages")),
                 );
             }
         }
