@@ -137,3 +137,30 @@ pub enum SourceError {
     #[error("spec `{spec}`, window {window}: fetching stopped because writing stopped")]
     Stopped { spec: String, window: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SourceError;
+    use crate::connectors::ConnectorError;
+
+    /// The connector's message names the connection; the run's error does not name it again
+    /// (it said "connection jky: connection jky has no app_secret").
+    #[test]
+    fn a_connector_error_names_its_connection_once() {
+        let cause = ConnectorError::MissingSetting {
+            connection: "jky".to_owned(),
+            vendor: "jikeyun",
+            key: "app_secret".to_owned(),
+        };
+        let error = SourceError::Connector {
+            spec: "warehouses".to_owned(),
+            connection: "jky".to_owned(),
+            message: cause.to_string(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "spec `warehouses`: connection `jky` has no `app_secret` (needed by the jikeyun \
+             connector)"
+        );
+    }
+}
