@@ -28,6 +28,9 @@ pub use diagnostic::{line_col, render, CheckDiagnostic, CheckFailure};
 pub use sample::records as sample_records;
 pub(crate) use source::default_size_param;
 pub(crate) use units::parse_cron;
+/// The closest of some names to a misspelt one (edit distance ≤ 2, or a case-insensitive
+/// match), for `did you mean` hints; `import` uses it for scheme keys.
+pub(crate) use vendor::closest;
 
 /// What `check` may consult besides the text.
 #[derive(Debug, Default, Clone, Copy)]

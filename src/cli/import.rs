@@ -32,9 +32,14 @@ pub struct ImportArgs {
     /// jushuitan, qimen, jikeyun, wdt, dingtalk_yida, http.
     #[arg(long, value_parser = parse_connector)]
     pub connector: Option<ConnectorKind>,
-    /// Also run `check` on each imported spec (with the profile beside it under --out).
+    /// Also run `check` on each imported spec (with the profile beside it under --out, or
+    /// `./qsync.yaml`; the summary names the one used).
     #[arg(long)]
     pub check: bool,
+    /// Overwrite `.qsync` files that already exist under --out (they are refused without
+    /// it; an existing `qsync.yaml` is never overwritten).
+    #[arg(long, requires = "out")]
+    pub force: bool,
     /// Output format of the findings.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
@@ -81,6 +86,22 @@ pub(super) fn run(args: &ImportArgs) -> Outcome {
             return Outcome::Failed;
         }
     }
+    if let (Some(out), false) = (&args.out, args.force) {
+        let existing: Vec<String> = jobs
+            .iter()
+            .map(|job| out.join(format!("{}.qsync", job.stem)))
+            .filter(|path| path.exists())
+            .map(|path| format!("`{}`", path.display()))
+            .collect();
+        if !existing.is_empty() {
+            eprintln!(
+                "error: {} already exist{}; nothing was written (pass --force to overwrite)",
+                existing.join(", "),
+                if existing.len() == 1 { "s" } else { "" }
+            );
+            return Outcome::Failed;
+        }
+    }
     let mut results = Vec::new();
     for job in &jobs {
         let imported = import::import(
@@ -103,7 +124,12 @@ pub(super) fn run(args: &ImportArgs) -> Outcome {
         results.push((job, imported, spec_path));
     }
     let profile_path = match &args.out {
-        Some(dir) => match write_profile(dir, results.iter().map(|(_, i, _)| i)) {
+        Some(dir) => match write_profile(
+            dir,
+            results
+                .iter()
+                .map(|(job, i, _)| (i, format!("{}.qsync", job.stem))),
+        ) {
             Ok(path) => Some(path),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -118,10 +144,15 @@ pub(super) fn run(args: &ImportArgs) -> Outcome {
 /// The schemes named on the command line.
 fn jobs(args: &ImportArgs) -> Result<Vec<Job>, String> {
     if let (Some(source), Some(target)) = (&args.source, &args.target) {
+        for path in [source, target] {
+            if !path.is_file() {
+                return Err(format!("`{}`: no such file", path.display()));
+            }
+        }
         return Ok(vec![Job {
             input: SchemeInput::Halves {
-                source: read(source)?,
-                target: read(target)?,
+                source: read(source),
+                target: read(target),
             },
             stem: frontend::spec_name(source),
         }]);
@@ -138,15 +169,13 @@ fn jobs(args: &ImportArgs) -> Result<Vec<Job>, String> {
     }
     files.sort();
     files.dedup();
-    files
+    Ok(files
         .iter()
-        .map(|f| {
-            Ok(Job {
-                input: SchemeInput::Whole(read(f)?),
-                stem: frontend::spec_name(f),
-            })
+        .map(|f| Job {
+            input: SchemeInput::Whole(read(f)),
+            stem: frontend::spec_name(f),
         })
-        .collect()
+        .collect())
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
@@ -163,22 +192,34 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<SchemeFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    Ok(SchemeFile {
-        name: path.display().to_string(),
-        text,
-    })
+/// A scheme file's bytes, decoded ([`SchemeFile::decode`]): a file that is no text is a
+/// finding of its own import, so the other files of a folder are still imported.
+fn read(path: &Path) -> SchemeFile {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => SchemeFile::decode(name, &bytes),
+        Err(e) => SchemeFile {
+            unreadable: Some(e.to_string()),
+            ..SchemeFile::new(name, "")
+        },
+    }
 }
 
 /// Writes the profile stub; an existing `qsync.yaml` is left alone and the stub goes to
 /// `qsync.import.yaml` beside it.
 fn write_profile<'a>(
     dir: &Path,
-    imported: impl Iterator<Item = &'a Imported>,
+    imported: impl Iterator<Item = (&'a Imported, String)>,
 ) -> Result<PathBuf, String> {
-    let stub = import::profile_stub(imported.flat_map(|i| i.connections.iter()));
+    let imported: Vec<(&Imported, String)> = imported.collect();
+    let env: Vec<(String, String)> = imported
+        .iter()
+        .flat_map(|(i, spec)| i.env.iter().map(move |var| (var.clone(), spec.clone())))
+        .collect();
+    let stub = import::profile_stub(
+        imported.iter().flat_map(|(i, _)| i.connections.iter()),
+        &env,
+    );
     let main = dir.join("qsync.yaml");
     let path = if main.exists() {
         dir.join("qsync.import.yaml")
@@ -205,9 +246,25 @@ fn report(
             |p| p.display().to_string(),
         );
         // The profile `qsync check` would use for the spec: the one beside it.
+        let mut profile_used = None;
         let checked = args.check.then(|| {
-            let profile = frontend::find_profile(None, Path::new(&spec_name))
-                .and_then(|p| config::load(&p, EnvPolicy::Tolerate, &config::process_env).ok());
+            let profile =
+                frontend::find_profile(None, Path::new(&spec_name)).and_then(
+                    |p| match config::load(&p, EnvPolicy::Tolerate, &config::process_env) {
+                        Ok(loaded) => {
+                            profile_used = Some(format!("profile {}", p.display()));
+                            Some(loaded)
+                        }
+                        Err(e) => {
+                            profile_used =
+                                Some(format!("no profile: {} does not load ({e})", p.display()));
+                            None
+                        }
+                    },
+                );
+            if profile_used.is_none() {
+                profile_used = Some("no profile found: connections not checked".to_owned());
+            }
             import::check_spec(&spec_name, &imported.spec, profile.as_ref())
         });
         let check_failed = checked
@@ -224,11 +281,7 @@ fn report(
                         crate::check::render(&spec_name, &imported.spec, found).as_bytes(),
                     );
                 }
-                let todos = imported
-                    .diagnostics
-                    .iter()
-                    .filter(|d| d.diagnostic.is_error())
-                    .count();
+                let todos = imported.todo_lines();
                 let inputs: Vec<String> =
                     job.input.files().iter().map(|f| f.name.clone()).collect();
                 let _ = writeln!(
@@ -243,12 +296,18 @@ fn report(
                     } else {
                         format!("incomplete, {todos} TODO(s)")
                     },
-                    match &checked {
-                        Some(_) if check_failed => ", check failed",
-                        Some(_) => ", check ok",
-                        None => "",
+                    match (&checked, &profile_used) {
+                        (Some(_), Some(p)) if check_failed => format!(", check failed ({p})"),
+                        (Some(_), Some(p)) => format!(", check ok ({p})"),
+                        _ => String::new(),
                     }
                 );
+                for var in &imported.env {
+                    let _ = writeln!(
+                        stderr,
+                        "  needs the environment variable {var} where qsync runs (a credential the scheme held)"
+                    );
+                }
                 if spec_path.is_none() {
                     print!("{}", imported.spec);
                 }
@@ -258,11 +317,14 @@ fn report(
                     "inputs": job.input.files().iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
                     "spec_file": spec_path.as_ref().map(|p| p.display().to_string()),
                     "complete": complete,
+                    "todo_lines": imported.todo_lines(),
+                    "env": imported.env,
                     "diagnostics": import::json_diagnostics(&job.input, &imported.diagnostics),
                     "spec": imported.spec,
                 });
                 if let Some(found) = &checked {
                     doc["check"] = super::check::json_report(&spec_name, &imported.spec, found);
+                    doc["check_profile"] = serde_json::json!(profile_used);
                 }
                 documents.push(doc);
             }

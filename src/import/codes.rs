@@ -43,6 +43,14 @@ pub const NO_KEY: &str = "qsync::import::no_key";
 pub const DUPLICATE_FIELD: &str = "qsync::import::duplicate_field";
 /// A value the target cannot use (`{{ CURRENT_TIME }}` in a column).
 pub const UNSUPPORTED_VALUE: &str = "qsync::import::unsupported_value";
+/// The records are flattened (`beatFlat`) and the key holds only the parent record's id,
+/// and the element has no id the importer knows: elements would overwrite each other.
+pub const KEY_NOT_UNIQUE: &str = "qsync::import::key_not_unique";
+/// `--connector` names a connector whose endpoint for the scheme's API is not known
+/// (`--connector jushuitan` on a Qimen method without a known open-API path).
+pub const UNKNOWN_ENDPOINT: &str = "qsync::import::unknown_endpoint";
+/// The file is not UTF-8 and not GB18030 either (or a folder entry cannot be read).
+pub const UNREADABLE: &str = "qsync::import::unreadable";
 
 /// Warning: the page size was lowered to the vendor's maximum.
 pub const PAGE_SIZE_CLAMPED: &str = "qsync::import::page_size_clamped";
@@ -56,6 +64,20 @@ pub const UPSERT_LIST: &str = "qsync::import::upsert_list";
 pub const GMT_BOUNDS: &str = "qsync::import::gmt_bounds";
 /// Warning: a request field that `main_sql` writes to no column.
 pub const UNUSED_FIELD: &str = "qsync::import::unused_field";
+/// Warning: `INSERT` with `idCheck` becomes `mode ignore`: a record already written is
+/// never updated, as on the platform.
+pub const IGNORES_UPDATES: &str = "qsync::import::ignores_updates";
+/// Warning: the records are flattened and the key held only the parent's id: the
+/// element's id column joins the key.
+pub const KEY_WIDENED: &str = "qsync::import::key_widened";
+/// Warning: the target's `id` is not a column with a value; the key comes from the
+/// source's `id` or `number` instead.
+pub const KEY_FALLBACK: &str = "qsync::import::key_fallback";
+/// Warning: a key that differs from a known key only in case, `_` or `-` (`beatflat`) is
+/// read as that key.
+pub const KEY_CASE: &str = "qsync::import::key_case";
+/// Warning: the file was not UTF-8 and was read as GB18030 (GBK), or as UTF-16 by its BOM.
+pub const ENCODING: &str = "qsync::import::encoding";
 
 /// Every code, for the test that each has a golden scheme.
 pub const ALL: &[&str] = &[
@@ -79,10 +101,18 @@ pub const ALL: &[&str] = &[
     NO_KEY,
     DUPLICATE_FIELD,
     UNSUPPORTED_VALUE,
+    KEY_NOT_UNIQUE,
+    UNKNOWN_ENDPOINT,
+    UNREADABLE,
     PAGE_SIZE_CLAMPED,
     SECRET_MOVED,
     PLATFORM_EXTEND,
     UPSERT_LIST,
     GMT_BOUNDS,
     UNUSED_FIELD,
+    IGNORES_UPDATES,
+    KEY_WIDENED,
+    KEY_FALLBACK,
+    KEY_CASE,
+    ENCODING,
 ];

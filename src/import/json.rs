@@ -126,6 +126,17 @@ impl Node {
             .map(|m| &m.node)
     }
 
+    /// The member `key` of an object, to change (the first, when repeated).
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
+        match &mut self.value {
+            Value::Object(members) => members
+                .iter_mut()
+                .find(|m| m.key == key)
+                .map(|m| &mut m.node),
+            _ => None,
+        }
+    }
+
     /// The members of an object; none for other values.
     pub(crate) fn members(&self) -> &[Member] {
         match &self.value {
@@ -143,14 +154,6 @@ impl Node {
             Value::Bool(b) => Some(b.to_string()),
             _ => None,
         }
-    }
-
-    /// `true`, `"true"`, `1`, `"1"` are true; everything else is false.
-    pub(crate) fn truthy(&self) -> bool {
-        matches!(
-            self.text().as_deref().map(str::trim),
-            Some("true" | "1" | "TRUE" | "True")
-        )
     }
 
     /// What kind of value this is, in words, for messages.

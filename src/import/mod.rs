@@ -10,6 +10,7 @@
 //! to `check`, the same as `qsync check`.
 
 pub mod codes;
+mod fold;
 mod json;
 mod render;
 mod sql;
@@ -23,11 +24,71 @@ use crate::config::LoadedProfile;
 use crate::plan::ConnectorKind;
 use crate::syntax::Span;
 
-/// One scheme file as read: its display name and text.
+/// One scheme file as read: its display name, its text and how the bytes were decoded.
 #[derive(Debug, Clone)]
 pub struct SchemeFile {
     pub name: String,
+    /// The text without a byte order mark; empty when the bytes could not be decoded.
     pub text: String,
+    /// The encoding the bytes were read in when it is not UTF-8 (`GB18030`, `UTF-16LE`).
+    pub encoding: Option<&'static str>,
+    /// Why the bytes could not be decoded at all.
+    pub unreadable: Option<String>,
+}
+
+impl SchemeFile {
+    /// A file whose text is already known (UTF-8).
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> SchemeFile {
+        SchemeFile {
+            name: name.into(),
+            text: text.into(),
+            encoding: None,
+            unreadable: None,
+        }
+    }
+
+    /// A file from its bytes: a byte order mark (UTF-8, UTF-16) says the encoding and is
+    /// dropped; bytes that are not UTF-8 are read as GB18030 (a superset of GBK, what the
+    /// platform's Chinese Windows users save), and bytes that are neither are unreadable.
+    pub fn decode(name: impl Into<String>, bytes: &[u8]) -> SchemeFile {
+        let mut file = SchemeFile::new(name, String::new());
+        if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(bytes) {
+            let (text, had_errors) =
+                encoding.decode_without_bom_handling(bytes.get(bom..).unwrap_or_default());
+            if had_errors {
+                file.unreadable = Some(format!(
+                    "the file starts with a {} byte order mark but its bytes are not {}",
+                    encoding.name(),
+                    encoding.name()
+                ));
+            } else {
+                file.text = text.into_owned();
+                if encoding != encoding_rs::UTF_8 {
+                    file.encoding = Some(encoding.name());
+                }
+            }
+            return file;
+        }
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            text.clone_into(&mut file.text);
+            return file;
+        }
+        match encoding_rs::GB18030.decode_without_bom_handling_and_without_replacement(bytes) {
+            Some(text) => {
+                file.text = text.into_owned();
+                file.encoding = Some("GB18030 (GBK)");
+            }
+            None => {
+                let at = std::str::from_utf8(bytes)
+                    .err()
+                    .map_or(0, |e| e.valid_up_to());
+                file.unreadable = Some(format!(
+                    "the bytes are neither UTF-8 nor GB18030 (GBK); the first bad byte is at offset {at}"
+                ));
+            }
+        }
+        file
+    }
 }
 
 /// What to import: a whole scheme (`{"source": {...}, "target": {...}}`, optionally with
@@ -81,6 +142,9 @@ pub struct Imported {
     pub diagnostics: Vec<ImportDiagnostic>,
     /// `(name, YAML entry)` of each connection the spec uses, for the profile stub.
     pub connections: Vec<(String, String)>,
+    /// Environment variables the spec reads (`{{ env.DINGTALK_SYSTEM_TOKEN }}`): the
+    /// credentials that were request fields of the scheme.
+    pub env: Vec<String>,
 }
 
 impl Imported {
@@ -88,28 +152,67 @@ impl Imported {
     pub fn is_complete(&self) -> bool {
         !self.diagnostics.iter().any(|d| d.diagnostic.is_error())
     }
+
+    /// The number of `# TODO(...)` lines in the spec: what is left to do by hand.
+    pub fn todo_lines(&self) -> usize {
+        self.spec
+            .lines()
+            .filter(|l| l.trim_start().starts_with("# TODO("))
+            .count()
+    }
 }
 
 /// Imports one scheme. Never fails: what cannot be read or translated is a diagnostic.
+/// A half that cannot be read is replaced by an empty one, so the other half is still
+/// translated (and `--connector` still applies to the source).
 pub fn import(input: &SchemeInput, options: &ImportOptions) -> Imported {
     let files = input.files();
     let names: Vec<String> = files.iter().map(|f| display_name(&f.name)).collect();
     let mut diagnostics = Vec::new();
+    let mut header = Vec::new();
     let mut roots = Vec::new();
     for (i, file) in files.iter().enumerate() {
-        match json::parse(&file.text) {
-            Ok(root) => roots.push(root),
-            Err(e) => diagnostics.push(ImportDiagnostic {
+        let d = read_problem(file);
+        if let Some(d) = d {
+            if d.is_error() {
+                header.push(render::Line::Todo {
+                    code: d.code,
+                    message: format!("{}: {}", names[i], d.message),
+                });
+            }
+            diagnostics.push(ImportDiagnostic {
                 file: i,
                 path: "$".to_owned(),
-                diagnostic: CheckDiagnostic::error(
-                    codes::NOT_JSON,
-                    e.span,
-                    format!("the scheme is not JSON: {}", e.message),
-                )
-                .label("here")
-                .help("the scheme is the JSON the platform's editor shows (comments and trailing commas are fine)"),
-            }),
+                diagnostic: d,
+            });
+        }
+        if file.unreadable.is_some() {
+            roots.push(None);
+            continue;
+        }
+        match json::parse(&file.text) {
+            Ok(root) => roots.push(Some(root)),
+            Err(e) => {
+                header.push(render::Line::Todo {
+                    code: codes::NOT_JSON,
+                    message: format!(
+                        "{} is not JSON ({}); what it holds is not translated",
+                        names[i], e.message
+                    ),
+                });
+                diagnostics.push(ImportDiagnostic {
+                    file: i,
+                    path: "$".to_owned(),
+                    diagnostic: CheckDiagnostic::error(
+                        codes::NOT_JSON,
+                        e.span,
+                        format!("the scheme is not JSON: {}", e.message),
+                    )
+                    .label("here")
+                    .help("the scheme is the JSON the platform's editor shows (comments and trailing commas are fine; bare words such as `int` need quotes)"),
+                });
+                roots.push(None);
+            }
         }
     }
     // A placeholder half stands in for what could not be read, so the spec still checks.
@@ -118,50 +221,97 @@ pub fn import(input: &SchemeInput, options: &ImportOptions) -> Imported {
         path: MISSING.to_owned(),
         value: json::Value::Object(Vec::new()),
     };
-    let (halves, mut found) = match (input, roots.as_slice()) {
-        (SchemeInput::Whole(_), [root]) => whole_halves(root, &empty),
-        (SchemeInput::Halves { .. }, [source, target]) => (
+    let mut found = Vec::new();
+    let mut parts: Vec<(Option<json::Node>, Option<json::Node>)> = Vec::new();
+    match input {
+        SchemeInput::Whole(_) => {
+            if let Some(Some(mut root)) = roots.pop() {
+                fold::scheme(&mut root, 0, &mut found);
+                parts.push((Some(root), None));
+            }
+        }
+        SchemeInput::Halves { .. } => {
+            let mut roots = roots.into_iter();
+            for (i, key) in ["source", "target"].into_iter().enumerate() {
+                match roots.next().flatten() {
+                    Some(root) => {
+                        let (mut node, name) = half(root, key);
+                        if key == "source" {
+                            fold::source(&mut node, i, &mut found);
+                        } else {
+                            fold::target(&mut node, i, &mut found);
+                        }
+                        parts.push((Some(node), name));
+                    }
+                    None => parts.push((None, None)),
+                }
+            }
+        }
+    }
+    let halves = match (input, parts.as_slice()) {
+        (SchemeInput::Whole(_), [(Some(root), _)]) => whole_halves(root, &empty, &mut found),
+        (SchemeInput::Halves { .. }, [(source, source_name), (target, target_name)]) => {
             translate::Halves {
-                title: None,
-                source: half(source, "source"),
+                title: source_name.as_ref().or(target_name.as_ref()),
+                source: source.as_ref().unwrap_or(&empty),
                 source_file: 0,
-                target: half(target, "target"),
+                target: target.as_ref().unwrap_or(&empty),
                 target_file: 1,
                 extra: Vec::new(),
-            },
-            Vec::new(),
-        ),
-        _ => (
-            translate::Halves {
-                title: None,
-                source: &empty,
-                source_file: 0,
-                target: &empty,
-                target_file: files.len().saturating_sub(1),
-                extra: Vec::new(),
-            },
-            Vec::new(),
-        ),
+                header: Vec::new(),
+            }
+        }
+        _ => translate::Halves {
+            title: None,
+            source: &empty,
+            source_file: 0,
+            target: &empty,
+            target_file: files.len().saturating_sub(1),
+            extra: Vec::new(),
+            header: Vec::new(),
+        },
     };
+    let halves = translate::Halves { header, ..halves };
     diagnostics.append(&mut found);
     let translation =
         translate::translate(&halves, &options.default_title, &names, options.connector);
-    // A file that is not JSON would make every key look missing: report only that.
-    // Nor is what stands in for a missing half worth a finding.
-    if roots.len() == files.len() {
-        diagnostics.extend(
-            translation
-                .diagnostics
-                .into_iter()
-                .filter(|d| d.path != MISSING),
-        );
-    }
+    // What stands in for a missing half is not worth a finding.
+    diagnostics.extend(
+        translation
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.path != MISSING),
+    );
     diagnostics.sort_by_key(|d| (d.file, d.diagnostic.span.start, d.diagnostic.span.end));
     Imported {
         spec: render::render(&translation.draft),
         diagnostics,
         connections: translation.connections,
+        env: translation.env,
     }
+}
+
+/// What reading the file's bytes found: an encoding other than UTF-8 (a warning), or
+/// bytes that are no text at all (an error).
+fn read_problem(file: &SchemeFile) -> Option<CheckDiagnostic> {
+    if let Some(why) = &file.unreadable {
+        return Some(
+            CheckDiagnostic::error(
+                codes::UNREADABLE,
+                Span::new(0, 0),
+                format!("the file cannot be read as text: {why}"),
+            )
+            .help("save the scheme as UTF-8 (or GBK) and import it again"),
+        );
+    }
+    file.encoding.map(|encoding| {
+        CheckDiagnostic::warning(
+            codes::ENCODING,
+            Span::new(0, 0),
+            format!("the file is not UTF-8: it was read as {encoding}"),
+        )
+        .help("nothing to do if the labels read right; the spec is written in UTF-8")
+    })
 }
 
 /// The path of the empty half that stands in for a missing one.
@@ -171,8 +321,8 @@ pub(crate) const MISSING: &str = "$.<missing>";
 fn whole_halves<'n>(
     root: &'n json::Node,
     empty: &'n json::Node,
-) -> (translate::Halves<'n>, Vec<ImportDiagnostic>) {
-    let mut found = Vec::new();
+    found: &mut Vec<ImportDiagnostic>,
+) -> translate::Halves<'n> {
     let mut missing = |what: &str| {
         found.push(ImportDiagnostic {
             file: 0,
@@ -197,27 +347,62 @@ fn whole_halves<'n>(
     let extra = root
         .members()
         .iter()
-        .filter(|m| !["name", "source", "target"].contains(&m.key.as_str()))
+        .filter(|m| !translate::SCHEME_KEYS.contains(&m.key.as_str()))
         .map(|m| &m.node)
         .collect();
-    (
-        translate::Halves {
-            title: root.get("name"),
-            source: source.unwrap_or(empty),
-            source_file: 0,
-            target: target.unwrap_or(empty),
-            target_file: 0,
-            extra,
-        },
-        found,
-    )
+    translate::Halves {
+        title: root.get("name"),
+        source: source.unwrap_or(empty),
+        source_file: 0,
+        target: target.unwrap_or(empty),
+        target_file: 0,
+        extra,
+        header: Vec::new(),
+    }
 }
 
-/// A half file may be the half itself or wrapped as `{"source": {...}}`.
-fn half<'n>(root: &'n json::Node, key: &str) -> &'n json::Node {
-    match root.get(key) {
-        Some(inner) if root.members().len() == 1 => inner,
-        _ => root,
+/// A half file is the half itself (`{"api": ...}`, whose own `name` is a key of the half),
+/// or wrapped as `{"source": {...}}`, optionally with the scheme's `"name"` beside it,
+/// which is then the spec's title.
+fn half(root: json::Node, key: &str) -> (json::Node, Option<json::Node>) {
+    let wrapped = root.get(key).is_some()
+        && root
+            .members()
+            .iter()
+            .all(|m| m.key == key || m.key == "name");
+    if !wrapped {
+        return (root, None);
+    }
+    let members = match root.value {
+        json::Value::Object(members) => members,
+        value => {
+            let node = json::Node {
+                span: root.span,
+                path: root.path,
+                value,
+            };
+            return (node, None);
+        }
+    };
+    let mut half = None;
+    let mut name = None;
+    for member in members {
+        if member.key == key && half.is_none() {
+            half = Some(member.node);
+        } else if member.key == "name" {
+            name = Some(member.node);
+        }
+    }
+    match half {
+        Some(half) => (half, name),
+        None => (
+            json::Node {
+                span: root.span,
+                path: root.path,
+                value: json::Value::Object(Vec::new()),
+            },
+            name,
+        ),
     }
 }
 
@@ -270,17 +455,31 @@ pub fn json_diagnostics(
 }
 
 /// A `qsync.yaml` with every connection the imports use, each once, credentials as
-/// `${ENV}` placeholders.
-pub fn profile_stub<'a>(connections: impl IntoIterator<Item = &'a (String, String)>) -> String {
+/// `${ENV}` placeholders, and the environment variables the specs read themselves
+/// (`(variable, spec file)`), which the profile cannot set.
+pub fn profile_stub<'a>(
+    connections: impl IntoIterator<Item = &'a (String, String)>,
+    env: &[(String, String)],
+) -> String {
     let unique: BTreeMap<&str, &str> = connections
         .into_iter()
         .map(|(name, entry)| (name.as_str(), entry.as_str()))
         .collect();
     let mut out = String::from(
         "# Written by `qsync import`: one entry per connection the imported specs use.\n\
-         # Set the environment variables (or replace the ${...}) before `qsync run`.\n\
-         timezone: Asia/Shanghai\nconnections:\n",
+         # Set the environment variables (or replace the ${...}) before `qsync run`.\n",
     );
+    if !env.is_empty() {
+        let mut readers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (var, spec) in env {
+            readers.entry(var).or_default().push(spec);
+        }
+        out.push_str("# The specs also read these environment variables (credentials that were\n# request fields of the scheme); set them where qsync runs:\n");
+        for (var, specs) in readers {
+            out.push_str(&format!("#   {var}  (read by {})\n", specs.join(", ")));
+        }
+    }
+    out.push_str("timezone: Asia/Shanghai\nconnections:\n");
     for entry in unique.values() {
         out.push_str(entry);
     }
@@ -305,10 +504,7 @@ mod tests {
     use super::*;
 
     fn import_text(text: &str) -> Imported {
-        let input = SchemeInput::Whole(SchemeFile {
-            name: "scheme.json".into(),
-            text: text.into(),
-        });
+        let input = SchemeInput::Whole(SchemeFile::new("scheme.json", text));
         import(
             &input,
             &ImportOptions {

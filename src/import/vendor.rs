@@ -19,6 +19,11 @@ pub(crate) struct Vendor {
     pub(crate) connection: &'static str,
     /// Said in the spec's comment: how the vendor was told.
     pub(crate) reason: &'static str,
+    /// Set when the endpoint is a guess: why it may be wrong (a diagnostic).
+    pub(crate) doubt: Option<String>,
+    /// Request parameters the chosen endpoint names differently from the scheme's API
+    /// (`(scheme's name, endpoint's name)`).
+    pub(crate) renamed_params: &'static [(&'static str, &'static str)],
 }
 
 /// Jushuitan open-API methods the platform writes as dotted names (PROTOCOLS.md §1: their
@@ -29,6 +34,41 @@ const JST_OPEN_METHODS: &[&str] = &[
     "shops.query",
 ];
 
+/// Jushuitan methods through Qimen and the open-API path of the same list (PROTOCOLS.md
+/// §1: the Qimen refund list is the open API's `refund/single/query`, the sales-outbound
+/// list its `orders/out/simple/query`). `jushuitan.order.list.query` has no known path.
+const JST_QIMEN_TO_OPEN: &[(&str, &str)] = &[
+    ("jushuitan.refund.list.query", "/open/refund/single/query"),
+    (
+        "jushuitan.saleout.list.query",
+        "/open/orders/out/simple/query",
+    ),
+];
+
+/// The Qimen methods bound the time range with `start_time`/`end_time`, the open API with
+/// `modified_begin`/`modified_end` (PROTOCOLS.md §1).
+const JST_QIMEN_TO_OPEN_PARAMS: &[(&str, &str)] = &[
+    ("start_time", "modified_begin"),
+    ("end_time", "modified_end"),
+];
+
+/// The field that identifies one element of a nested array the records carry, per
+/// vendor list (PROTOCOLS.md: Jushuitan refund `items[].asi_id`, outbound
+/// `items[].ioi_id`; WDT refund `detail_list[].rec_id`): with `@flatten` over that array,
+/// the key needs it.
+pub(crate) fn element_id(kind: ConnectorKind, endpoint: &str, array: &str) -> Option<&'static str> {
+    let e = endpoint.to_ascii_lowercase();
+    let jst = kind == ConnectorKind::Jushuitan
+        || (kind == ConnectorKind::Qimen && e.starts_with("jushuitan."));
+    let wdt = kind == ConnectorKind::Wdt || (kind == ConnectorKind::Qimen && e.starts_with("wdt."));
+    match array {
+        "items" if jst && e.contains("refund") => Some("asi_id"),
+        "items" if jst && (e.contains("orders/out") || e.contains("saleout")) => Some("ioi_id"),
+        "detail_list" if wdt && e.contains("refund") => Some("rec_id"),
+        _ => None,
+    }
+}
+
 /// The vendor of `api`, or `None` when the name says nothing (then `--connector` decides).
 pub(crate) fn infer(api: &str) -> Option<Vendor> {
     let api = api.trim();
@@ -37,6 +77,8 @@ pub(crate) fn infer(api: &str) -> Option<Vendor> {
         endpoint,
         connection,
         reason,
+        doubt: None,
+        renamed_params: &[],
     };
     if api.starts_with("jushuitan.") {
         return Some(vendor(
@@ -99,7 +141,25 @@ pub(crate) fn chosen(kind: ConnectorKind, api: &str) -> Vendor {
         v.reason = "--connector";
         return v;
     }
+    let mut doubt = None;
+    let mut renamed_params: &'static [(&'static str, &'static str)] = &[];
     let (endpoint, connection) = match kind {
+        ConnectorKind::Jushuitan if api.starts_with("jushuitan.") => {
+            match JST_QIMEN_TO_OPEN.iter().find(|(qimen, _)| *qimen == api) {
+                Some((_, open)) => {
+                    renamed_params = JST_QIMEN_TO_OPEN_PARAMS;
+                    ((*open).to_owned(), "jst")
+                }
+                None => {
+                    let guess = format!(
+                        "/open/{}",
+                        api.trim_start_matches("jushuitan.").replace('.', "/")
+                    );
+                    doubt = Some(format!("`{api}` is a Jushuitan method through Qimen, and its open-API path is not known: the spec guesses `{guess}`"));
+                    (guess, "jst")
+                }
+            }
+        }
         ConnectorKind::Jushuitan if !api.starts_with('/') => {
             (format!("/open/{}", api.replace('.', "/")), "jst")
         }
@@ -115,6 +175,8 @@ pub(crate) fn chosen(kind: ConnectorKind, api: &str) -> Vendor {
         endpoint,
         connection,
         reason: "--connector",
+        doubt,
+        renamed_params,
     }
 }
 
@@ -239,6 +301,14 @@ mod tests {
     fn the_connector_flag_puts_the_endpoint_in_its_form() {
         let v = chosen(ConnectorKind::Jushuitan, "orders.list");
         assert_eq!(v.endpoint, "/open/orders/list");
+        let v = chosen(ConnectorKind::Jushuitan, "jushuitan.refund.list.query");
+        assert_eq!(
+            (v.endpoint.as_str(), v.doubt),
+            ("/open/refund/single/query", None)
+        );
+        let v = chosen(ConnectorKind::Jushuitan, "jushuitan.order.list.query");
+        assert_eq!(v.endpoint, "/open/order/list/query");
+        assert!(v.doubt.is_some());
         let v = chosen(ConnectorKind::Qimen, "wdt.trade.query");
         assert_eq!(v.connection, "wdt_qimen");
         let v = chosen(ConnectorKind::Http, "/api/v1/orders");

@@ -431,14 +431,31 @@ impl Renderer {
             .iter()
             .filter_map(|name| days_ago_n(name))
             .collect();
-        template
-            .render(ctx.to_value(&days, self.tz))
-            .map_err(|e| TemplateError {
-                message: match e.detail() {
-                    Some(detail) => format!("{}: {detail}", e.kind()),
-                    None => e.to_string(),
+        template.render(ctx.to_value(&days, self.tz)).map_err(|e| {
+            // An unset `env.NAME` is the usual cause of an undefined value: name it.
+            let unset: Vec<String> = template
+                .undeclared_variables(true)
+                .into_iter()
+                .filter_map(|v| v.strip_prefix("env.").map(str::to_owned))
+                .filter(|name| !ctx.env.contains_key(name))
+                .collect();
+            let message = match e.detail() {
+                Some(detail) => format!("{}: {detail}", e.kind()),
+                None => e.to_string(),
+            };
+            TemplateError {
+                message: if e.kind() == ErrorKind::UndefinedError && !unset.is_empty() {
+                    format!(
+                        "the environment variable{} `{}` {} not set ({message})",
+                        if unset.len() == 1 { "" } else { "s" },
+                        unset.join("`, `"),
+                        if unset.len() == 1 { "is" } else { "are" },
+                    )
+                } else {
+                    message
                 },
-            })
+            }
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 //! `target.rs` the target half (the table, columns, the main SQL bound to fields, mode and
 //! key) and the request field reader both halves share.
 
+mod key;
 mod source;
 mod target;
 
@@ -15,7 +16,7 @@ use std::collections::BTreeSet;
 use super::codes;
 use super::json::{Node, Value};
 use super::render::{quote, value as render_value, Draft, Line};
-use super::sql::{self, MainSql, Slot, Verb};
+use super::sql::{self, MainSql, Slot};
 use super::vendor::{self, Vendor};
 use super::ImportDiagnostic;
 use crate::check::CheckDiagnostic;
@@ -28,6 +29,8 @@ pub(crate) struct Translation {
     pub(crate) diagnostics: Vec<ImportDiagnostic>,
     /// `(name, qsync.yaml entry)` of each connection the spec uses.
     pub(crate) connections: Vec<(String, String)>,
+    /// Environment variables the spec reads (`{{ env.X }}`).
+    pub(crate) env: Vec<String>,
 }
 
 /// The halves of one scheme and where each came from (an index into the input files).
@@ -39,9 +42,11 @@ pub(crate) struct Halves<'n> {
     pub(crate) target_file: usize,
     /// Top-level keys besides `name`, `source` and `target`, reported as unknown.
     pub(crate) extra: Vec<&'n Node>,
+    /// TODO lines for the top of the spec (a half that is not JSON), already reported.
+    pub(crate) header: Vec<Line>,
 }
 
-const SOURCE_KEYS: &[&str] = &[
+pub(super) const SOURCE_KEYS: &[&str] = &[
     "api",
     "method",
     "number",
@@ -55,7 +60,7 @@ const SOURCE_KEYS: &[&str] = &[
     "crontab",
     "formatResponse",
 ];
-const TARGET_KEYS: &[&str] = &[
+pub(super) const TARGET_KEYS: &[&str] = &[
     "api",
     "effect",
     "method",
@@ -66,9 +71,15 @@ const TARGET_KEYS: &[&str] = &[
     "request",
     "otherRequest",
 ];
-const FIELD_KEYS: &[&str] = &[
+pub(super) const FIELD_KEYS: &[&str] = &[
     "field", "label", "type", "value", "children", "parser", "describe", "default",
 ];
+pub(super) const FORMAT_KEYS: &[&str] = &["old", "new", "format"];
+pub(super) const REMEDY_KEYS: &[&str] = &["crontab", "takeOverRequest"];
+/// The keys of the scheme file itself.
+pub(super) const SCHEME_KEYS: &[&str] = &["name", "source", "target"];
+/// The `field`s of `otherRequest` entries.
+const OTHER_REQUEST_FIELDS: &[&str] = &["main_sql", "limit"];
 
 /// Names the platform gives the page-number parameter.
 const PAGE_NAMES: &[&str] = &[
@@ -109,6 +120,9 @@ pub(crate) fn translate(
         source_number: None,
         in_map: false,
         window_start: None,
+        env: Vec::new(),
+        broken_window_start: None,
+        flattened: Vec::new(),
     };
     let origin = file_names.join(" + ");
     t.draft.header.push(format!(
@@ -119,8 +133,11 @@ pub(crate) fn translate(
         .and_then(Node::text)
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| file_stem.to_owned());
+    for line in &halves.header {
+        t.draft.header.push(todo_text(line));
+    }
     for extra in &halves.extra {
-        let todo = t.unknown_key(extra, "the scheme");
+        let todo = t.unknown_key(extra, "the scheme", SCHEME_KEYS);
         t.draft.header.push(todo_text(&todo));
     }
     let mut connections = Vec::new();
@@ -135,6 +152,7 @@ pub(crate) fn translate(
         draft: t.draft,
         diagnostics: t.diagnostics,
         connections,
+        env: t.env,
     }
 }
 
@@ -159,6 +177,12 @@ struct Translator {
     in_map: bool,
     /// The request field that carries `LAST_SYNC_TIME` (`start_time`, `params.modified_from`).
     window_start: Option<String>,
+    /// Environment variables the spec reads.
+    env: Vec<String>,
+    /// The request field whose `LAST_SYNC_TIME` template did not translate.
+    broken_window_start: Option<String>,
+    /// The arrays `@flatten` expands (`items`): one row per element.
+    flattened: Vec<String>,
 }
 
 /// What a source request field turned into.
@@ -217,25 +241,56 @@ impl Translator {
         self.report(node, d);
     }
 
-    fn unknown_key(&mut self, node: &Node, place: &str) -> Line {
+    /// A key that is none of `known` (the keys of its `place`), with the closest known
+    /// key as a suggestion.
+    fn unknown_key(&mut self, node: &Node, place: &str, known: &[&str]) -> Line {
         let key = node.path.rsplit(['.', '[']).next().unwrap_or_default();
         let key = key.trim_end_matches(']').trim_matches('"').to_owned();
+        self.unknown_name(node, &key, place, known)
+    }
+
+    fn unknown_name(&mut self, node: &Node, key: &str, place: &str, known: &[&str]) -> Line {
+        let help = match crate::check::closest(key, known) {
+            Some(s) => format!("did you mean `{s}`? Otherwise translate it by hand, or remove it from the scheme if it does nothing"),
+            None => "translate it by hand, or remove it from the scheme if it does nothing".to_owned(),
+        };
         self.error(
             node,
             codes::UNKNOWN_KEY,
             format!("`{key}` in {place} has no qsync translation; its setting is not carried over"),
-            "translate it by hand, or remove it from the scheme if it does nothing",
+            &help,
         )
     }
 
     fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) -> Line {
-        let found = node.kind();
+        let found = shown(node);
         self.error(
             node,
             codes::WRONG_TYPE,
             format!("{what} is {found}, not {expected}"),
             "fix the scheme's value",
         )
+    }
+
+    /// A yes/no setting (`idCheck`): `true`/`false`, `"true"`/`"false"`, `1`/`0`. Anything
+    /// else is reported (and a TODO put in `block`) and taken as false.
+    fn flag(&mut self, node: Option<&Node>, what: &str, block: Block) -> bool {
+        let Some(node) = node else { return false };
+        if node.value == Value::Null {
+            return false;
+        }
+        match node.text().as_deref().map(str::trim) {
+            Some("true" | "TRUE" | "True" | "1") => true,
+            Some("false" | "FALSE" | "False" | "0") => false,
+            _ => {
+                let line = self.wrong_type(node, what, "true or false; it is taken as false");
+                match block {
+                    Block::Source => self.draft.source.push(line),
+                    Block::Target => self.draft.target.push(line),
+                }
+                false
+            }
+        }
     }
 
     fn text_of(&mut self, node: &Node, what: &str) -> Option<String> {
@@ -257,6 +312,48 @@ impl Translator {
         } else {
             self.draft.source.push(line);
         }
+    }
+}
+
+/// Whether a constant `value` suits the platform's field type `ty` (lowercase); types
+/// qsync does not know take anything.
+fn value_fits(ty: &str, value: &str) -> bool {
+    match ty {
+        "int" | "integer" | "long" | "bigint" | "tinyint" | "smallint" => {
+            value.parse::<i64>().is_ok()
+        }
+        "number" | "float" | "double" | "decimal" | "numeric" => {
+            serde_json::from_str::<serde_json::Number>(value).is_ok()
+        }
+        "bool" | "boolean" => matches!(value, "true" | "false" | "0" | "1"),
+        _ => true,
+    }
+}
+
+/// What a value of type `ty` looks like, for messages.
+fn expected_value(ty: &str) -> &'static str {
+    match ty {
+        "int" | "integer" | "long" | "bigint" | "tinyint" | "smallint" => "a whole number",
+        "bool" | "boolean" => "true or false",
+        _ => "a number",
+    }
+}
+
+/// Where a finding's TODO line goes.
+#[derive(Clone, Copy)]
+enum Block {
+    Source,
+    Target,
+}
+
+/// A value as a message shows it: scalars as they are written (`` `-1` ``, `` `"yes"` ``),
+/// objects and arrays by their kind.
+fn shown(node: &Node) -> String {
+    match &node.value {
+        Value::String(s) => format!("the string {}", quote(s)),
+        Value::Number(n) => format!("`{n}`"),
+        Value::Bool(b) => format!("`{b}`"),
+        _ => node.kind().to_owned(),
     }
 }
 
@@ -337,6 +434,51 @@ fn space_template(text: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The filters qsync adds to minijinja's own (`template`), for suggestions.
+const QSYNC_FILTERS: &[&str] = &["datetime", "date", "utc", "timestamp", "millis", "default"];
+
+/// Why `template` (which compiles) fails for a filter qsync does not have: minijinja
+/// finds unknown filters only when it renders, so it is rendered once with sample
+/// values. Other render failures (an unset `env.NAME`) are the run's business.
+fn unknown_filter(template: &str) -> Option<String> {
+    let at = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)?.and_hms_opt(0, 0, 0)?;
+    let ctx = template::RequestContext {
+        now: at,
+        window_start: Some(at),
+        window_end: Some(at),
+        page: Some(1),
+        page_size: Some(50),
+        offset: Some(0),
+        cursor: Some(String::new()),
+        env: std::collections::BTreeMap::new(),
+    };
+    let error = template::Renderer::new(chrono_tz::Asia::Shanghai)
+        .render(template, &ctx)
+        .err()?;
+    if !error.message.contains("unknown filter") {
+        return None;
+    }
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let close = rest[open..].find("}}").map_or(rest.len(), |c| open + c);
+        for part in split_pipes(&rest[open + 2..close]).into_iter().skip(1) {
+            let name = part.split('(').next().unwrap_or_default().trim();
+            if !QSYNC_FILTERS.contains(&name) {
+                if let Some(s) = crate::check::closest(name, QSYNC_FILTERS) {
+                    return Some(format!(
+                        "qsync has no filter `{name}` (did you mean `{s}`?)"
+                    ));
+                }
+            }
+        }
+        rest = &rest[close.min(rest.len())..];
+        if rest.starts_with("}}") {
+            rest = &rest[2..];
+        }
+    }
+    Some(error.message)
 }
 
 /// Splits at `|` outside quotes and parentheses.

@@ -20,7 +20,7 @@ impl Translator {
         }
         for member in source.members() {
             if !SOURCE_KEYS.contains(&member.key.as_str()) {
-                let line = self.unknown_key(&member.node, "the source");
+                let line = self.unknown_key(&member.node, "the source", SOURCE_KEYS);
                 self.draft.source.push(line);
             }
         }
@@ -48,7 +48,10 @@ impl Translator {
                     ),
                 };
                 self.draft.source.push(line);
-                vendor::chosen(ConnectorKind::Http, api_text.as_deref().unwrap_or("/"))
+                vendor::Vendor {
+                    reason: "the API name tells no vendor",
+                    ..vendor::chosen(ConnectorKind::Http, api_text.as_deref().unwrap_or("/"))
+                }
             }
         };
         self.draft.source_head = format!("{} {}", vendor.kind.keyword(), quote(&vendor.endpoint));
@@ -59,6 +62,15 @@ impl Translator {
                 Some(vendor.reason.to_owned()),
             ),
         );
+        if let (Some(doubt), Some(node)) = (&vendor.doubt, source.get("api")) {
+            let line = self.error(
+                node,
+                codes::UNKNOWN_ENDPOINT,
+                doubt.clone(),
+                "write the open API's path as the source's endpoint, or import without --connector to keep the Qimen method",
+            );
+            self.draft.source.push(line);
+        }
         self.vendor = Some(vendor.clone());
 
         if let Some(method) = source.get("method") {
@@ -109,9 +121,9 @@ impl Translator {
         self.draft.source.extend(params);
         self.paginate(source, &paging, &vendor);
 
+        let check = self.flag(source.get("idCheck"), "`idCheck`", Block::Source);
         if let Some(id) = source.get("id") {
             if let Some(id) = self.text_of(id, "`id`").filter(|s| !s.trim().is_empty()) {
-                let check = source.get("idCheck").is_some_and(Node::truthy);
                 let number = source.get("number").and_then(Node::text);
                 let comment = match (check, &number) {
                     (true, Some(n)) => {
@@ -186,13 +198,35 @@ impl Translator {
                 self.window_start = Some(dotted.clone());
             }
         }
+        let raw = spec.value.and_then(Node::text).unwrap_or_default();
+        if matches!(param, Param::Broken) && raw.contains("LAST_SYNC_TIME") {
+            self.broken_window_start = Some(dotted.clone());
+        }
         match param {
-            Param::Value(value) if parents.is_empty() => Some(Line::Assign {
-                keyword: "param",
-                name: dotted,
-                value,
-                comment: label,
-            }),
+            Param::Value(value) if parents.is_empty() => {
+                let renamed = self.vendor.as_ref().and_then(|v| {
+                    v.renamed_params
+                        .iter()
+                        .find(|(old, _)| *old == dotted)
+                        .map(|(_, new)| *new)
+                });
+                let (name, comment) = match renamed {
+                    Some(new) => (
+                        new.to_owned(),
+                        Some(format!(
+                            "{}the scheme's `{dotted}`, as this endpoint names it",
+                            label.map(|l| format!("{l}; ")).unwrap_or_default()
+                        )),
+                    ),
+                    None => (dotted, label),
+                };
+                Some(Line::Assign {
+                    keyword: "param",
+                    name,
+                    value,
+                    comment,
+                })
+            }
             Param::Value(value) => Some(Line::Assign {
                 keyword: "",
                 name: name.clone(),
@@ -305,7 +339,9 @@ impl Translator {
                 format!("the value of `{name}` is a credential: the spec reads it from the environment variable `{var}`"),
                 &format!("set {var} where qsync runs; specs live in git, credentials do not"),
             );
-            quote(&format!("{{{{ env.{var} }}}}"))
+            let value = quote(&format!("{{{{ env.{var} }}}}"));
+            self.env.push(var);
+            value
         } else {
             match spec.ty.as_deref().map(str::to_ascii_lowercase).as_deref() {
                 Some("int" | "integer" | "long" | "number" | "float" | "double" | "decimal")
@@ -315,6 +351,15 @@ impl Translator {
                 }
                 Some("bool" | "boolean") if matches!(trimmed, "true" | "false") => {
                     trimmed.to_owned()
+                }
+                Some(ty) if spec.parser.is_none() && !value_fits(ty, trimmed) => {
+                    let line = self.wrong_type(
+                        value_node,
+                        &format!("the value of `{name}` (type `{ty}`)"),
+                        &format!("{}; it is sent as that string", expected_value(ty)),
+                    );
+                    self.draft.source.push(line);
+                    quote(&text)
                 }
                 _ => quote(&text),
             }
@@ -392,6 +437,16 @@ impl Translator {
             self.draft.source.push(line);
             return None;
         }
+        if let Some(why) = unknown_filter(&spaced) {
+            let line = self.error(
+                node,
+                codes::BAD_TEMPLATE,
+                format!("the template `{}` does not render: {why}; the field is not sent", text.trim()),
+                "filters: datetime, date, utc, timestamp, millis (and minijinja's own, such as default)",
+            );
+            self.draft.source.push(line);
+            return None;
+        }
         Some(spaced)
     }
 
@@ -420,7 +475,7 @@ impl Translator {
         let declared_size = declared.and_then(|p| {
             for member in p.members() {
                 if member.key != "pageSize" {
-                    let line = self.unknown_key(&member.node, "`pagination`");
+                    let line = self.unknown_key(&member.node, "`pagination`", &["pageSize"]);
                     self.draft.source.push(line);
                 }
             }
@@ -488,7 +543,15 @@ impl Translator {
         };
         let items: Vec<&Node> = match &flat.value {
             Value::Array(items) => items.iter().collect(),
-            Value::String(_) => vec![flat],
+            Value::String(name) => {
+                let line = self.wrong_type(
+                    flat,
+                    "`beatFlat`",
+                    &format!("an array of field names; it is read as [{}]", quote(name)),
+                );
+                self.draft.directives.push(line);
+                vec![flat]
+            }
             _ => {
                 let line = self.wrong_type(flat, "`beatFlat`", "an array of field names");
                 self.draft.directives.push(line);
@@ -497,10 +560,13 @@ impl Translator {
         };
         for item in items {
             match item.text().filter(|s| is_path(s.trim())) {
-                Some(name) => self.draft.directives.push(Line::stmt_with(
-                    format!("@flatten {}", name.trim()),
-                    Some("beatFlat: one row per element".to_owned()),
-                )),
+                Some(name) => {
+                    self.flattened.push(name.trim().to_owned());
+                    self.draft.directives.push(Line::stmt_with(
+                        format!("@flatten {}", name.trim()),
+                        Some("beatFlat: one row per element".to_owned()),
+                    ));
+                }
                 None => {
                     let line = self.wrong_type(item, "a `beatFlat` entry", "a field name");
                     self.draft.directives.push(line);
@@ -520,8 +586,9 @@ impl Translator {
         }
         for item in list.elements() {
             for member in item.members() {
-                if !["old", "new", "format"].contains(&member.key.as_str()) {
-                    let line = self.unknown_key(&member.node, "a `formatResponse` entry");
+                if !FORMAT_KEYS.contains(&member.key.as_str()) {
+                    let line =
+                        self.unknown_key(&member.node, "a `formatResponse` entry", FORMAT_KEYS);
                     self.draft.directives.push(line);
                 }
             }
@@ -605,8 +672,8 @@ impl Translator {
             return;
         }
         for member in remedy.members() {
-            if !["crontab", "takeOverRequest"].contains(&member.key.as_str()) {
-                let line = self.unknown_key(&member.node, "`omissionRemedy`");
+            if !REMEDY_KEYS.contains(&member.key.as_str()) {
+                let line = self.unknown_key(&member.node, "`omissionRemedy`", REMEDY_KEYS);
                 self.draft.directives.push(line);
             }
         }
@@ -617,8 +684,17 @@ impl Translator {
                 let value = field.get("value").and_then(Node::text).unwrap_or_default();
                 let days = days_ago(&value);
                 // The take-over names the field, nested ones by their own name.
-                let start = window_start
-                    .is_some_and(|w| w == name.trim() || w.rsplit('.').next() == Some(name.trim()));
+                let names = |w: &str| w == name.trim() || w.rsplit('.').next() == Some(name.trim());
+                let start = window_start.is_some_and(names);
+                if window_start.is_none() && self.broken_window_start.as_deref().is_some_and(names)
+                {
+                    // The window's field is already reported: the remedy over it is
+                    // left out without a finding of its own.
+                    self.draft.directives.push(Line::Comment(format!(
+                        "omissionRemedy is left out: its field `{name}` did not translate (see its TODO)"
+                    )));
+                    return;
+                }
                 match (start, days) {
                     (true, Some(n)) => lookback = Some(n),
                     _ => {

@@ -22,7 +22,7 @@ impl Translator {
         }
         for member in target.members() {
             if !TARGET_KEYS.contains(&member.key.as_str()) {
-                let line = self.unknown_key(&member.node, "the target");
+                let line = self.unknown_key(&member.node, "the target", TARGET_KEYS);
                 self.draft.target.push(line);
             }
         }
@@ -80,12 +80,8 @@ impl Translator {
                     "main_sql" => main = value.map(|v| (v, v.text().unwrap_or_default())),
                     "limit" => batch = value,
                     _ => {
-                        let line = self.error(
-                            item,
-                            codes::UNKNOWN_KEY,
-                            format!("`{key}` in `otherRequest` has no qsync translation; its setting is not carried over"),
-                            "translate it by hand, or remove it from the scheme if it does nothing",
-                        );
+                        let line =
+                            self.unknown_name(item, &key, "`otherRequest`", OTHER_REQUEST_FIELDS);
                         self.draft.target.push(line);
                     }
                 }
@@ -141,7 +137,7 @@ impl Translator {
                 database.map(|db| format!("the database `{db}` of main_sql")),
             ),
         );
-        self.mode_and_key(target, parsed.as_ref(), &columns, writes);
+        self.mode_and_key(target, parsed.as_ref(), &mut columns, writes);
         if let Some(node) = batch {
             match node.text().and_then(|t| t.trim().parse::<u32>().ok()) {
                 Some(n) if (1..=100_000).contains(&n) => {
@@ -339,11 +335,21 @@ impl Translator {
         if ty == Some("bool") && matches!(text, "true" | "false") {
             return Ok(text.to_owned());
         }
+        if let Some(ty) = ty.map(|t| t.split('(').next().unwrap_or(t)) {
+            if !value_fits(ty, text) {
+                return Err(self.error(
+                    node,
+                    codes::WRONG_TYPE,
+                    format!("the constant {} of `{name}` (type `{ty}`) is not {}; `{name}` is written as NULL", quote(text), expected_value(ty)),
+                    "fix the scheme's value or its type",
+                ));
+            }
+        }
         Ok(quote(text))
     }
 
     /// A record field as the spec names it: Yida form fields live under `data`.
-    fn field_ref(&self, field: &str) -> String {
+    pub(super) fn field_ref(&self, field: &str) -> String {
         if self.renamed.contains(field) {
             return field.to_owned();
         }
@@ -479,92 +485,6 @@ impl Translator {
         });
     }
 
-    fn mode_and_key(
-        &mut self,
-        target: &Node,
-        sql: Option<&MainSql>,
-        columns: &[Column],
-        writes: bool,
-    ) {
-        let id_check = target.get("idCheck").is_some_and(Node::truthy);
-        let (mode, why) = match sql.map(|s| s.verb) {
-            Some(Verb::Replace) => ("replace", "main_sql REPLACE INTO"),
-            Some(Verb::Upsert) => ("upsert", "main_sql INSERT … ON DUPLICATE KEY UPDATE"),
-            Some(Verb::InsertIgnore) => ("ignore", "main_sql INSERT IGNORE"),
-            Some(Verb::Insert) if id_check => (
-                "ignore",
-                "main_sql INSERT with idCheck: an id already written is skipped",
-            ),
-            Some(Verb::Insert) => ("insert", "main_sql INSERT INTO"),
-            None if writes => ("", ""),
-            None if id_check => ("ignore", "idCheck: each id is kept once"),
-            None => ("insert", "no main_sql"),
-        };
-        if let (Some(custom), Some(node)) = (
-            sql.and_then(|s| s.custom_update.as_ref()),
-            target.get("otherRequest"),
-        ) {
-            self.warn(
-                node,
-                codes::UPSERT_LIST,
-                format!("`ON DUPLICATE KEY UPDATE {custom}` is not kept: `mode upsert` sets every column to its new value"),
-                "if the table must compute its own values on update, write the spec's `sql` head by hand",
-            );
-        }
-        let key = self.key(target, columns);
-        if mode.is_empty() {
-            return;
-        }
-        match (&key, mode) {
-            (Some((key, how)), _) => {
-                self.draft.target.push(Line::stmt_with(
-                    format!("mode {mode}"),
-                    Some(why.to_owned()),
-                ));
-                self.draft
-                    .target
-                    .push(Line::stmt_with(format!("key {key}"), Some(how.clone())));
-            }
-            (None, "insert") => {
-                self.draft
-                    .target
-                    .push(Line::stmt_with("mode insert", Some(why.to_owned())));
-            }
-            (None, _) => {
-                let line = self.error(
-                    target,
-                    codes::NO_KEY,
-                    format!("{why} needs the column rows are matched on, and the scheme names none (`id` naming a column, or a column from the source's `id` or `number`); `mode {mode}` is left out"),
-                    "add `key <column>` and `mode …` to the target",
-                );
-                self.draft.target.push(line);
-            }
-        }
-    }
-
-    /// The key column: the target's `id` when it is a column, else the column that holds
-    /// the source's `id`, else its `number`.
-    fn key(&self, target: &Node, columns: &[Column]) -> Option<(String, String)> {
-        let bound = |c: &Column| c.todo.is_empty() && !c.expr.starts_with("sql(");
-        if let Some(id) = target.get("id").and_then(Node::text) {
-            let id = id.trim();
-            if columns.iter().any(|c| c.name == id && bound(c)) {
-                return Some((id.to_owned(), "the target's id".to_owned()));
-            }
-        }
-        for (field, what) in [(&self.source_id, "id"), (&self.source_number, "number")] {
-            let Some(field) = field else { continue };
-            let wanted = self.field_ref(field);
-            if let Some(c) = columns.iter().find(|c| c.expr == wanted && bound(c)) {
-                return Some((
-                    c.name.clone(),
-                    format!("the column of the source's {what} `{field}`"),
-                ));
-            }
-        }
-        None
-    }
-
     /// The table a scheme without `main_sql` writes to: the API name without its vendor
     /// prefix, as the platform names its tables (`jushuitan.refund.list.query` →
     /// `refund_list_query`).
@@ -604,7 +524,7 @@ impl Translator {
         }
         for member in field.members() {
             if !FIELD_KEYS.contains(&member.key.as_str()) {
-                let line = self.unknown_key(&member.node, "a request field");
+                let line = self.unknown_key(&member.node, "a request field", FIELD_KEYS);
                 self.field_todo(line);
             }
         }
