@@ -49,6 +49,9 @@ pub const KEY_NOT_UNIQUE: &str = "qsync::import::key_not_unique";
 /// `--connector` names a connector whose endpoint for the scheme's API is not known
 /// (`--connector jushuitan` on a Qimen method without a known open-API path).
 pub const UNKNOWN_ENDPOINT: &str = "qsync::import::unknown_endpoint";
+/// The spec does not pass `qsync check` as written (a key that did not translate left the
+/// map reading fields the spec no longer provides, e.g. a misspelt `beatFlat`).
+pub const SPEC_DOES_NOT_CHECK: &str = "qsync::import::spec_does_not_check";
 /// The file is not UTF-8 and not GB18030 either (or a folder entry cannot be read).
 pub const UNREADABLE: &str = "qsync::import::unreadable";
 
@@ -104,6 +107,7 @@ pub const ALL: &[&str] = &[
     KEY_NOT_UNIQUE,
     UNKNOWN_ENDPOINT,
     UNREADABLE,
+    SPEC_DOES_NOT_CHECK,
     PAGE_SIZE_CLAMPED,
     SECRET_MOVED,
     PLATFORM_EXTEND,

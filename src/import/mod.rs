@@ -282,9 +282,38 @@ pub fn import(input: &SchemeInput, options: &ImportOptions) -> Imported {
             .into_iter()
             .filter(|d| d.path != MISSING),
     );
+    let mut draft = translation.draft;
+    let mut spec = render::render(&draft);
+    // The spec is meant to pass `check` as written; when a key that did not translate
+    // leaves it reading what it no longer provides, say so rather than promise it.
+    let failed: Vec<CheckDiagnostic> = check_spec("imported.qsync", &spec, None)
+        .into_iter()
+        .filter(CheckDiagnostic::is_error)
+        .collect();
+    if let Some(first) = failed.first() {
+        let message = format!(
+            "the spec does not pass `qsync check` ({} error(s), the first: {}); a setting that did not translate (another TODO) is the likely cause",
+            failed.len(),
+            first.message
+        );
+        draft
+            .header
+            .push(format!("TODO({}): {message}", codes::SPEC_DOES_NOT_CHECK));
+        spec = render::render(&draft);
+        let root_span = files
+            .first()
+            .map_or(Span::new(0, 0), |f| Span::new(0, f.text.len().min(1)));
+        diagnostics.push(ImportDiagnostic {
+            file: 0,
+            path: "$".to_owned(),
+            diagnostic: CheckDiagnostic::error(codes::SPEC_DOES_NOT_CHECK, root_span, message)
+                .label("$")
+                .help("`qsync import --check` shows check's findings; fix the scheme (or the spec) and import again"),
+        });
+    }
     diagnostics.sort_by_key(|d| (d.file, d.diagnostic.span.start, d.diagnostic.span.end));
     Imported {
-        spec: render::render(&translation.draft),
+        spec,
         diagnostics,
         connections: translation.connections,
         env: translation.env,
