@@ -627,13 +627,14 @@ fn credentials_moved_to_the_environment_are_listed_and_named_when_unset() {
                 .to_str()
                 .unwrap(),
         ])
+        .status(1)
         .run();
     assert!(
-        out.stdout.contains(
-            "cannot render parameter `systemToken`: the environment variable `DINGTALK_SYSTEM_TOKEN` is not set"
+        out.stderr.contains(
+            "error: cannot render parameter `systemToken`: the environment variable `DINGTALK_SYSTEM_TOKEN` is not set"
         ),
         "{}",
-        out.stdout
+        out.stderr
     );
 }
 

@@ -436,51 +436,6 @@ fn space_template(text: &str) -> String {
     out
 }
 
-/// The filters qsync adds to minijinja's own (`template`), for suggestions.
-const QSYNC_FILTERS: &[&str] = &["datetime", "date", "utc", "timestamp", "millis", "default"];
-
-/// Why `template` (which compiles) fails for a filter qsync does not have: minijinja
-/// finds unknown filters only when it renders, so it is rendered once with sample
-/// values. Other render failures (an unset `env.NAME`) are the run's business.
-fn unknown_filter(template: &str) -> Option<String> {
-    let at = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)?.and_hms_opt(0, 0, 0)?;
-    let ctx = template::RequestContext {
-        now: at,
-        window_start: Some(at),
-        window_end: Some(at),
-        page: Some(1),
-        page_size: Some(50),
-        offset: Some(0),
-        cursor: Some(String::new()),
-        env: std::collections::BTreeMap::new(),
-    };
-    let error = template::Renderer::new(chrono_tz::Asia::Shanghai)
-        .render(template, &ctx)
-        .err()?;
-    if !error.message.contains("unknown filter") {
-        return None;
-    }
-    let mut rest = template;
-    while let Some(open) = rest.find("{{") {
-        let close = rest[open..].find("}}").map_or(rest.len(), |c| open + c);
-        for part in split_pipes(&rest[open + 2..close]).into_iter().skip(1) {
-            let name = part.split('(').next().unwrap_or_default().trim();
-            if !QSYNC_FILTERS.contains(&name) {
-                if let Some(s) = crate::check::closest(name, QSYNC_FILTERS) {
-                    return Some(format!(
-                        "qsync has no filter `{name}` (did you mean `{s}`?)"
-                    ));
-                }
-            }
-        }
-        rest = &rest[close.min(rest.len())..];
-        if rest.starts_with("}}") {
-            rest = &rest[2..];
-        }
-    }
-    Some(error.message)
-}
-
 /// Splits at `|` outside quotes and parentheses.
 fn split_pipes(text: &str) -> Vec<&str> {
     sql::split_outside(text, '|', &['\'', '"'], &['('], &[')'])

@@ -426,23 +426,24 @@ impl Translator {
                 template::TemplateProblem::UnknownVariable { name } => {
                     format!("`{name}` is not a variable qsync has")
                 }
-                template::TemplateProblem::Render { message, .. } => message.clone(),
+                template::TemplateProblem::Render {
+                    message,
+                    name,
+                    candidates,
+                    ..
+                } => match name
+                    .as_deref()
+                    .and_then(|n| crate::check::closest(n, candidates))
+                {
+                    Some(s) => format!("{message} (did you mean `{s}`?)"),
+                    None => message.clone(),
+                },
             };
             let line = self.error(
                 node,
                 codes::BAD_TEMPLATE,
                 format!("the template `{}` does not compile: {why}; the field is not sent", text.trim()),
-                "variables: LAST_SYNC_TIME, CURRENT_TIME, DAYS_AGO_<n>, window.start/end, env.NAME; filters: datetime, date, timestamp, millis",
-            );
-            self.draft.source.push(line);
-            return None;
-        }
-        if let Some(why) = unknown_filter(&spaced) {
-            let line = self.error(
-                node,
-                codes::BAD_TEMPLATE,
-                format!("the template `{}` does not render: {why}; the field is not sent", text.trim()),
-                "filters: datetime, date, utc, timestamp, millis (and minijinja's own, such as default)",
+                "variables: LAST_SYNC_TIME, CURRENT_TIME, DAYS_AGO_<n>, window.start/end, env.NAME; filters: datetime, date, utc, timestamp, millis",
             );
             self.draft.source.push(line);
             return None;
