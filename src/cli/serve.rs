@@ -78,14 +78,15 @@ pub(super) fn serve(args: ServeArgs) -> Outcome {
             }
         };
         let stopper = handle.stopper();
+        let mut signals = super::signals::Signals::listen();
         tokio::spawn(async move {
-            let signal = super::signals::next().await;
+            let signal = signals.next().await;
             tracing::warn!(
                 "{}: shutdown requested; send the signal again to exit at once",
                 signal.name()
             );
             stopper.shutdown();
-            super::signals::next().await;
+            signals.next().await;
             tracing::error!("second signal: exiting now; running runs' leases will expire");
             std::process::exit(130);
         });

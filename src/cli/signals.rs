@@ -1,6 +1,9 @@
 //! The signals that stop `run`, `replay` and `serve`: Ctrl-C (SIGINT) and SIGTERM (what
 //! systemd, Kubernetes and `kill` send), told apart so `run` can exit with the code that
 //! names the signal (130 and 143 by the shell's 128 + n convention).
+//!
+//! The handlers are installed when [`Signals::listen`] returns, not when a task first
+//! waits: until then a signal keeps its default action and ends the process unrecorded.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -35,36 +38,66 @@ pub(super) fn received() -> Option<StopSignal> {
     }
 }
 
-/// Resolves with the next Ctrl-C or SIGTERM, and remembers the first for [`received`].
-pub(super) async fn next() -> StopSignal {
-    let signal = wait().await;
-    let number = match signal {
-        StopSignal::Interrupt => 2,
-        StopSignal::Terminate => 15,
-    };
-    let _ = RECEIVED.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
-    signal
+/// Installed handlers for Ctrl-C and SIGTERM.
+#[derive(Debug)]
+pub(super) struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
 }
 
-#[cfg(unix)]
-async fn wait() -> StopSignal {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => StopSignal::Interrupt,
-                _ = term.recv() => StopSignal::Terminate,
+impl Signals {
+    /// Installs the handlers now; call inside the tokio runtime. A handler the system
+    /// refuses leaves that signal its default action.
+    pub(super) fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            StopSignal::Interrupt
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-}
 
-#[cfg(not(unix))]
-async fn wait() -> StopSignal {
-    let _ = tokio::signal::ctrl_c().await;
-    StopSignal::Interrupt
+    /// Resolves with the next Ctrl-C or SIGTERM, and remembers the first for [`received`].
+    pub(super) async fn next(&mut self) -> StopSignal {
+        let signal = self.wait().await;
+        let number = match signal {
+            StopSignal::Interrupt => 2,
+            StopSignal::Terminate => 15,
+        };
+        let _ = RECEIVED.compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst);
+        signal
+    }
+
+    #[cfg(unix)]
+    async fn wait(&mut self) -> StopSignal {
+        async fn on(signal: Option<&mut tokio::signal::unix::Signal>) {
+            let Some(signal) = signal else {
+                return std::future::pending().await;
+            };
+            // `None` once the handler is gone: never resolve rather than spin.
+            if signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::select! {
+            () = on(self.interrupt.as_mut()) => StopSignal::Interrupt,
+            () = on(self.terminate.as_mut()) => StopSignal::Terminate,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn wait(&mut self) -> StopSignal {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        StopSignal::Interrupt
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 
-use super::signals::{self, StopSignal};
+use super::signals::{self, Signals, StopSignal};
 use super::{logging, parse_time, progress, report_load_error, LogFormat, Outcome};
 use crate::config::{EnvPolicy, LoadedProfile};
 use crate::exec::{self, RunError, RunErrorKind, RunOptions, RunSummary};
@@ -120,8 +120,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Outcome> {
 /// the connection, and no history row is written (as after `kill -9`).
 fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
     let (sender, receiver) = tokio::sync::watch::channel(false);
+    let mut signals = Signals::listen();
     tokio::spawn(async move {
-        let signal = signals::next().await;
+        let signal = signals.next().await;
         progress::suspended(|| {
             eprintln!(
                 "{}: stopping after the current window commits (send it again to stop at once; \
@@ -130,7 +131,7 @@ fn stop_on_signals() -> tokio::sync::watch::Receiver<bool> {
             );
         });
         let _ = sender.send(true);
-        let again = signals::next().await;
+        let again = signals.next().await;
         progress::suspended(|| eprintln!("{}: stopping now", again.name()));
         std::process::exit(match signal {
             StopSignal::Interrupt => 130,
