@@ -135,15 +135,12 @@ fn planned_rows(spec: &Path, sample: &Path, profile: &Path) -> Vec<BTreeMap<Stri
 
 /// Values equal as the table holds them: `12.50` is `12.5`, `"1"` is `1`.
 fn same(a: &str, b: &str) -> bool {
-    use std::str::FromStr;
+    use qsync::plan::number::ExactNumber;
     if a == b {
         return true;
     }
-    match (
-        rust_decimal::Decimal::from_str(a.trim()),
-        rust_decimal::Decimal::from_str(b.trim()),
-    ) {
-        (Ok(x), Ok(y)) => x.normalize() == y.normalize(),
+    match (ExactNumber::parse(a.trim()), ExactNumber::parse(b.trim())) {
+        (Some(x), Some(y)) => x.cmp(&y).is_eq(),
         _ => false,
     }
 }

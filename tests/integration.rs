@@ -14,6 +14,7 @@ mod examples_e2e;
 mod import;
 mod layers;
 mod no_local_infile;
+mod numbers;
 mod scripted;
 mod serve;
 mod support;

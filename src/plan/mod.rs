@@ -5,12 +5,14 @@
 //! builds a `Plan` (`check::check`); `plan` never imports `check`. Besides the plan's types
 //! (`types.rs`) it owns their vocabulary: dotted paths and the one JSON walker
 //! ([`FieldPath`], `path.rs`), map expressions with their spelling and the fields they read
-//! (`expr.rs`), paging with its printed form (`paging.rs`), how durations are written
-//! ([`human`], `duration.rs`), and spans of wall-clock time ([`Window`], `time.rs`).
+//! (`expr.rs`), exact numbers (`number.rs`), paging with its printed form (`paging.rs`), how
+//! durations are written ([`human`], `duration.rs`), and spans of wall-clock time ([`Window`],
+//! `time.rs`).
 
 mod duration;
 mod expr;
 mod names;
+pub mod number;
 pub mod order;
 mod paging;
 mod path;

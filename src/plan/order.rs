@@ -3,19 +3,18 @@
 //!
 //! - Numbers, and numbers sent as text, compare by their exact value: integers of any
 //!   length and decimals exactly (`12345678901234567` is not `12345678901234568`, however
-//!   close they are as floats); only what neither reads falls back to floats.
+//!   close they are as floats; [`super::number`]), never as floats.
 //! - Times compare as instants ([`super::time`]): `2024-1-9 10:00:00` is before
 //!   `2024-01-10 09:00:00`, and `2024-01-01T10:00:00+08:00` equals `2024-01-01T02:00:00Z`,
 //!   whatever the text order says. Zone-less times are read in the profile's zone.
 //! - Anything else compares as text.
 
 use std::cmp::Ordering;
-use std::str::FromStr as _;
 
 use chrono_tz::Tz;
-use rust_decimal::Decimal;
 use serde_json::Value;
 
+use super::number::ExactNumber;
 use super::time;
 
 /// Compares record values; zone-less times are read in `tz` (the profile's zone).
@@ -24,75 +23,12 @@ pub struct ValueOrder {
     pub tz: Tz,
 }
 
-/// A value read as a number.
-#[derive(Debug, Clone, Copy)]
-enum Numeric {
-    Integer(i128),
-    Decimal(Decimal),
-    Float(f64),
-}
-
-impl Numeric {
-    fn cmp(self, other: Numeric) -> Option<Ordering> {
-        use Numeric::{Decimal as D, Integer as I};
-        match (self, other) {
-            (I(a), I(b)) => Some(a.cmp(&b)),
-            (I(a), D(b)) => Decimal::try_from_i128_with_scale(a, 0)
-                .ok()
-                .map(|a| a.cmp(&b)),
-            (D(a), I(b)) => Decimal::try_from_i128_with_scale(b, 0)
-                .ok()
-                .map(|b| a.cmp(&b)),
-            (D(a), D(b)) => Some(a.cmp(&b)),
-            _ => self.float().partial_cmp(&other.float()),
-        }
-    }
-
-    #[allow(
-        clippy::cast_precision_loss,
-        reason = "only values that neither an integer nor a decimal holds get here"
-    )]
-    fn float(self) -> f64 {
-        match self {
-            Numeric::Integer(i) => i as f64,
-            Numeric::Decimal(d) => d.to_string().parse().unwrap_or(f64::NAN),
-            Numeric::Float(x) => x,
-        }
-    }
-}
-
-/// The exact value of a number token or numeric text (`12`, `"12.50"`, `1e3`).
-fn numeric(value: &Value) -> Option<Numeric> {
-    let text = match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                return Some(Numeric::Integer(i128::from(i)));
-            }
-            if let Some(u) = n.as_u64() {
-                return Some(Numeric::Integer(i128::from(u)));
-            }
-            n.to_string()
-        }
-        Value::String(s) => s.trim().to_owned(),
-        _ => return None,
-    };
-    if text.is_empty() {
-        return None;
-    }
-    if time::is_integer_text(&text) {
-        if let Ok(i) = text.parse::<i128>() {
-            return Some(Numeric::Integer(i));
-        }
-    }
-    if let Ok(d) = Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)) {
-        return Some(Numeric::Decimal(d));
-    }
-    // Only number-shaped text: `inf`, `NaN` and `1_000` are not numbers here.
-    let number_shaped = text
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'));
-    match text.parse::<f64>() {
-        Ok(x) if number_shaped && x.is_finite() => Some(Numeric::Float(x)),
+/// The exact value of a number token or numeric text (`12`, `"12.50"`, `1e3`): no float,
+/// whatever its length.
+fn numeric(value: &Value) -> Option<ExactNumber<'_>> {
+    match value {
+        Value::Number(n) => ExactNumber::parse(n.as_str()),
+        Value::String(s) => ExactNumber::parse(s.trim()),
         _ => None,
     }
 }
@@ -122,7 +58,7 @@ impl ValueOrder {
     /// times or both strings (a filter's `lt` on `"x"` and `5` holds neither way).
     pub fn compare_known(&self, a: &Value, b: &Value) -> Option<Ordering> {
         if let (Some(x), Some(y)) = (numeric(a), numeric(b)) {
-            return x.cmp(y);
+            return Some(x.cmp(&y));
         }
         if let (Some(x), Some(y)) = (self.instant(a), self.instant(b)) {
             return Some(x.cmp(&y));
@@ -156,7 +92,7 @@ impl ValueOrder {
             return false;
         }
         match (numeric(a), numeric(b)) {
-            (Some(x), Some(y)) => x.cmp(y) == Some(Ordering::Equal),
+            (Some(x), Some(y)) => x.cmp(&y) == Ordering::Equal,
             _ => false,
         }
     }

@@ -237,9 +237,7 @@ fn push_literal(cell: &Cell, out: &mut String) {
         Cell::Double(x) => {
             let _ = write!(out, "{x}");
         }
-        Cell::Decimal(d) => {
-            let _ = write!(out, "{d}");
-        }
+        Cell::Decimal(d) => out.push_str(d),
         Cell::Bool(b) => out.push(if *b { '1' } else { '0' }),
         Cell::Text(text) | Cell::Json(text) => {
             out.push('\'');

@@ -1,7 +1,6 @@
 //! `Cell`: one converted column value, ready to be bound into a MySQL statement.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use rust_decimal::Decimal;
 
 /// A text cell's value: up to 24 bytes inline, no allocation. Most text columns (codes,
 /// statuses, short names) fit, and every allocation a row makes is freed again by the
@@ -13,7 +12,11 @@ pub enum Cell {
     Null,
     Int(i64),
     Double(f64),
-    Decimal(Decimal),
+    /// A `decimal(p,s)` value as MySQL reads it: exactly `s` digits after the point, no
+    /// exponent, no sign on zero (`-12.30`, `0.00`, up to 65 digits). Text rather than a
+    /// number type: it is made exactly from the vendor's text (`plan::number`) and only ever
+    /// written out.
+    Decimal(CellText),
     Text(CellText),
     Date(NaiveDate),
     DateTime(NaiveDateTime),
@@ -29,8 +32,7 @@ impl Cell {
             Cell::Null => "NULL".to_owned(),
             Cell::Int(n) => n.to_string(),
             Cell::Double(x) => x.to_string(),
-            Cell::Decimal(d) => d.to_string(),
-            Cell::Text(s) | Cell::Json(s) => s.to_string(),
+            Cell::Text(s) | Cell::Json(s) | Cell::Decimal(s) => s.to_string(),
             Cell::Date(d) => d.format("%Y-%m-%d").to_string(),
             Cell::DateTime(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
             Cell::Bool(b) => if *b { "1" } else { "0" }.to_owned(),

@@ -20,15 +20,14 @@
 //!   `null` is SQL `NULL`.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{NaiveDateTime, Timelike};
 use chrono_tz::Tz;
-use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
 use super::{Cell, CellText};
-use crate::plan::time::{self, is_integer_text};
+use crate::plan::number::{ExactNumber, IntegerMisfit};
+use crate::plan::time;
 use crate::plan::ColumnType;
 
 /// The default profile time zone of Chinese vendor APIs.
@@ -166,7 +165,8 @@ fn date_reason(value: &Value) -> ConvertReason {
     }
 }
 
-/// String form of any value: strings as they are, everything else as JSON text.
+/// String form of any value: strings as they are, everything else as JSON text; a number
+/// as the vendor wrote it (`1.50`, `-0`, 30 digits; an exponent as `1e+3`).
 fn to_text(value: &Value) -> CellText {
     use compact_str::ToCompactString as _;
     match value {
@@ -176,31 +176,25 @@ fn to_text(value: &Value) -> CellText {
 }
 
 fn to_int(value: &Value, ty: ColumnType, min: i64, max: i64) -> Result<Cell, ConvertError> {
-    let n = match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i
-            } else if n.is_u64() {
-                return Err(fail(value, ty, ConvertReason::OutOfRange));
-            } else {
-                float_to_int(n.as_f64().unwrap_or(f64::NAN), value, ty)?
-            }
-        }
-        Value::String(s) => {
-            let s = s.trim();
-            match s.parse::<i64>() {
-                Ok(i) => i,
-                Err(_) => match s.parse::<f64>() {
-                    Ok(x) if x.is_finite() => float_to_int(x, value, ty)?,
-                    _ if is_integer_text(s) => {
-                        return Err(fail(value, ty, ConvertReason::OutOfRange))
-                    }
-                    _ => return Err(fail(value, ty, ConvertReason::NotANumber)),
-                },
-            }
-        }
-        Value::Bool(b) => i64::from(*b),
+    let text = match value {
+        Value::Number(n) => n.as_str(),
+        Value::String(s) => s.trim(),
+        Value::Bool(b) => return Ok(Cell::Int(i64::from(*b))),
         _ => return Err(fail(value, ty, ConvertReason::WrongKind)),
+    };
+    // Plain integers first; `12.0`, `1.5e3` and big numbers read exactly, never as floats.
+    let n = match text.parse::<i64>() {
+        Ok(n) => n,
+        Err(_) => match ExactNumber::parse(text).map(|n| n.to_i64()) {
+            Some(Ok(n)) => n,
+            Some(Err(IntegerMisfit::Fraction)) => {
+                return Err(fail(value, ty, ConvertReason::Fraction))
+            }
+            Some(Err(IntegerMisfit::OutOfRange)) => {
+                return Err(fail(value, ty, ConvertReason::OutOfRange))
+            }
+            None => return Err(fail(value, ty, ConvertReason::NotANumber)),
+        },
     };
     if n < min || n > max {
         return Err(fail(value, ty, ConvertReason::OutOfRange));
@@ -208,21 +202,7 @@ fn to_int(value: &Value, ty: ColumnType, min: i64, max: i64) -> Result<Cell, Con
     Ok(Cell::Int(n))
 }
 
-fn float_to_int(x: f64, value: &Value, ty: ColumnType) -> Result<i64, ConvertError> {
-    if x.fract() != 0.0 {
-        return Err(fail(value, ty, ConvertReason::Fraction));
-    }
-    // 2^63 is exactly representable; anything at or beyond it does not fit an i64.
-    if !(-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&x) {
-        return Err(fail(value, ty, ConvertReason::OutOfRange));
-    }
-    #[allow(
-        clippy::cast_possible_truncation,
-        reason = "range and fraction checked above"
-    )]
-    Ok(x as i64)
-}
-
+/// The one conversion that may round: a `double` column holds a float.
 fn to_double(value: &Value, ty: ColumnType) -> Result<Cell, ConvertError> {
     let x = match value {
         Value::Number(n) => n.as_f64(),
@@ -238,50 +218,29 @@ fn to_double(value: &Value, ty: ColumnType) -> Result<Cell, ConvertError> {
     }
 }
 
-fn parse_decimal(s: &str) -> Option<Decimal> {
-    let s = s.trim();
-    Decimal::from_str(s)
-        .ok()
-        .or_else(|| Decimal::from_scientific(s).ok())
-}
-
+/// A decimal from the number's own text (a token or a string), rounded to the column's
+/// scale half away from zero as MySQL rounds; out of range when the integer part does not
+/// fit. Never through a float: `123456789012345678.91` stays exact in `decimal(20,2)`.
 fn to_decimal(
     value: &Value,
     ty: ColumnType,
     precision: u8,
     scale: u8,
 ) -> Result<Cell, ConvertError> {
-    let parsed = match value {
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Some(Decimal::from(i))
-            } else if let Some(u) = n.as_u64() {
-                Some(Decimal::from(u))
-            } else {
-                // f64's Display is the shortest text that reads back as the same float, so
-                // 12.1 stays 12.1 instead of 12.0999999999999996447.
-                parse_decimal(&n.to_string())
-            }
-        }
-        Value::String(s) => parse_decimal(s),
-        Value::Bool(b) => Some(Decimal::from(u8::from(*b))),
+    let text = match value {
+        Value::Number(n) => n.as_str(),
+        Value::String(s) => s.trim(),
+        Value::Bool(true) => "1",
+        Value::Bool(false) => "0",
         _ => return Err(fail(value, ty, ConvertReason::WrongKind)),
     };
-    let Some(d) = parsed else {
+    let Some(number) = ExactNumber::parse(text) else {
         return Err(fail(value, ty, ConvertReason::NotANumber));
     };
-    let mut d = d.round_dp_with_strategy(u32::from(scale), RoundingStrategy::MidpointAwayFromZero);
-    // Carry the column's scale (12800.5 → 12800.50) so plans and LOAD DATA show what MySQL stores.
-    d.rescale(u32::from(scale));
-    let int_digits = u32::from(precision.saturating_sub(scale));
-    // rust_decimal holds 28 digits; a wider integer part can never overflow the column.
-    if int_digits < 28 {
-        let limit = Decimal::from_i128_with_scale(10_i128.pow(int_digits), 0);
-        if d.abs().trunc() >= limit {
-            return Err(fail(value, ty, ConvertReason::OutOfRange));
-        }
-    }
-    Ok(Cell::Decimal(d))
+    number
+        .to_decimal_text(precision, scale)
+        .map(Cell::Decimal)
+        .ok_or_else(|| fail(value, ty, ConvertReason::OutOfRange))
 }
 
 fn to_bool(value: &Value) -> Option<Cell> {
@@ -334,7 +293,6 @@ pub(crate) fn cell_to_json(cell: Cell) -> Value {
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDate;
-    use rust_decimal::Decimal;
     use serde_json::{json, Value};
 
     use super::*;
@@ -348,7 +306,7 @@ mod tests {
     }
 
     fn dec(s: &str) -> Cell {
-        Cell::Decimal(Decimal::from_str(s).expect("test decimal"))
+        Cell::Decimal(s.into())
     }
 
     fn text(s: &str) -> Cell {
@@ -405,8 +363,8 @@ mod tests {
             (json!(12.1), DEC_12_2, Some(dec("12.10"))),
             (json!("12.345"), DEC_12_2, Some(dec("12.35"))),
             (json!("-12.345"), DEC_12_2, Some(dec("-12.35"))),
-            (json!(7), DEC_12_2, Some(dec("7"))),
-            (json!("1e2"), DEC_12_2, Some(dec("100"))),
+            (json!(7), DEC_12_2, Some(dec("7.00"))),
+            (json!("1e2"), DEC_12_2, Some(dec("100.00"))),
             (json!(99.994), DEC_4_2, Some(dec("99.99"))),
             (json!(99.995), DEC_4_2, None),
             (json!("100"), DEC_4_2, None),
@@ -537,6 +495,83 @@ mod tests {
             };
             if !ok {
                 failures.push(format!("{input} as {ty}: got {got:?}, want {expected:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// Number tokens as a vendor writes them (parsed, not built from floats), against the
+    /// same values sent as strings: both convert from the exact text.
+    #[test]
+    fn number_tokens_convert_from_their_exact_text() {
+        use ColumnType::{Bigint, Double, Int};
+        let dec = |precision, scale| ColumnType::Decimal { precision, scale };
+        let examples: Vec<(&str, ColumnType, Result<Cell, ConvertReason>)> = vec![
+            (
+                "123456789012345678.91",
+                dec(20, 2),
+                Ok(Cell::Decimal("123456789012345678.91".into())),
+            ),
+            (
+                "12345678901.1234567",
+                dec(18, 6),
+                Ok(Cell::Decimal("12345678901.123457".into())),
+            ),
+            ("1.5e3", dec(10, 2), Ok(Cell::Decimal("1500.00".into()))),
+            ("-0", dec(10, 2), Ok(Cell::Decimal("0.00".into()))),
+            ("99.995", dec(4, 2), Err(ConvertReason::OutOfRange)),
+            (
+                "12345678901234567890123456789012345678",
+                dec(38, 0),
+                Ok(Cell::Decimal(
+                    "12345678901234567890123456789012345678".into(),
+                )),
+            ),
+            (
+                "9007199254740993",
+                Bigint,
+                Ok(Cell::Int(9_007_199_254_740_993)),
+            ),
+            ("1.5e3", Bigint, Ok(Cell::Int(1500))),
+            ("12.0", Int, Ok(Cell::Int(12))),
+            ("-0", Int, Ok(Cell::Int(0))),
+            ("1.5e-1", Bigint, Err(ConvertReason::Fraction)),
+            (
+                "9223372036854775808",
+                Bigint,
+                Err(ConvertReason::OutOfRange),
+            ),
+            (
+                "18446744073709551616",
+                Bigint,
+                Err(ConvertReason::OutOfRange),
+            ),
+            ("1e400", Bigint, Err(ConvertReason::OutOfRange)),
+            ("2147483648", Int, Err(ConvertReason::OutOfRange)),
+            (
+                "123456789012345678901234567890",
+                STR_5,
+                Err(ConvertReason::TooLong { length: 30, max: 5 }),
+            ),
+            ("1.50", STR_5, Ok(text("1.50"))),
+            // serde_json spells every exponent with its sign; the value is the same.
+            ("1e3", STR_5, Ok(text("1e+3"))),
+            ("-0", STR_5, Ok(text("-0"))),
+            ("0.1", Double, Ok(Cell::Double(0.1))),
+        ];
+        let mut failures = Vec::new();
+        for (token, ty, want) in examples {
+            let number: Value = serde_json::from_str(token).expect("a JSON number");
+            let string = Value::String(token.to_owned());
+            for value in [number, string] {
+                let got = convert(Some(&value), ty, DEFAULT_TZ).map_err(|e| e.reason);
+                // A string keeps its own text: `"1e3"` stays `1e3`.
+                if value == Value::String("1e3".to_owned()) {
+                    continue;
+                }
+                if got != want {
+                    failures.push(format!("{value} as {ty}: got {got:?}, want {want:?}"));
+                }
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));

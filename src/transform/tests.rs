@@ -101,7 +101,7 @@ fn flatten_carries_parent_fields_and_prefixes_element_fields() {
             .and_then(|d| d.and_hms_opt(15, 56, 1))
             .expect("valid"),
     );
-    let refund = Cell::Decimal("12.35".parse().expect("decimal"));
+    let refund = Cell::Decimal("12.35".into());
     assert_eq!(
         rows,
         vec![

@@ -22,7 +22,8 @@ pub(in crate::sink) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
             Cell::Double(x) => {
                 let _ = write!(ByteWriter(out), "{x}");
             }
-            Cell::Decimal(d) => push_decimal(out, d),
+            // Digits, a point and a sign: nothing to escape.
+            Cell::Decimal(d) => out.extend_from_slice(d.as_bytes()),
             Cell::Bool(b) => out.push(if *b { b'1' } else { b'0' }),
             Cell::Text(s) | Cell::Json(s) => escape_into(s.as_bytes(), out),
             Cell::Date(d) => {
@@ -50,30 +51,6 @@ pub(in crate::sink) fn encode_row(row: &[Cell], out: &mut Vec<u8>) {
         }
     }
     out.push(b'\n');
-}
-
-/// A decimal as `Display` writes it (`-12.30`: every digit of its scale, no exponent),
-/// without the formatter: a third of a row's cells are money.
-fn push_decimal(out: &mut Vec<u8>, d: &rust_decimal::Decimal) {
-    let mantissa = d.mantissa();
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(mantissa.unsigned_abs()).as_bytes();
-    let scale = d.scale() as usize;
-    if mantissa < 0 {
-        out.push(b'-');
-    }
-    if scale == 0 {
-        out.extend_from_slice(digits);
-    } else if digits.len() > scale {
-        let (whole, fraction) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(whole);
-        out.push(b'.');
-        out.extend_from_slice(fraction);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + scale - digits.len(), b'0');
-        out.extend_from_slice(digits);
-    }
 }
 
 /// Zero-padded decimal digits; years outside 0..=9999 fall back to `Display`.
@@ -132,7 +109,7 @@ pub(in crate::sink) fn to_sql_value(cell: &Cell) -> SqlValue {
         Cell::Null => SqlValue::NULL,
         Cell::Int(n) => SqlValue::Int(*n),
         Cell::Double(x) => SqlValue::Double(*x),
-        Cell::Decimal(d) => SqlValue::Bytes(d.to_string().into_bytes()),
+        Cell::Decimal(d) => SqlValue::Bytes(d.as_bytes().to_vec()),
         Cell::Text(s) | Cell::Json(s) => SqlValue::Bytes(s.as_bytes().to_vec()),
         Cell::Bool(b) => SqlValue::Int(i64::from(*b)),
         Cell::Date(d) => SqlValue::Date(

@@ -3,7 +3,6 @@
 
 use std::hash::Hasher as _;
 
-use rust_decimal::Decimal;
 use serde_json::json;
 
 use super::sql::Staging;
@@ -60,7 +59,7 @@ fn row(id: &str, qty: i64, note: &str) -> Vec<Cell> {
     vec![
         Cell::Text(id.into()),
         Cell::Int(qty),
-        Cell::Decimal(Decimal::new(1234, 2)),
+        Cell::Decimal("12.34".into()),
         Cell::Text(note.into()),
         Cell::DateTime(
             chrono::NaiveDate::from_ymd_opt(2024, 4, 27)
@@ -312,39 +311,16 @@ fn spec_errors() {
 
 #[test]
 fn numbers_encode_as_display_writes_them() {
-    let decimals = [
-        "0",
-        "0.00",
-        "12.30",
-        "-12.30",
-        "0.05",
-        "-0.05",
-        "0.5",
-        "123456789012.99",
-        "-0.001",
-        "79228162514264337593543950335",
-        "-7.9228162514264337593543950335",
-        "100",
-        "-100.0",
-    ];
-    for text in decimals {
-        let d: Decimal = text.parse().expect("a decimal");
+    // Decimal cells are already MySQL's text (`plan::number` made them); 38 digits too.
+    for text in ["0.00", "-12.30", "12345678901234567890123456789012345678"] {
         let mut out = Vec::new();
-        encode_row(&[Cell::Decimal(d)], &mut out);
+        encode_row(&[Cell::Decimal(text.into())], &mut out);
+        assert_eq!(String::from_utf8(out).expect("utf8"), format!("{text}\n"));
         assert_eq!(
-            String::from_utf8(out).expect("utf8"),
-            format!("{d}\n"),
-            "{text}"
+            to_sql_value(&Cell::Decimal(text.into())),
+            mysql_async::Value::Bytes(text.as_bytes().to_vec())
         );
     }
-    // Display drops the sign of a negative zero; so must we.
-    let negative_zero = Decimal::new(0, 2) * Decimal::NEGATIVE_ONE;
-    let mut out = Vec::new();
-    encode_row(&[Cell::Decimal(negative_zero)], &mut out);
-    assert_eq!(
-        String::from_utf8(out).expect("utf8"),
-        format!("{negative_zero}\n")
-    );
     for n in [0, 7, -7, i64::MAX, i64::MIN] {
         let mut out = Vec::new();
         encode_row(&[Cell::Int(n)], &mut out);
