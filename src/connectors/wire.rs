@@ -119,7 +119,8 @@ pub fn with_query(url: &str, query: &[(String, String)]) -> String {
     format!("{url}{sep}{}", form_encode(query))
 }
 
-/// A JSON value as a form/query field: strings as-is, null empty, others as JSON text.
+/// A JSON value as a form/query field: strings as-is, null empty, others as JSON text; a
+/// number as the vendor wrote it (a keyset or cursor value of 20+ digits goes back exact).
 pub fn scalar_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
@@ -354,6 +355,14 @@ pub fn message_of(value: &Value, keys: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_go_back_to_the_vendor_as_it_wrote_them() {
+        for text in ["12345678901234567890123", "9007199254740993", "19.90", "-0"] {
+            let value: Value = serde_json::from_str(text).expect("a number");
+            assert_eq!(scalar_text(&value), text);
+        }
+    }
 
     #[test]
     fn concat_sorted_orders_by_ascii() {

@@ -137,6 +137,21 @@ mod tests {
             ),
             Ordering::Less
         );
+        // Beyond rust_decimal's 28 digits and beyond floats, as tokens and as text.
+        let token = |text: &str| serde_json::from_str::<Value>(text).expect("a number");
+        assert_eq!(
+            o.compare(
+                &token("1234567890123456789012345678901234567891"),
+                &json!("1234567890123456789012345678901234567890")
+            ),
+            Ordering::Greater
+        );
+        assert!(o.equal(&token("-0"), &json!(0)));
+        assert!(o.equal(&token("1.5e3"), &json!("1500.00")));
+        assert_eq!(
+            o.compare(&token("1e400"), &token("9e399")),
+            Ordering::Greater
+        );
         assert_eq!(o.compare(&json!("12.50"), &json!(12.5)), Ordering::Equal);
         assert_eq!(o.compare(&json!("1e3"), &json!(999)), Ordering::Greater);
         assert!(o.equal(&json!(10), &json!("10.0")));
