@@ -183,9 +183,11 @@ impl<'t> ExactNumber<'t> {
         }
         Some(text)
     }
+}
 
-    /// Orders two numbers by value (`1.50` equals `1.5e0`, `-0` equals `0`).
-    pub fn cmp(&self, other: &ExactNumber<'_>) -> Ordering {
+/// Numbers order by value: `1.50` equals `1.5e0`, `-0` equals `0`.
+impl Ord for ExactNumber<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
         let sign = |n: &ExactNumber<'_>| {
             if n.is_zero() {
                 0
@@ -215,6 +217,20 @@ impl<'t> ExactNumber<'t> {
         }
     }
 }
+
+impl PartialOrd for ExactNumber<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for ExactNumber<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for ExactNumber<'_> {}
 
 /// `+3`, `-2`, `10`: the digits after `e`, saturated at [`EXPONENT_LIMIT`].
 fn parse_exponent(text: &[u8]) -> Option<i64> {
