@@ -159,22 +159,36 @@ impl MysqlSink {
         };
         let display = table.join(".");
         let mut conn = self.connection().await?;
-        let found: Option<(Option<String>, i64, i64)> = conn
+        // Two lookups, each naming the schema and table as constants, which information_schema
+        // answers by opening only this table. The single query this replaces matched COLUMNS
+        // to TABLES through a correlated subquery, and MariaDB 10.11 crashed (signal 11)
+        // inside it while other sessions dropped databases (seen in this project's tests).
+        let engine: Option<Option<String>> = conn
             .exec_first(
-                "SELECT t.ENGINE, @@innodb_autoinc_lock_mode, \
-                 (SELECT COUNT(*) FROM information_schema.COLUMNS c \
-                  WHERE c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME \
-                  AND c.EXTRA LIKE '%auto_increment%') \
-                 FROM information_schema.TABLES t WHERE t.TABLE_SCHEMA = ? AND t.TABLE_NAME = ?",
-                (schema, name),
+                "SELECT ENGINE FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &name),
+            )
+            .await
+            .map_err(|e| self.query_error(&display, &e))?;
+        let Some(engine) = engine else {
+            return Ok(None);
+        };
+        if let Some(engine) = engine.filter(|e| !e.eq_ignore_ascii_case("InnoDB")) {
+            return Ok(Some(format!(
+                "uses the {engine} engine, which locks the whole table for each statement"
+            )));
+        }
+        let found: Option<(i64, i64)> = conn
+            .exec_first(
+                "SELECT @@innodb_autoinc_lock_mode, COUNT(*) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND EXTRA LIKE '%auto_increment%'",
+                (&schema, &name),
             )
             .await
             .map_err(|e| self.query_error(&display, &e))?;
         Ok(match found {
-            Some((Some(engine), _, _)) if !engine.eq_ignore_ascii_case("InnoDB") => Some(format!(
-                "uses the {engine} engine, which locks the whole table for each statement"
-            )),
-            Some((_, lock_mode, auto_increment)) if auto_increment > 0 && lock_mode != 2 => {
+            Some((lock_mode, auto_increment)) if auto_increment > 0 && lock_mode != 2 => {
                 Some(format!(
                     "has an AUTO_INCREMENT column and innodb_autoinc_lock_mode is {lock_mode}, \
                      so each LOAD DATA holds the table's AUTO-INC lock until it ends \
