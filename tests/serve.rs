@@ -767,6 +767,65 @@ async fn reload_swaps_good_edits_and_keeps_the_last_good_version_of_broken_ones(
     handle.wait().await;
 }
 
+/// Issue 21, item 11: 1,500 nested calls dropped into a served folder killed the daemon (its
+/// worker threads have smaller stacks than `main`). Now they are a diagnostic, loaded at start
+/// and on reload, and the other specs keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deeply_nested_specs_are_refused_without_harming_the_daemon() {
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec("@schedule \"0 * * * * *\""));
+    let deep = |open: &str, close: &str, n: usize| {
+        spec("").replace(
+            "refund = refund",
+            &format!("refund = {}refund{}", open.repeat(n), close.repeat(n)),
+        )
+    };
+    fixture.write("calls", &deep("coalesce(", ")", 1_500));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+    let view = |name: &str| handle.specs().into_iter().find(|s| s.name == name).unwrap();
+    assert_eq!(view("calls").status, "invalid");
+    let error = view("calls").error.unwrap();
+    assert!(error.contains("calls.qsync:"), "{error}");
+    assert!(error.contains("nesting deeper than 64 levels"), "{error}");
+
+    // The same on reload, for other shapes too.
+    fixture.write("cases", &deep("case ", " {}", 20_000));
+    fixture.write(
+        "arrays",
+        &spec("").replace(
+            "@rate 5/s",
+            &format!(
+                "param deep = {}1{}\n    @rate 5/s",
+                "[".repeat(20_000),
+                "]".repeat(20_000)
+            ),
+        ),
+    );
+    eventually("deep specs loaded", Duration::from_secs(10), || {
+        handle.specs().len() == 4
+    })
+    .await;
+    for name in ["cases", "arrays"] {
+        let error = view(name).error.unwrap_or_default();
+        assert!(
+            error.contains("nesting deeper than 64 levels"),
+            "{name}: {error}"
+        );
+    }
+    clock.advance(Duration::from_secs(55)); // 00:01:00: the good spec's slot
+    eventually("the good spec runs", Duration::from_secs(5), || {
+        finished(&log) == 1
+    })
+    .await;
+    let page = get(handle.addr(), "/").await;
+    assert!(page.contains("nesting deeper than 64 levels"), "{page}");
+    handle.shutdown();
+    handle.wait().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
     let fixture = Fixture::new("").await;

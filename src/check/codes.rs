@@ -1,6 +1,9 @@
 //! The diagnostic-code registry. Codes are stable: never reuse or rename a released code.
 
+// The two syntax codes are spelled here too so this file stays the one list of codes;
+// `syntax_codes_match` keeps them equal to `syntax`'s.
 pub const SYNTAX: &str = "qsync::syntax::unexpected";
+pub const TOO_DEEP: &str = "qsync::syntax::too_deep";
 pub const MISSING_SYNC: &str = "qsync::check::missing_sync";
 pub const DUPLICATE_BLOCK: &str = "qsync::check::duplicate_block";
 pub const MISSING_SOURCE: &str = "qsync::check::missing_source";
@@ -65,3 +68,12 @@ pub const INSERT_REREADS: &str = "qsync::check::insert_rereads";
 pub const KEYSET_NEEDS_ID: &str = "qsync::check::keyset_needs_id";
 pub const TOTAL_WITHOUT_IDENTITY: &str = "qsync::check::total_without_identity";
 pub const HTTP_NO_ERROR_PATH: &str = "qsync::check::http_no_error_path";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn syntax_codes_match() {
+        assert_eq!(super::SYNTAX, crate::syntax::UNEXPECTED);
+        assert_eq!(super::TOO_DEEP, crate::syntax::TOO_DEEP);
+    }
+}

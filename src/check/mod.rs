@@ -63,7 +63,7 @@ pub fn check(file: &str, text: &str, ctx: CheckContext<'_>) -> Result<Checked, C
         Err(error) => {
             let start = error.span.offset();
             let span = Span::new(start, start + error.span.len());
-            let diagnostic = CheckDiagnostic::error(codes::SYNTAX, span, error.message)
+            let diagnostic = CheckDiagnostic::error(error.code, span, error.message)
                 .label(error.label)
                 .help(error.help);
             return Err(failure(vec![diagnostic]));
@@ -440,6 +440,46 @@ mod fuzz {
         chars.into_iter().collect()
     }
 
+    /// The base spec with one value nested `depth` deep: calls, `case` subjects, arrays in a
+    /// request parameter, objects in a `json(...)` parameter.
+    fn nested(shape: usize, depth: usize) -> String {
+        let base = SPECS[4];
+        match shape {
+            0 => base.replace(
+                "source_id = 3",
+                &format!(
+                    "source_id = {}3{}",
+                    "coalesce(".repeat(depth),
+                    ")".repeat(depth)
+                ),
+            ),
+            1 => base.replace(
+                "source_id = 3",
+                &format!(
+                    "source_id = {}a{}",
+                    "case ".repeat(depth),
+                    " { _ => 1 }".repeat(depth)
+                ),
+            ),
+            2 => base.replace(
+                "    records data.datas",
+                &format!(
+                    "    param x = {}1{}\n    records data.datas",
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                ),
+            ),
+            _ => base.replace(
+                "    records data.datas",
+                &format!(
+                    "    param x = json({}1{})\n    records data.datas",
+                    "{a: ".repeat(depth.saturating_sub(1)),
+                    "}".repeat(depth.saturating_sub(1))
+                ),
+            ),
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(400))]
 
@@ -455,6 +495,30 @@ mod fuzz {
         ) {
             let text = mutate(SPECS[which], &edits);
             let _ = super::check("fuzz.qsync", &text, super::CheckContext::default());
+        }
+
+        /// Nesting near and far past the limit, of every shape that recurses, checked on a
+        /// thread with tokio's default worker stack (2 MiB): a diagnostic, never an overflow.
+        #[test]
+        fn nesting_depth_is_a_diagnostic_on_small_stacks(
+            shape in 0usize..4,
+            depth in prop_oneof![0usize..80, 80usize..3_000],
+        ) {
+            let text = nested(shape, depth);
+            let found = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || {
+                    match super::check("fuzz.qsync", &text, super::CheckContext::default()) {
+                        Ok(_) => Vec::new(),
+                        Err(failure) => failure.diagnostics.iter().map(|d| d.code).collect(),
+                    }
+                })
+                .expect("thread")
+                .join()
+                .expect("no panic");
+            // Each shape stands one level deep (in the map or source block) before it nests.
+            let too_deep = depth + 1 > crate::syntax::MAX_NESTING;
+            prop_assert_eq!(found.contains(&super::codes::TOO_DEEP), too_deep, "{:?}", found);
         }
 
         #[test]

@@ -2,6 +2,7 @@
 //! diagnostic; nothing from pest leaves this module. Meaning is checked in `check`.
 
 pub mod ast;
+mod depth;
 mod grammar;
 mod lower;
 pub mod span;
@@ -10,6 +11,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use pest::Parser;
 
 pub use ast::Spec;
+pub use depth::MAX_NESTING;
 pub use span::{Span, Spanned};
 
 use grammar::{QsyncParser, Rule};
@@ -17,21 +19,58 @@ use grammar::{QsyncParser, Rule};
 /// The text could not be parsed.
 ///
 /// ```text
-/// source jushuitan "x" { records }      # `records` needs a path
+/// source jushuitan "x" { records }      # `records` needs a path: qsync::syntax::unexpected
+/// map { x = coalesce(coalesce(...       # 65 levels deep: qsync::syntax::too_deep
 /// ```
-#[derive(Debug, thiserror::Error, Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 #[error("{message}")]
-#[diagnostic(code(qsync::syntax::unexpected), help("{help}"))]
 pub struct SyntaxError {
+    /// [`UNEXPECTED`] or [`TOO_DEEP`].
+    pub code: &'static str,
     pub message: String,
     pub help: String,
-    #[label("{label}")]
     pub span: SourceSpan,
     pub label: String,
 }
 
+/// The code of a text pest cannot parse.
+pub const UNEXPECTED: &str = "qsync::syntax::unexpected";
+/// The code of a text nested deeper than [`MAX_NESTING`].
+pub const TOO_DEEP: &str = "qsync::syntax::too_deep";
+
+// By hand rather than derived: the code differs between the two kinds.
+impl Diagnostic for SyntaxError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new(&self.help))
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let label = miette::LabeledSpan::new_with_span(Some(self.label.clone()), self.span);
+        Some(Box::new(std::iter::once(label)))
+    }
+}
+
 /// Parses a whole spec.
+///
+/// Errors: [`TOO_DEEP`] when the text nests deeper than [`MAX_NESTING`] (checked before
+/// parsing, so the answer is the same on every thread), else [`UNEXPECTED`] where pest stops.
 pub fn parse(text: &str) -> Result<Spec, SyntaxError> {
+    if let Some(at) = depth::too_deep(text) {
+        return Err(SyntaxError {
+            code: TOO_DEEP,
+            message: format!("nesting deeper than {MAX_NESTING} levels"),
+            help: format!(
+                "brackets, blocks and `case` subjects nest at most {MAX_NESTING} deep; \
+                 split the expression into several columns or flatten the request value"
+            ),
+            span: (at.start, at.end - at.start).into(),
+            label: format!("level {} opens here", MAX_NESTING + 1),
+        });
+    }
     match QsyncParser::parse(Rule::spec, text) {
         Ok(mut pairs) => {
             let spec = pairs
@@ -78,6 +117,7 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
     if found.is_none() {
         if let Some(open) = unclosed_brace(text) {
             return SyntaxError {
+                code: UNEXPECTED,
                 message: format!("unexpected end of file: {}", block_opened(text, open)),
                 help: "add the missing `}` at the end of the block".to_owned(),
                 span: (open, 1).into(),
@@ -93,6 +133,7 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
             if let Some(open) = unclosed_brace(&text[..offset]) {
                 let line = text[..offset].matches('\n').count() + 1;
                 return SyntaxError {
+                    code: UNEXPECTED,
                     message: block_opened(text, open),
                     help: format!("add the missing `}}` before `{word}` on line {line}"),
                     span: (open, 1).into(),
@@ -109,6 +150,7 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
             .contains('"')
     {
         return SyntaxError {
+            code: UNEXPECTED,
             message: "unterminated string".to_owned(),
             help: "close the string with `\"` on the same line, or use \"\"\"...\"\"\" for several lines".to_owned(),
             span: (offset, 1).into(),
@@ -116,6 +158,7 @@ fn syntax_error(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
         };
     }
     SyntaxError {
+        code: UNEXPECTED,
         message: format!("unexpected {found_text}, expected {expected_text}"),
         help: help_for(&expected, found.as_deref()),
         span: (offset, span_len).into(),
