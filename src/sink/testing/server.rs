@@ -86,6 +86,10 @@ impl TestServer {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("the test server's directory");
+        // Its own tmpdir: a server starting on the shared /tmp removed the main test
+        // server's `#sql-temptable-*` files there, failing other tests' queries with
+        // "Error on delete of '/tmp/#sql-temptable-...MAI' (Errcode: 2)".
+        std::fs::create_dir_all(dir.join("tmp")).expect("the test server's tmpdir");
         if matches!(kind, ServerKind::Tls | ServerKind::TlsOffered) {
             make_certificates(&dir);
         }
@@ -97,6 +101,7 @@ impl TestServer {
             "--skip-test-db",
         ]);
         install.arg(format!("--datadir={}", dir.join("data").display()));
+        install.arg(format!("--tmpdir={}", dir.join("tmp").display()));
         if root {
             install.arg("--user=root");
         }
@@ -126,6 +131,7 @@ impl TestServer {
         let mut args = vec![
             "--no-defaults".to_owned(),
             format!("--datadir={}", dir.join("data").display()),
+            format!("--tmpdir={}", dir.join("tmp").display()),
             format!("--socket={}", self.socket().display()),
             format!("--pid-file={}", dir.join("server.pid").display()),
             "--bind-address=127.0.0.1".to_owned(),
