@@ -853,6 +853,79 @@ async fn a_wrong_secret_fails_with_the_vendor_code_and_masked_secrets() {
     fx.sim.shutdown().await;
 }
 
+/// Issue 21, item 12: `sql("1; DROP TABLE victim")` passed check and the DROP ran, since the
+/// MySQL driver always asks for multi-statement support. `check` refuses it, `run` stops
+/// at check, and a plan that skipped check is refused by the sink before any statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_with_a_semicolon_never_reaches_mysql() {
+    let fx = Fixture::new(20, 1, SimConfig::default()).await;
+    let mut conn = fx.conn().await;
+    conn.query_drop("CREATE TABLE victim (id INT PRIMARY KEY)")
+        .await
+        .expect("victim");
+    let victim_exists = || async {
+        let mut conn = fx.conn().await;
+        let n: Option<i64> = conn
+            .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'victim'")
+            .await
+            .expect("count");
+        n == Some(1)
+    };
+    let spec = fx.spec_text(&Spec::default());
+    let evil = spec.replace(
+        "refund = refund : decimal(12,2)",
+        "refund = refund : decimal(12,2)\n    note = sql(\"1; DROP TABLE victim\")",
+    );
+    for (command, status) in [("check", 1), ("run", 2)] {
+        let out = Test::new()
+            .file("refunds.qsync", &evil)
+            .file(
+                "qsync.yaml",
+                &std::fs::read_to_string(fx.profile_path()).expect("profile"),
+            )
+            .args(&[command, "refunds.qsync"])
+            .status(status)
+            .run();
+        assert!(
+            out.stderr.contains("qsync::check::bad_sql"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("`;` would end the statement"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(victim_exists().await);
+
+    // A plan that skipped check (a column's SQL, then the head) is refused before MySQL.
+    let (plan, profile) = fx.load(&Spec::default());
+    let mut column = plan.clone();
+    column.columns.push(qsync::plan::ColumnPlan {
+        name: "note".into(),
+        ty: qsync::plan::ColumnType::Int,
+        expr: qsync::plan::Expr::Sql("1; DROP TABLE victim".into()),
+    });
+    let mut head = plan.clone();
+    head.target.sql =
+        Some("DROP TABLE victim; REPLACE INTO {{ table }} ({{ columns }}) VALUES".into());
+    for bad in [column, head] {
+        let error = exec::run(&bad, &profile, RunOptions::default())
+            .await
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("`;` would end the statement"),
+            "{error}"
+        );
+    }
+    assert!(victim_exists().await);
+    // The same plan without the fault writes: the refusal is the fault's, not the setup's.
+    run(&plan, &profile, RunOptions::default()).await;
+    assert!(!fx.actual().await.is_empty());
+    fx.sim.shutdown().await;
+}
+
 /// `qsync run` holds the spec's lease as `serve` does: a second run fails while another
 /// holds it, and the lease of a run whose process died on this host is taken over at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,6 +53,7 @@ pub const BAD_FILTER: &str = "qsync::check::bad_filter";
 pub const BAD_IDENTIFIER: &str = "qsync::check::bad_identifier";
 pub const BAD_INTERPOLATION: &str = "qsync::check::bad_interpolation";
 pub const SQL_KEY_COLUMN: &str = "qsync::check::sql_key_column";
+pub const BAD_SQL: &str = "qsync::check::bad_sql";
 pub const SAMPLE_MISSING_FIELD: &str = "qsync::check::sample_missing_field";
 pub const SAMPLE_CONVERSION: &str = "qsync::check::sample_conversion";
 pub const SAMPLE_NO_RECORDS: &str = "qsync::check::sample_no_records";

@@ -127,6 +127,11 @@ impl Checker<'_> {
                             template::SQL_VARIABLES,
                         )
                         .is_some();
+                    ok &= self.expect_one_sql_piece(
+                        &s.node,
+                        s.span,
+                        "the `sql` head starts one statement",
+                    );
                     sql = Some(s.node.clone());
                 }
             }

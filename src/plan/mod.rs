@@ -6,8 +6,8 @@
 //! (`types.rs`) it owns their vocabulary: dotted paths and the one JSON walker
 //! ([`FieldPath`], `path.rs`), map expressions with their spelling and the fields they read
 //! (`expr.rs`), exact numbers (`number.rs`), paging with its printed form (`paging.rs`), how
-//! durations are written ([`human`], `duration.rs`), and spans of wall-clock time ([`Window`],
-//! `time.rs`).
+//! durations are written ([`human`], `duration.rs`), spans of wall-clock time ([`Window`],
+//! `time.rs`), and what raw SQL from a spec may hold ([`sql_fault`], `sql.rs`).
 
 mod duration;
 mod expr;
@@ -16,6 +16,7 @@ pub mod number;
 pub mod order;
 mod paging;
 mod path;
+mod sql;
 pub mod time;
 mod types;
 
@@ -25,6 +26,7 @@ pub use names::closest;
 pub use order::ValueOrder;
 pub use paging::{EndRule, PaginationPlan};
 pub use path::{walk, FieldPath};
+pub use sql::{sql_fault, SqlFault};
 pub use time::Window;
 pub use types::*;
 

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::dialect::UpsertSyntax;
 use super::SinkError;
-use crate::plan::{ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
+use crate::plan::{sql_fault, ColumnPlan, ColumnType, Expr, TargetPlan, WriteMode};
 
 /// Longest identifier MySQL accepts.
 const MAX_IDENTIFIER: usize = 64;
@@ -88,11 +88,9 @@ impl TableSpec {
             reason,
         };
         let mut sink_columns = Vec::with_capacity(columns.len());
+        let mut names = std::collections::HashSet::with_capacity(columns.len());
         for column in columns {
-            if sink_columns
-                .iter()
-                .any(|c: &SinkColumn| c.name == column.name)
-            {
+            if !names.insert(column.name.as_str()) {
                 return Err(spec_error(format!(
                     "column `{}` is mapped twice",
                     column.name
@@ -110,7 +108,17 @@ impl TableSpec {
                 name: column.name.clone(),
                 ty: column.ty,
                 raw: match &column.expr {
-                    Expr::Sql(sql) => Some(sql.clone()),
+                    Expr::Sql(sql) => {
+                        // `check` refuses these; a plan built any other way must not
+                        // reach a text statement with them either.
+                        if let Some(fault) = sql_fault(sql) {
+                            return Err(spec_error(format!(
+                                "`sql(...)` of column `{}` is not one SQL expression: {fault}",
+                                column.name
+                            )));
+                        }
+                        Some(sql.clone())
+                    }
                     _ => None,
                 },
                 key,
@@ -123,6 +131,11 @@ impl TableSpec {
         {
             return Err(spec_error(format!(
                 "key `{missing}` is not a mapped column"
+            )));
+        }
+        if let Some(fault) = target.sql.as_deref().and_then(sql_fault) {
+            return Err(spec_error(format!(
+                "the `sql` head is not one statement head: {fault}"
             )));
         }
         if sink_columns.iter().all(|c| c.raw.is_some()) {
