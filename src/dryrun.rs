@@ -61,16 +61,14 @@ pub fn explain(plan: &Plan, inputs: &DryRunInputs<'_>) -> Explained {
     section_rows(&mut out, plan, inputs, now, tz, &mut failures);
     section_sql(&mut out, plan, &mut failures);
     section_schedule(&mut out, plan);
-    let secrets = inputs
-        .profile
-        .map(LoadedProfile::secrets)
-        .unwrap_or_default();
+    let secrets = inputs.profile.map_or_else(
+        || crate::config::env_secrets(std::env::vars()),
+        LoadedProfile::secrets,
+    );
+    let masker = crate::config::Masker::new(&secrets);
     Explained {
-        text: crate::config::mask(&out, &secrets),
-        failures: failures
-            .iter()
-            .map(|f| crate::config::mask(f, &secrets))
-            .collect(),
+        text: masker.mask(&out),
+        failures: failures.iter().map(|f| masker.mask(f)).collect(),
     }
 }
 
@@ -124,7 +122,13 @@ pub async fn fetch_live_page(
         .ok()?;
         source::split(start, end, w.max_span, tz).first().copied()
     });
-    let call = first_call(plan, now, tz, window)?;
+    let call = first_call(
+        plan,
+        profile.profile.connections.get(&plan.source.connection),
+        now,
+        tz,
+        window,
+    )?;
     let connection = profile.connection(&plan.source.connection)?;
     let connector = connectors::build(plan.source.kind, &plan.source.connection, connection)?;
     let limiter = std::sync::Arc::new(source::RateLimiter::new(
@@ -288,7 +292,10 @@ fn section_request(
     failures: &mut Vec<String>,
 ) {
     let _ = writeln!(out, "\nfirst request");
-    let call = match first_call(plan, now, tz, window) {
+    let connection = inputs
+        .profile
+        .and_then(|p| p.profile.connections.get(&plan.source.connection));
+    let call = match first_call(plan, connection, now, tz, window) {
         Ok(call) => call,
         Err(e) => {
             fail(out, failures, e.to_string());
@@ -343,6 +350,7 @@ fn section_request(
 /// at `now`: what the dry run prints and what `--live` sends.
 fn first_call(
     plan: &Plan,
+    connection: Option<&crate::config::Connection>,
     now: NaiveDateTime,
     tz: Tz,
     window: Option<source::Window>,
@@ -357,6 +365,9 @@ fn first_call(
         offset: page.offset,
         cursor: None,
         env: std::env::vars().collect(),
+        secrets: connection
+            .map(crate::config::Connection::declared_secrets)
+            .unwrap_or_default(),
     };
     source::build_call(&plan.source, &Renderer::new(tz), &ctx, &page)
 }

@@ -16,6 +16,7 @@ mod layers;
 mod no_local_infile;
 mod numbers;
 mod scripted;
+mod secrets;
 mod serve;
 mod support;
 mod systemd_unit;

@@ -264,6 +264,16 @@ async fn get(addr: SocketAddr, path: &str) -> String {
         .expect("body")
 }
 
+/// The "Run now" token the status page embeds.
+async fn run_token(addr: SocketAddr) -> String {
+    let page = get(addr, "/").await;
+    let start = page
+        .find("name=\"qsync-run-token\" content=\"")
+        .expect("the page embeds the run token")
+        + "name=\"qsync-run-token\" content=\"".len();
+    page[start..start + 32].to_owned()
+}
+
 /// The value of one sample line of the exposition.
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
@@ -783,7 +793,7 @@ async fn deeply_nested_specs_are_refused_without_harming_the_daemon() {
     fixture.write("calls", &deep("coalesce(", ")", 1_500));
     let clock = ManualClock::new(start_time());
     let log = Arc::new(Mutex::new(Vec::new()));
-    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunReport::default()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
     let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
     let view = |name: &str| handle.specs().into_iter().find(|s| s.name == name).unwrap();
     assert_eq!(view("calls").status, "invalid");
@@ -928,6 +938,7 @@ async fn metrics_and_api_match_the_runs() {
             "http://{}/api/specs/orders/run?remedy=true",
             handle.addr()
         ))
+        .header("X-Qsync-Run-Token", run_token(handle.addr()).await)
         .send()
         .await
         .unwrap();
@@ -1065,6 +1076,186 @@ async fn non_loopback_listeners_require_the_api_token() {
     };
     let error = serve::start(config, services).await.unwrap_err();
     assert!(error.to_string().contains("needs `api_token`"), "{error}");
+}
+
+/// Issue 21, item 9: a page of another site can neither reach the loopback API under its
+/// own name (DNS rebinding) nor start runs (cross-site POST, no run token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loopback_api_refuses_other_sites() {
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec(""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
+    let handle = start(config(fixture.path(), "a"), &clock, &runner).await;
+    let addr = handle.addr();
+    let port = addr.port();
+    let client = reqwest::Client::new();
+    let page = format!("http://{addr}/");
+    let status = |r: reqwest::Response| r.status().as_u16();
+    for host in [
+        format!("evil.example:{port}"),
+        format!("127.0.0.1:{}", port + 1),
+        "evil.example".to_owned(),
+    ] {
+        let r = client
+            .get(&page)
+            .header("Host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 421, "{host}");
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let r = client
+            .get(&page)
+            .header("Host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(r), 200, "{host}");
+    }
+
+    let token = run_token(addr).await;
+    assert_eq!(token.len(), 32);
+    let run = format!("http://{addr}/api/specs/orders/run");
+    let post = |origin: Option<&str>, token: Option<&str>, site: Option<&str>| {
+        let mut request = client.post(&run);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        if let Some(token) = token {
+            request = request.header("X-Qsync-Run-Token", token);
+        }
+        if let Some(site) = site {
+            request = request.header("Sec-Fetch-Site", site);
+        }
+        request.send()
+    };
+    assert_eq!(
+        status(
+            post(Some("http://evil.example"), Some(&token), None)
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(post(None, Some(&token), Some("cross-site")).await.unwrap()),
+        403
+    );
+    assert_eq!(status(post(None, None, None).await.unwrap()), 403);
+    assert_eq!(
+        status(
+            post(None, Some("0123456789abcdef0123456789abcdef"), None)
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(finished(&log), 0, "nothing refused ran");
+    let own = format!("http://{addr}");
+    let accepted = post(Some(&own), Some(&token), Some("same-origin"))
+        .await
+        .unwrap();
+    assert_eq!(status(accepted), 202);
+    eventually("the accepted run", Duration::from_secs(5), || {
+        finished(&log) == 1
+    })
+    .await;
+    // Another process, another token.
+    handle.shutdown();
+    handle.wait().await;
+    let again = start(config(fixture.path(), "a"), &clock, &runner).await;
+    assert_ne!(run_token(again.addr()).await, token);
+    again.shutdown();
+    again.wait().await;
+}
+
+/// Issue 21, item 10: a half-sent header is closed after the header-read timeout, and
+/// connections over the cap are refused (accepted and closed at once) until one frees up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_time_out_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new("").await;
+    fixture.write("orders", &spec(""));
+    let clock = ManualClock::new(start_time());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let runner = ScriptRunner::new("a", &log, ok_after(Duration::ZERO, RunSummary::default()));
+    // Closed, or at least not answered, within `limit`: the bytes read until EOF.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+        let mut seen = Vec::new();
+        tokio::time::timeout(limit, stream.read_to_end(&mut seen))
+            .await
+            .ok()
+            .map(|r| r.map(|_| seen).unwrap_or_default())
+    }
+
+    let mut settings = config(fixture.path(), "a");
+    settings.http.header_read_timeout = Duration::from_millis(500);
+    let handle = start(settings, &clock, &runner).await;
+    let mut half = tokio::net::TcpStream::connect(handle.addr()).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let opened = Instant::now();
+    let answer = read_to_close(&mut half, Duration::from_secs(20)).await;
+    assert!(
+        answer.is_some(),
+        "a half-sent header is still open after 20 s"
+    );
+    assert!(
+        opened.elapsed() >= Duration::from_millis(400),
+        "closed before the timeout"
+    );
+    // An idle keep-alive connection goes the same way; a whole request is still served.
+    assert!(get(handle.addr(), "/api/specs").await.contains("orders"));
+    handle.shutdown();
+    handle.wait().await;
+
+    let mut settings = config(fixture.path(), "a");
+    settings.http.header_read_timeout = Duration::from_secs(120);
+    settings.http.max_connections = 3;
+    let handle = start(settings, &clock, &runner).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(handle.addr()).await.unwrap());
+    }
+    // Let the daemon accept the three before the fourth arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = tokio::net::TcpStream::connect(handle.addr()).await.unwrap();
+    let request = format!(
+        "GET /api/specs HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        handle.addr()
+    );
+    let _ = over.write_all(request.as_bytes()).await;
+    let refused = read_to_close(&mut over, Duration::from_secs(20)).await;
+    assert_eq!(
+        refused.as_deref(),
+        Some(&b""[..]),
+        "the fourth connection is closed unanswered"
+    );
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(handle.addr()).await.unwrap();
+        let _ = stream.write_all(request.as_bytes()).await;
+        let answer = read_to_close(&mut stream, Duration::from_secs(10))
+            .await
+            .unwrap_or_default();
+        if String::from_utf8_lossy(&answer).contains("orders") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no slot freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    handle.shutdown();
+    handle.wait().await;
 }
 
 fn chromium() -> Option<PathBuf> {
@@ -1362,6 +1553,7 @@ async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
     assert_eq!(first.spec("refunds").await["status"], "idle");
     let started = reqwest::Client::new()
         .post(format!("http://{}/api/specs/refunds/run", first.addr))
+        .header("X-Qsync-Run-Token", run_token(first.addr).await)
         .send()
         .await
         .expect("POST");
@@ -1409,6 +1601,7 @@ async fn serve_binary_runs_the_real_engine_and_stops_gracefully_without_loss() {
     let second = Daemon::spawn(dir.path(), "e2e-2").await;
     let started = reqwest::Client::new()
         .post(format!("http://{}/api/specs/refunds/run", second.addr))
+        .header("X-Qsync-Run-Token", run_token(second.addr).await)
         .send()
         .await
         .expect("POST");
@@ -1583,6 +1776,7 @@ async fn a_second_signal_exits_at_once() {
         .unwrap();
     let started = reqwest::Client::new()
         .post(format!("http://{}/api/specs/refunds/run", daemon.addr))
+        .header("X-Qsync-Run-Token", run_token(daemon.addr).await)
         .send()
         .await
         .expect("POST");

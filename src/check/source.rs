@@ -400,7 +400,8 @@ impl Checker<'_> {
         let known = kind.map_or(crate::config::MYSQL_KEYS, crate::connectors::profile_keys);
         let mut unknown = false;
         for key in entry.settings.keys() {
-            if known.contains(&key.as_str()) {
+            // `secrets:` (values specs send as `{{ secrets.NAME }}`) belongs to every kind.
+            if known.contains(&key.as_str()) || key == "secrets" {
                 continue;
             }
             unknown = true;

@@ -5,10 +5,14 @@
 //! ([`LoadedProfile::target_url`]). It does not own what a vendor does with its
 //! credentials (`connectors`).
 
+mod mask;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+
+pub use mask::{mask, Masker};
 
 /// A parsed profile file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -50,9 +54,11 @@ impl Connection {
         }
     }
 
-    /// Every setting whose value is a secret, to be masked wherever it could be printed;
-    /// for a MySQL `url` also its password and its `ssl-key` path, which messages may show
-    /// apart from the URL.
+    /// Every setting whose value is a secret, to be masked wherever it could be printed:
+    /// settings named like one ([`is_secret_key`]), the values under `secrets:`
+    /// ([`Connection::declared_secrets`]), the password of any URL setting (`url`,
+    /// `base_url`: `https://user:pw@host`), for a MySQL `url` also its `ssl-key` path, and
+    /// `username:password` as one value, whose base64 is `Authorization: Basic`.
     pub fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self
             .settings
@@ -61,9 +67,30 @@ impl Connection {
             .filter_map(|(key, _)| self.get(key))
             .filter(|value| !value.is_empty())
             .collect();
-        if let Some(url) = self.get("url").and_then(|url| url::Url::parse(&url).ok()) {
+        secrets.extend(self.declared_secrets().into_values());
+        for key in self.settings.keys().filter(|key| key.ends_with("url")) {
+            let Some(text) = self.get(key) else {
+                continue;
+            };
+            // The password as written: the parser re-encodes it (`=` becomes `%3D`).
+            if let Some((_, rest)) = text.split_once("://") {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                    if let Some((_, password)) = userinfo.split_once(':') {
+                        secrets.push(password.to_owned());
+                    }
+                }
+            }
+            let Ok(url) = url::Url::parse(&text) else {
+                continue;
+            };
             if let Some(password) = url.password() {
-                secrets.push(percent_decode(password));
+                let decoded = percent_decode(password);
+                // What an HTTP client sends as `Authorization: Basic` for such a URL.
+                if !url.username().is_empty() {
+                    secrets.push(format!("{}:{decoded}", percent_decode(url.username())));
+                }
+                secrets.push(decoded);
                 secrets.push(password.to_owned());
             }
             secrets.extend(
@@ -72,9 +99,48 @@ impl Connection {
                     .map(|(_, path)| path.into_owned()),
             );
         }
+        if let (Some(user), Some(password)) = (self.get("username"), self.get("password")) {
+            secrets.push(format!("{user}:{password}"));
+        }
         secrets.retain(|secret| !secret.is_empty());
         secrets
     }
+
+    /// The connection's extra secrets, `secrets: { system_token: ${YIDA_SYSTEM_TOKEN} }`:
+    /// values a spec sends as request parameters (`{{ secrets.system_token }}`) that the
+    /// vendor's own settings do not cover. Masked like every other secret.
+    pub fn declared_secrets(&self) -> BTreeMap<String, String> {
+        let Some(serde_yaml::Value::Mapping(map)) = self.settings.get("secrets") else {
+            return BTreeMap::new();
+        };
+        map.iter()
+            .filter_map(|(key, value)| {
+                let value = match value {
+                    serde_yaml::Value::String(s) => s.clone(),
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                Some((key.as_str()?.to_owned(), value))
+            })
+            .collect()
+    }
+}
+
+/// The values of environment variables whose name says they are credentials (it contains
+/// `TOKEN`, `SECRET`, `PASSWORD` or `KEY`, in any case): a spec may send them through
+/// `{{ env.NAME }}`. Values under four characters are left out (`KEYS=1` would otherwise
+/// mask every `1`).
+pub fn env_secrets(vars: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    vars.into_iter()
+        .filter(|(name, value)| {
+            let name = name.to_ascii_uppercase();
+            value.chars().count() >= 4
+                && ["TOKEN", "SECRET", "PASSWORD", "KEY"]
+                    .iter()
+                    .any(|word| name.contains(word))
+        })
+        .map(|(_, value)| value)
+        .collect()
 }
 
 /// `text` with its `%XX` escapes decoded, as a URL's userinfo holds them (`+` stays `+`).
@@ -204,7 +270,8 @@ impl LoadedProfile {
             .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
-    /// Every secret value in the profile, longest first so masking never leaves a tail.
+    /// Every secret value in the profile, and the credential-named environment variables
+    /// ([`env_secrets`]), longest first; [`Masker`] adds their encoded forms.
     pub fn secrets(&self) -> Vec<String> {
         let mut secrets: Vec<String> = self
             .profile
@@ -215,6 +282,7 @@ impl LoadedProfile {
         if let Some(token) = &self.profile.api_token {
             secrets.push(token.clone());
         }
+        secrets.extend(env_secrets(std::env::vars()));
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         secrets
@@ -274,7 +342,14 @@ pub fn parse(
             });
         }
     }
-    let profile: Profile = serde_yaml::from_value(doc).map_err(|e| parse_error(e.to_string()))?;
+    // A type error quotes the value (`invalid type: integer `123456`, expected a string`):
+    // never a secret's.
+    let mut hidden = Vec::new();
+    secret_scalars(&doc, false, &mut hidden);
+    // As in `serve`: a value under four characters would mask ordinary words.
+    hidden.retain(|value| value.chars().count() >= 4);
+    let profile: Profile = serde_yaml::from_value(doc)
+        .map_err(|e| parse_error(Masker::new(&hidden).mask(&e.to_string())))?;
     per_connection.retain(|_, vars| !vars.is_empty());
     for (name, connection) in &profile.connections {
         let known = connection.kind == "mysql"
@@ -357,6 +432,29 @@ fn position(text: &str, name: &str, key: Option<&str>) -> Option<(usize, usize)>
     None
 }
 
+/// The scalar values under keys named like secrets ([`is_secret_key`], `secrets:`), as
+/// text, for masking errors about the profile itself.
+fn secret_scalars(value: &serde_yaml::Value, secret: bool, out: &mut Vec<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (key, v) in map {
+                let named = key.as_str().is_some_and(is_secret_key);
+                secret_scalars(v, secret || named, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for v in items {
+                secret_scalars(v, secret, out);
+            }
+        }
+        serde_yaml::Value::Tagged(tagged) => secret_scalars(&tagged.value, secret, out),
+        serde_yaml::Value::String(s) if secret => out.push(s.clone()),
+        serde_yaml::Value::Number(n) if secret => out.push(n.to_string()),
+        serde_yaml::Value::Bool(b) if secret => out.push(b.to_string()),
+        _ => {}
+    }
+}
+
 /// Expands every string inside `value`, collecting unset variables.
 fn expand_value(
     value: &mut serde_yaml::Value,
@@ -423,19 +521,6 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<
 /// The process environment, for [`load`].
 pub fn process_env(var: &str) -> Option<String> {
     std::env::var(var).ok()
-}
-
-/// `text` with every occurrence of every non-empty secret replaced by `***`, the longest
-/// secret first so that a secret containing another is never left half-masked. The one
-/// masker of plan output, logs, errors, alerts and the status page.
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_owned();
-    for secret in sorted {
-        out = out.replace(secret.as_str(), "***");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -516,13 +601,6 @@ mod tests {
     }
 
     #[test]
-    fn mask_replaces_longest_first() {
-        let secrets = vec!["abc".to_owned(), "abcdef".to_owned(), String::new()];
-        assert_eq!(mask("x=abcdef&y=abc", &secrets), "x=***&y=***");
-        assert_eq!(mask("nothing", &secrets), "nothing");
-    }
-
-    #[test]
     fn the_target_url_needs_a_mysql_connection_with_a_url() {
         let text = "connections:\n  jst:\n    kind: jushuitan\n  bi:\n    kind: mysql\n    url: mysql://u:p@h/db\n  empty:\n    kind: mysql\n    url: ''\n";
         let loaded = parse("p.yaml", text, EnvPolicy::Require, &env).unwrap();
@@ -553,6 +631,43 @@ mod tests {
             );
         }
         assert!(!secrets.contains(&"/c.pem".to_owned()), "{secrets:?}");
+    }
+
+    #[test]
+    fn type_errors_do_not_echo_secrets() {
+        let text =
+            "api_token: 4711471147\nconnections:\n  x:\n    kind: http\n    password: [abcd]\n";
+        let err = parse("p.yaml", text, EnvPolicy::Require, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid type"), "{err}");
+        assert!(!err.contains("4711471147"), "{err}");
+    }
+
+    #[test]
+    fn declared_base_url_basic_and_env_secrets_are_collected() {
+        let text = "connections:\n  y:\n    kind: dingtalk_yida\n    base_url: https://ci:Pw+%2F=@h/x\n    username: ci\n    password: Pw+/=\n    secrets:\n      system_token: SysTok+/=&%\n";
+        let loaded = parse("p.yaml", text, EnvPolicy::Require, &env).unwrap();
+        let y = loaded.connection("y").unwrap();
+        assert_eq!(y.declared_secrets()["system_token"], "SysTok+/=&%");
+        let secrets = loaded.secrets();
+        for secret in ["SysTok+/=&%", "Pw+/=", "Pw+%2F=", "ci:Pw+/="] {
+            assert!(
+                secrets.contains(&secret.to_owned()),
+                "{secret}: {secrets:?}"
+            );
+        }
+        let vars = [
+            ("YIDA_SYSTEM_TOKEN", "tok-1234"),
+            ("DB_Password", "pw-1234"),
+            ("API_KEY", "k1"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            env_secrets(vars),
+            vec!["tok-1234".to_owned(), "pw-1234".to_owned()]
+        );
     }
 
     #[test]

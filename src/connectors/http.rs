@@ -421,7 +421,7 @@ impl Connector for Http {
         match &self.auth {
             Auth::None => vec![],
             Auth::Bearer(token) => vec![token.clone()],
-            Auth::Basic(_, password) => vec![password.clone()],
+            Auth::Basic(user, password) => vec![password.clone(), format!("{user}:{password}")],
             Auth::ApiKeyHeader(_, key) | Auth::ApiKeyQuery(_, key) => vec![key.clone()],
             Auth::Sign(scheme) => vec![scheme.secret.clone()],
         }

@@ -351,6 +351,7 @@ async fn execute(
         key_cells,
         column_names,
         env: std::env::vars().collect(),
+        declared_secrets: connection.declared_secrets(),
         mark,
         move_mark: replay.is_none(),
         tally: Tally::default(),
@@ -439,7 +440,7 @@ mod tests {
             [
                 "jst-refunds e9ff98ccbafa4147",
                 "wdt-refunds a1d3bae5324f7194",
-                "yida-receipts 84d340188ca7ff96",
+                "yida-receipts 953b251b47c0d248",
                 "http-orders 5b527ff33f4a5a6c",
                 "jst-orders bd13b4fe114a7d7d",
             ]

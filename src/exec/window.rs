@@ -108,6 +108,8 @@ pub(super) struct Engine {
     /// The row's column names, to name colliding keys.
     pub(super) column_names: Vec<String>,
     pub(super) env: std::collections::BTreeMap<String, String>,
+    /// The source connection's declared secrets, for `{{ secrets.NAME }}`.
+    pub(super) declared_secrets: std::collections::BTreeMap<String, String>,
     /// The stored mark, advanced as windows commit.
     pub(super) mark: Option<NaiveDateTime>,
     pub(super) move_mark: bool,
@@ -160,6 +162,7 @@ impl Engine {
             offset: None,
             cursor: None,
             env: self.env.clone(),
+            secrets: self.declared_secrets.clone(),
         };
         let handle = tokio::spawn(async move {
             let request = WindowRequest {

@@ -46,7 +46,7 @@ pub struct Alerter {
     clock: Arc<dyn Clock>,
     instance: String,
     settings: AlertSettings,
-    secrets: Vec<String>,
+    masker: crate::config::Masker,
     channels: Channels,
     /// When each active condition last alerted.
     active: Mutex<HashMap<(String, Condition), DateTime<Utc>>>,
@@ -83,7 +83,7 @@ impl Alerter {
             clock,
             instance,
             settings,
-            secrets,
+            masker: crate::config::Masker::new(&secrets),
             channels,
             active: Mutex::new(HashMap::new()),
         }
@@ -96,7 +96,7 @@ impl Alerter {
 
     /// Replaces every secret in `text` with `***`.
     pub fn mask(&self, text: &str) -> String {
-        mask(text, &self.secrets)
+        self.masker.mask(text)
     }
 
     /// `condition` holds for `spec`: alerts unless it already did within the quiet period.

@@ -7,14 +7,18 @@
 //!   all specs when `spec` is absent; 404 for an unknown spec.
 //! - `POST /api/specs/NAME/run[?remedy=true]`: queue a run now; 202, or 404 / 409 / 503.
 //!
-//! Owns routing and the bearer-token check required on non-loopback listeners. It does
+//! Owns routing and who may ask: the bearer-token check required on non-loopback
+//! listeners, and on every listener the checks a browser needs against other sites
+//! ([`guard`]): a `Host` that names this daemon (DNS rebinding), no state change from a
+//! foreign `Origin`, and the per-process token the page's "Run now" button sends. It does
 //! not own what is shown (the daemon's views, `page` for HTML).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,7 +26,11 @@ use axum::{Json, Router};
 
 use super::{page, Daemon, RunKind, TriggerError};
 
-pub(super) fn router(daemon: Arc<Daemon>) -> Router {
+/// The header carrying the run token on `POST /api/specs/NAME/run`.
+pub(super) const RUN_TOKEN_HEADER: &str = "x-qsync-run-token";
+
+/// The routes, behind [`authorize`] and then [`guard`]. `addr` is the bound listener.
+pub(super) fn router(daemon: Arc<Daemon>, addr: SocketAddr) -> Router {
     Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
@@ -30,7 +38,91 @@ pub(super) fn router(daemon: Arc<Daemon>) -> Router {
         .route("/api/runs", get(runs))
         .route("/api/specs/:name/run", post(trigger))
         .layer(middleware::from_fn_with_state(daemon.clone(), authorize))
+        .layer(middleware::from_fn_with_state(
+            (daemon.clone(), addr),
+            guard,
+        ))
         .with_state(daemon)
+}
+
+/// What a browser on another site must not do:
+/// - reach a loopback daemon under another name: a page of `evil.example` whose DNS
+///   answer turns into 127.0.0.1 sends `Host: evil.example:PORT` (DNS rebinding); the
+///   `Host` must be `localhost`, a loopback address or the listen address, with its port;
+/// - change state from another origin: a `POST` whose `Origin` is not this daemon's (or
+///   whose `Sec-Fetch-Site` is `cross-site`) is refused;
+/// - start a run without the page: `POST /api/specs/NAME/run` needs the per-process token
+///   the page embeds (header `X-Qsync-Run-Token`), or the profile's `api_token` as bearer.
+async fn guard(
+    State((daemon, addr)): State<(Arc<Daemon>, SocketAddr)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let refuse = |status: StatusCode, message: String| (status, message).into_response();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if addr.ip().is_loopback() && !host_is_this_daemon(host, addr) {
+        return refuse(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("`Host: {host}` does not name this daemon (listening on {addr})\n"),
+        );
+    }
+    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !safe {
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        let cross_site = request
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site");
+        let foreign = origin.is_some_and(|o| {
+            o.split_once("://")
+                .is_none_or(|(_, o)| !o.eq_ignore_ascii_case(host))
+        });
+        if cross_site || foreign {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a request from another origin (`{}`) cannot change anything here\n",
+                    origin.unwrap_or("cross-site")
+                ),
+            );
+        }
+        let bearer_ok = daemon.api_token.is_some(); // `authorize` has checked it
+        let given = request
+            .headers()
+            .get(RUN_TOKEN_HEADER)
+            .map_or(&b""[..], |v| v.as_bytes());
+        if !bearer_ok && !constant_time_eq(given, daemon.run_token.as_bytes()) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "starting a run needs the status page's run token (header \
+                 `X-Qsync-Run-Token`, in the page's `qsync-run-token` meta tag)\n"
+                    .to_owned(),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// Whether `host` (a `Host` header) names the loopback daemon listening on `addr`.
+fn host_is_this_daemon(host: &str, addr: SocketAddr) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let port_ok = port.map_or(addr.port() == 80, |p| p.parse() == Ok(addr.port()));
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let name_ok = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == addr.ip());
+    port_ok && name_ok
 }
 
 /// On non-loopback listeners every request needs `Authorization: Bearer <api_token>`.
@@ -83,6 +175,7 @@ async fn status_page(State(daemon): State<Arc<Daemon>>) -> Html<String> {
         specs: &specs,
         history: &history,
         failures: &failures,
+        run_token: &daemon.run_token,
     }))
 }
 

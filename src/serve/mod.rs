@@ -18,6 +18,7 @@ pub mod clock;
 pub mod engine;
 mod http;
 pub mod lease;
+mod listener;
 pub mod metrics;
 mod page;
 mod run;
@@ -47,6 +48,7 @@ use self::clock::Clock;
 use self::lease::Coordinator;
 use self::runner::Runner;
 
+pub use self::listener::HttpLimits;
 pub use self::run::RunView;
 pub use self::scheduler::TriggerError;
 pub use self::views::SpecView;
@@ -70,6 +72,8 @@ pub struct ServeConfig {
     pub lease_ttl: Duration,
     /// How often the folder is checked for changed specs.
     pub watch_interval: Duration,
+    /// The HTTP server's header-read timeout and connection cap.
+    pub http: HttpLimits,
 }
 
 impl ServeConfig {
@@ -85,6 +89,7 @@ impl ServeConfig {
             alerts: AlertSettings::default(),
             lease_ttl: Duration::from_secs(60),
             watch_interval: Duration::from_secs(2),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -160,7 +165,11 @@ struct Daemon {
     zone: Tz,
     profile_path: Option<PathBuf>,
     api_token: Option<String>,
-    secrets: Vec<String>,
+    /// The per-process token the status page's "Run now" button sends: a page of another
+    /// site cannot read it, so cannot start runs (`http::guard`).
+    run_token: String,
+    /// Every form of every secret (`config::Masker`), for the page, `/api/*` and logs.
+    masker: crate::config::Masker,
     alerter: Alerter,
     specs: Mutex<BTreeMap<String, SpecEntry>>,
     permits: Arc<Semaphore>,
@@ -206,7 +215,7 @@ impl Daemon {
     }
 
     fn mask(&self, text: &str) -> String {
-        alerts::mask(text, &self.secrets)
+        self.masker.mask(text)
     }
 }
 
@@ -370,7 +379,12 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
         zone,
         profile_path,
         api_token: if loopback { None } else { api_token },
-        secrets,
+        run_token: {
+            use rand::Rng as _;
+            let bytes: [u8; 16] = rand::thread_rng().gen();
+            hex::encode(bytes)
+        },
+        masker: crate::config::Masker::new(&secrets),
         alerter,
         specs: Mutex::new(BTreeMap::new()),
         wake: Notify::new(),
@@ -393,19 +407,13 @@ pub async fn start(config: ServeConfig, services: Services) -> Result<ServeHandl
         daemon.config.folder.display()
     );
     daemon.recover_history().await;
-    let app = http::router(daemon.clone());
-    let mut stop = daemon.stop.subscribe();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("HTTP server failed: {e}");
-        }
-    });
+    let app = http::router(daemon.clone(), addr);
+    let server = tokio::spawn(listener::serve(
+        listener,
+        app,
+        daemon.config.http,
+        daemon.stop.subscribe(),
+    ));
     daemon.spawn(daemon.clone().watch_loop());
     let scheduler = tokio::spawn(daemon.clone().schedule_loop());
     if let Ok(mut tasks) = daemon.tasks.lock() {

@@ -25,6 +25,8 @@ pub(super) struct PageData<'a> {
     pub(super) history: &'a HashMap<String, Vec<RunView>>,
     /// Newest first, across specs.
     pub(super) failures: &'a [RunView],
+    /// The per-process token the "Run now" button sends (`http::RUN_TOKEN_HEADER`).
+    pub(super) run_token: &'a str,
 }
 
 fn esc(text: &str) -> String {
@@ -134,12 +136,14 @@ pub(super) fn render(data: &PageData<'_>) -> String {
         html,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"30\">\
+         <meta name=\"qsync-run-token\" content=\"{run_token}\">\
          <title>qsync serve — {instance}</title><style>{STYLE}</style></head><body>\
          <header><h1>qsync serve</h1><p>instance <b>{instance}</b> · folder <code>{folder}</code> \
          · up since {up} · times in {zone} · now {now}</p>\
          <p class=\"summary\">{n} specs · <span class=\"{fail_class}\">{failing} failing</span> · \
          <span class=\"{broken_class}\">{broken} broken</span></p></header>",
         instance = esc(data.instance),
+        run_token = esc(data.run_token),
         folder = esc(data.folder),
         up = time(data.zone, data.started_at),
         zone = data.zone.name(),
@@ -279,7 +283,8 @@ pub(super) fn render(data: &PageData<'_>) -> String {
         "<footer><a href=\"/metrics\">/metrics</a> · <a href=\"/api/specs\">/api/specs</a> · \
          <a href=\"/api/runs\">/api/runs</a></footer><script>\
          function runNow(spec){fetch('/api/specs/'+encodeURIComponent(spec)+'/run',\
-         {method:'POST'}).then(function(r){return r.json()}).then(function(j){\
+         {method:'POST',headers:{'X-Qsync-Run-Token':document.querySelector(\
+         'meta[name=qsync-run-token]').content}}).then(function(r){return r.json()}).then(function(j){\
          alert(j.error?('Not started: '+j.error):('Run of '+spec+' queued'));location.reload()})}\
          </script></body></html>",
     );

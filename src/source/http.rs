@@ -91,8 +91,9 @@ pub struct HttpSource {
     backoff: Backoff,
     logic: Box<dyn RetryLogic>,
     token: tokio::sync::Mutex<TokenState>,
-    /// Credentials to mask, the fetched tokens included.
-    secrets: Mutex<Vec<String>>,
+    /// Credentials to mask, the fetched tokens included, and the masker of all their
+    /// forms, rebuilt when a token is fetched.
+    secrets: Mutex<(Vec<String>, crate::config::Masker)>,
     stats: SourceStats,
 }
 
@@ -146,7 +147,10 @@ impl HttpSource {
             backoff: Backoff::new(&options.retry),
             logic: Box::new(VendorRetry),
             token: tokio::sync::Mutex::new(TokenState::default()),
-            secrets: Mutex::new(secrets),
+            secrets: Mutex::new({
+                let masker = crate::config::Masker::new(&secrets);
+                (secrets, masker)
+            }),
             stats: SourceStats::default(),
         })
     }
@@ -165,7 +169,7 @@ impl HttpSource {
             .secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        crate::config::mask(text, &secrets)
+        secrets.1.mask(text)
     }
 
     fn remember_secret(&self, token: &Token) {
@@ -173,8 +177,15 @@ impl HttpSource {
             .secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        secrets.push(token.access_token.clone());
-        secrets.extend(token.refresh_token.clone());
+        let known = secrets.0.len();
+        for token in std::iter::once(&token.access_token).chain(&token.refresh_token) {
+            if !secrets.0.contains(token) {
+                secrets.0.push(token.clone());
+            }
+        }
+        if secrets.0.len() != known {
+            secrets.1 = crate::config::Masker::new(&secrets.0);
+        }
     }
 
     /// Sends `call` until it yields data, retrying per the plan.

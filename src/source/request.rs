@@ -264,6 +264,7 @@ mod tests {
             offset: None,
             cursor: None,
             env: Default::default(),
+            secrets: Default::default(),
         };
         let page = PageState {
             page: Some(3),

@@ -215,6 +215,7 @@ async fn fetch(base: &str, plan: &SourcePlan) -> (Result<WindowFetch, SourceErro
             offset: None,
             cursor: None,
             env: Default::default(),
+            secrets: Default::default(),
         },
         spec: "fake",
         window: "(no window)".into(),

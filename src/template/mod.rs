@@ -21,6 +21,7 @@ pub const VARIABLES: &[&str] = &[
     "offset",
     "cursor",
     "env",
+    "secrets",
 ];
 
 /// Variables of a custom SQL head template.
@@ -171,7 +172,7 @@ pub enum World {
     Sql,
 }
 
-/// Stand-in for `env` while test rendering: every name is set, to a time-shaped text so
+/// Stand-in for `env` (and `secrets`) while test rendering: every name is set, to a time-shaped text so
 /// that date filters over an environment variable render too.
 #[derive(Debug)]
 struct AnyEnv;
@@ -199,6 +200,7 @@ fn test_render(source: &str, world: World) -> Result<(), TemplateProblem> {
                 offset: Some(0),
                 cursor: Some("cursor".to_owned()),
                 env: std::collections::BTreeMap::new(),
+                secrets: std::collections::BTreeMap::new(),
             };
             let template = env.template_from_str(source);
             template.and_then(|template| {
@@ -209,6 +211,8 @@ fn test_render(source: &str, world: World) -> Result<(), TemplateProblem> {
                     .collect();
                 let mut map = ctx.to_map(&days, tz);
                 map.insert("env".into(), Value::from_object(AnyEnv));
+                // Which secrets a connection declares is the profile's business.
+                map.insert("secrets".into(), Value::from_object(AnyEnv));
                 template.render(Value::from(map)).map(drop)
             })
         }
@@ -351,6 +355,9 @@ pub struct RequestContext {
     pub cursor: Option<String>,
     /// Environment variables visible as `env.NAME`.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The source connection's declared secrets, visible as `secrets.NAME`
+    /// (`config::Connection::declared_secrets`).
+    pub secrets: std::collections::BTreeMap<String, String>,
 }
 
 fn fmt_time(t: NaiveDateTime) -> String {
@@ -384,6 +391,7 @@ impl RequestContext {
             self.cursor.clone().map_or(Value::from(()), Value::from),
         );
         map.insert("env".into(), Value::from(self.env.clone()));
+        map.insert("secrets".into(), Value::from(self.secrets.clone()));
         for n in days_ago {
             // Calendar days: the same wall-clock time n days back, or the end of the gap
             // when that time was skipped.
@@ -474,6 +482,7 @@ mod tests {
             offset: None,
             cursor: None,
             env: Default::default(),
+            secrets: Default::default(),
         }
     }
 
