@@ -131,6 +131,11 @@ impl Endpoint {
     pub(crate) async fn parse(url: &str) -> Result<Endpoint, SinkError> {
         let bad = |reason: String| SinkError::Url { reason };
         let settings = TlsSettings::split(url).map_err(bad)?;
+        // mysql_async (0.36) always asks the server for CLIENT_MULTI_STATEMENTS
+        // (`Opts::get_capabilities`) and offers neither a switch nor COM_SET_OPTION, so a
+        // text statement holding a `;` would run as several. qsync's only raw SQL, a
+        // spec's `sql(...)` and `sql` head, is held to one piece of one statement instead
+        // (`plan::sql_fault`, in `check` and again in `sql::TableSpec::new`).
         let base = Opts::from_url(&settings.rest).map_err(|error| bad(error.to_string()))?;
         let mode = settings.mode()?;
         let ca = match &settings.ca {
