@@ -517,8 +517,16 @@ fn section_sql(out: &mut String, plan: &Plan, failures: &mut Vec<String>) {
         }
     };
     if plan.target.create {
-        let _ = writeln!(out, "  -- when the table is missing");
-        indent(out, &crate::sink::create_table_sql(&table));
+        let _ = writeln!(
+            out,
+            "  -- when the table is missing (text keys compare byte for byte: {} on MariaDB, \
+             utf8mb4_0900_bin on MySQL 8)",
+            crate::sink::BINARY_KEY_COLLATION
+        );
+        indent(
+            out,
+            &crate::sink::create_table_sql(&table, crate::sink::BINARY_KEY_COLLATION),
+        );
     }
     // What the run really executes: `LOAD DATA` (into the staging copy and a merge, for
     // upserts) when the server allows local infile, else bound multi-row statements.

@@ -26,7 +26,7 @@ fn create_sql(spec: &str) -> String {
     )
     .unwrap();
     let table = qsync::sink::TableSpec::new(&loaded.plan.target, &loaded.plan.columns).unwrap();
-    qsync::sink::create_table_sql(&table)
+    qsync::sink::create_table_sql(&table, qsync::sink::BINARY_KEY_COLLATION)
 }
 
 async fn execute(url: &str, sql: &str) {

@@ -11,6 +11,7 @@ mod cli_sim;
 mod engine;
 mod examples;
 mod examples_e2e;
+mod hostile_input;
 mod import;
 mod layers;
 mod no_local_infile;

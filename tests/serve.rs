@@ -647,6 +647,7 @@ async fn alerts_once_then_quiet_then_recovery_on_every_channel() {
         RunSummary {
             records: 50,
             rows_written: 40,
+            rows_replaced: 0,
             rejects: 10,
             ..RunSummary::default()
         },
@@ -861,6 +862,7 @@ async fn graceful_shutdown_lets_runs_finish_their_batch_and_bounds_the_wait() {
                     if *stop.borrow_and_update() {
                         return Ok(RunSummary {
                             rows_written: 1,
+                            rows_replaced: 0,
                             ..RunSummary::default()
                         });
                     }
@@ -921,6 +923,7 @@ async fn metrics_and_api_match_the_runs() {
         pages: 7,
         records: 120,
         rows_written: 300,
+        rows_replaced: 0,
         rejects: 0,
         retries: 2,
         throttled: 3,
@@ -1298,6 +1301,7 @@ async fn status_page_shows_specs_outcomes_and_errors_in_a_browser() {
             RunSummary {
                 records: 42,
                 rows_written: 84,
+                rows_replaced: 0,
                 ..RunSummary::default()
             },
         ),

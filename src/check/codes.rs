@@ -65,6 +65,7 @@ pub const DB_TYPE_NARROWING: &str = "qsync::check::db_type_narrowing";
 pub const DB_NO_UNIQUE_KEY: &str = "qsync::check::db_no_unique_key";
 pub const DB_REPLACE_PITFALL: &str = "qsync::check::db_replace_pitfall";
 pub const DB_ONE_CONNECTION: &str = "qsync::check::db_one_connection";
+pub const DB_KEY_COLLATION: &str = "qsync::check::db_key_collation";
 pub const INSERT_REREADS: &str = "qsync::check::insert_rereads";
 pub const KEYSET_NEEDS_ID: &str = "qsync::check::keyset_needs_id";
 pub const TOTAL_WITHOUT_IDENTITY: &str = "qsync::check::total_without_identity";

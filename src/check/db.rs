@@ -5,16 +5,18 @@
 
 use super::{codes, CheckDiagnostic};
 use crate::plan::{ColumnType, Plan, WriteMode};
-use crate::sink::{LiveColumn, LiveTable};
+use crate::sink::{KeyCompare, LiveColumn, LiveTable};
 use crate::syntax::{self, ast::TargetStmt, Span};
 
 /// Diagnostics for `plan` (compiled from `text`) against `live` (`None`: no such table),
-/// whose loads take turns for the reason `serialized_loads` gives, if any.
+/// whose loads take turns for the reason `serialized_loads` gives, if any, on a server
+/// whose exact key collation is `binary_collation` (for the suggested fix).
 pub fn compare_live(
     text: &str,
     plan: &Plan,
     live: Option<&LiveTable>,
     serialized_loads: Option<&str>,
+    binary_collation: &str,
 ) -> Vec<CheckDiagnostic> {
     let Ok(spec) = syntax::parse(text) else {
         return Vec::new();
@@ -114,6 +116,38 @@ pub fn compare_live(
                 )),
             );
         }
+    }
+    for key in &plan.target.key {
+        let Some(found) = live
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(key))
+        else {
+            continue;
+        };
+        let compare = KeyCompare::of(found.collation.as_deref());
+        if compare == KeyCompare::Exact {
+            continue;
+        }
+        let collation = found.collation.as_deref().unwrap_or_default();
+        out.push(
+            CheckDiagnostic::warning(
+                codes::DB_KEY_COLLATION,
+                column_span(key),
+                format!(
+                    "key column `{key}` of `{table_name}` compares with collation {collation}: \
+                     vendor ids that differ only in {} are one row there, and the later \
+                     record overwrites the earlier",
+                    compare.merges()
+                ),
+            )
+            .label("ids that differ can merge")
+            .help(format!(
+                "compare keys byte for byte: ALTER TABLE `{table_name}` MODIFY `{}` {} \
+                 CHARACTER SET utf8mb4 COLLATE {binary_collation} NOT NULL",
+                found.name, found.column_type
+            )),
+        );
     }
     if plan.target.mode == WriteMode::Replace {
         for c in &live.columns {

@@ -169,6 +169,7 @@ fn live_diagnostics(loaded: &frontend::Loaded) -> Result<LiveFindings, String> {
         plan,
         target.table.as_ref(),
         target.serialized_loads.as_deref(),
+        &target.binary_collation,
     );
     Ok((diagnostics, (target.database, target.transport)))
 }

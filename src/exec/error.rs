@@ -181,6 +181,7 @@ mod tests {
                 rows_written: 0,
                 key_collisions: 0,
                 colliding_keys: Vec::new(),
+                rows_replaced: 0,
                 rejects: 0,
                 retries: 0,
                 throttled: 0,

@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::connectors::wire;
 use crate::plan::{OnDuplicateKey, OnError, Plan, ValueOrder};
-use crate::sink::{MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriterOptions};
+use crate::sink::{
+    CommittedRows, MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriterOptions,
+};
 use crate::source::{
     fetch_window, HttpSource, PageRecords, SourceError, Window, WindowFetch, WindowRequest,
 };
@@ -62,6 +64,7 @@ pub(super) struct Tally {
     pages: u64,
     records: u64,
     rows: u64,
+    replaced: u64,
     rejects: u64,
     rereads: u64,
     collisions: u64,
@@ -86,6 +89,7 @@ enum WindowFailure {
 struct Committed {
     fetch: WindowFetch,
     rows: u64,
+    replaced: u64,
     rejects: u64,
     collisions: KeyOwners,
 }
@@ -128,6 +132,7 @@ impl Engine {
             rows_written: self.tally.rows,
             key_collisions: self.tally.collisions,
             colliding_keys: self.tally.colliding_keys.clone(),
+            rows_replaced: self.tally.replaced,
             rejects: self.tally.rejects,
             retries: stats.retries.load(AtomicOrdering::Relaxed) + self.tally.rereads,
             throttled: stats.throttled.load(AtomicOrdering::Relaxed),
@@ -241,16 +246,27 @@ impl Engine {
         let window = first.window;
         let mut task = Some(first);
         let mut attempt = 0;
+        // Rows that failed reads of this window committed before they failed (chunks of a
+        // long window commit as they go): they reached the table.
+        let mut partial = 0;
         loop {
             attempt += 1;
             let current = task.take().unwrap_or_else(|| self.spawn_fetch(window));
-            let result = self.write_window(current, attempt).await;
+            let mut committed_rows = CommittedRows::default();
+            let result = self
+                .write_window(current, attempt, &mut committed_rows)
+                .await;
+            if result.is_err() {
+                partial += committed_rows.get();
+                self.tally.rows += committed_rows.get();
+            }
             match result {
                 Ok(committed) => {
                     self.tally.windows += 1;
                     self.tally.pages += committed.fetch.pages;
                     self.tally.records += committed.fetch.records;
                     self.tally.rows += committed.rows;
+                    self.tally.replaced += committed.replaced;
                     self.tally.rejects += committed.rejects;
                     self.tally_collisions(window, &committed.collisions);
                     if let Some(w) = window {
@@ -273,7 +289,8 @@ impl Engine {
                     tokio::time::sleep(REREAD_PAUSE * attempt).await;
                 }
                 Err(WindowFailure::Retry(kind) | WindowFailure::Fatal(kind)) => {
-                    let ledger = self.ledger(window, WindowStatus::Failed, attempt, None, 0, 0);
+                    let ledger =
+                        self.ledger(window, WindowStatus::Failed, attempt, None, partial, 0);
                     if let Err(e) = self.store.record_window(&ledger).await {
                         tracing::warn!(spec = %self.plan.name, "cannot record the failed window: {e}");
                     }
@@ -348,6 +365,7 @@ impl Engine {
         &self,
         mut task: FetchTask,
         attempt: u32,
+        committed_rows: &mut CommittedRows,
     ) -> Result<Committed, WindowFailure> {
         let window = task.window;
         let running = self.ledger(window, WindowStatus::Running, attempt, None, 0, 0);
@@ -366,6 +384,7 @@ impl Engine {
                 return Err(self.sink_failure(window, e));
             }
         };
+        *committed_rows = writer.committed_rows();
         let mut acc = Streamed::default();
         let mut fetch = match self.read_pass(&mut task, &mut writer, &mut acc).await {
             Ok(fetch) => fetch,
@@ -465,7 +484,8 @@ impl Engine {
         match writer.commit_window(&close).await {
             Ok(stats) => Ok(Committed {
                 fetch,
-                rows: stats.rows,
+                rows: stats.written,
+                replaced: stats.replaced,
                 rejects: reject_count,
                 collisions,
             }),

@@ -309,6 +309,7 @@ mod tests {
         let report = RunSummary {
             records: 10,
             rows_written: 12,
+            rows_replaced: 0,
             ..RunSummary::default()
         };
         stats.record(Outcome::Success, Some(&report), Duration::from_millis(300));

@@ -158,7 +158,7 @@ async fn reset(sink: &MysqlSink, spec: &TableSpec) -> Result<(), SinkError> {
     conn.query_drop("DROP TABLE IF EXISTS `after_sales`")
         .await
         .map_err(|e| sink.query_error("after_sales", &e))?;
-    conn.query_drop(create_table_sql(spec))
+    conn.query_drop(create_table_sql(spec, super::BINARY_KEY_COLLATION))
         .await
         .map_err(|e| sink.query_error("after_sales", &e))
 }

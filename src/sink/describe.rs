@@ -20,6 +20,8 @@ pub struct LiveColumn {
     pub scale: Option<u64>,
     /// `auto_increment`, `on update current_timestamp()`, ...
     pub extra: String,
+    /// `utf8mb4_unicode_ci`, ...; `None` for columns without text.
+    pub collation: Option<String>,
 }
 
 /// A live table: its columns and its unique keys (primary key first).
@@ -42,6 +44,9 @@ pub struct LiveTarget {
     pub database: String,
     /// How the connection to it travelled (TLS or not, and the `ssl-mode` asked for).
     pub transport: Transport,
+    /// The collation that compares keys exactly on this server (`utf8mb4_nopad_bin` on
+    /// MariaDB, `utf8mb4_0900_bin` on MySQL 8), for the fix `check --db` suggests.
+    pub binary_collation: String,
 }
 
 type ColumnRow = (
@@ -52,6 +57,7 @@ type ColumnRow = (
     Option<u64>,
     Option<u64>,
     String,
+    Option<String>,
 );
 
 impl MysqlSink {
@@ -74,6 +80,7 @@ impl MysqlSink {
                 serialized_loads,
                 database: format!("{}/{}", sink.host(), sink.database()),
                 transport: sink.transport().clone(),
+                binary_collation: sink.binary_collation().await?,
             })
         }
         .await;
@@ -101,7 +108,7 @@ impl MysqlSink {
         let columns: Vec<ColumnRow> = conn
             .exec(
                 "SELECT COLUMN_NAME, LOWER(DATA_TYPE), LOWER(COLUMN_TYPE), CHARACTER_MAXIMUM_LENGTH, \
-                 NUMERIC_PRECISION, NUMERIC_SCALE, LOWER(EXTRA) \
+                 NUMERIC_PRECISION, NUMERIC_SCALE, LOWER(EXTRA), COLLATION_NAME \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
                  ORDER BY ORDINAL_POSITION",
                 (schema.clone(), name.clone()),
@@ -131,7 +138,16 @@ impl MysqlSink {
             columns: columns
                 .into_iter()
                 .map(
-                    |(name, data_type, column_type, char_max, precision, scale, extra)| {
+                    |(
+                        name,
+                        data_type,
+                        column_type,
+                        char_max,
+                        precision,
+                        scale,
+                        extra,
+                        collation,
+                    )| {
                         LiveColumn {
                             name,
                             data_type,
@@ -140,6 +156,7 @@ impl MysqlSink {
                             precision,
                             scale,
                             extra,
+                            collation,
                         }
                     },
                 )

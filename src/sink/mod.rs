@@ -20,8 +20,8 @@ mod xa;
 pub use self::connect::{SslMode, Transport};
 pub use self::describe::{LiveColumn, LiveTable, LiveTarget};
 pub use self::mysql::{
-    add_column_sql, column_sql, create_table_sql, load_statements, statement_sql, ErrorClass,
-    MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriteMethod, WriteStats,
-    WriterOptions, CURSOR_SQL, STATE_TABLES_SQL,
+    add_column_sql, column_sql, create_table_sql, load_statements, statement_sql, CommittedRows,
+    ErrorClass, KeyCompare, MysqlSink, SinkError, StateStore, TableSpec, WindowWriter, WriteMethod,
+    WriteStats, WriterOptions, BINARY_KEY_COLLATION, CURSOR_SQL, STATE_TABLES_SQL,
 };
 pub use self::xa::Settled;

@@ -43,6 +43,7 @@ use mysql_async::{Conn, Opts, Params, Pool, Value as SqlValue};
 use super::connect::{Endpoint, Transport};
 use crate::transform::Cell;
 
+mod collation;
 mod dialect;
 mod encode;
 mod key_lanes;
@@ -52,6 +53,7 @@ mod store;
 mod text_buffers;
 mod writer;
 
+pub use self::collation::{KeyCompare, BINARY_KEY_COLLATION};
 pub use self::dialect::{Flavor, ServerVersion, UpsertSyntax};
 pub(in crate::sink) use self::encode::{encode_row, to_sql_value};
 pub use self::sql::{
@@ -60,7 +62,7 @@ pub use self::sql::{
 };
 pub(in crate::sink) use self::sql::{load_data_sql, statement_head, statement_tail};
 pub use self::store::{StateStore, CURSOR_SQL, STATE_TABLES_SQL};
-pub use self::writer::{WindowWriter, WriteMethod, WriteStats, WriterOptions};
+pub use self::writer::{CommittedRows, WindowWriter, WriteMethod, WriteStats, WriterOptions};
 /// Whether an error is worth retrying, the data's fault, or needs a human.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -152,8 +154,8 @@ pub(crate) fn classify_code(code: u16) -> ErrorClass {
             ErrorClass::Retriable
         }
         // duplicate key, data too long, out of range, incorrect value, null in not-null,
-        // truncated, bad JSON, invalid character string
-        1062 | 1406 | 1264 | 1366 | 1292 | 1048 | 1265 | 3140 | 4025 | 1300 | 1367 => {
+        // truncated, bad JSON, invalid character string, NULL into NOT NULL (LOAD DATA)
+        1062 | 1406 | 1264 | 1366 | 1292 | 1048 | 1265 | 3140 | 4025 | 1300 | 1367 | 1263 => {
             ErrorClass::Data
         }
         _ => ErrorClass::Fatal,
@@ -210,6 +212,10 @@ struct SinkInner {
     /// Per table, why its loads take turns (`serialized_loads`), asked once per sink: a
     /// sink serves one run, and every window of it opens a writer.
     serialized: std::sync::Mutex<HashMap<Vec<String>, Option<String>>>,
+    /// The server's exact key collation (`collation`), asked once.
+    binary_collation: tokio::sync::OnceCell<String>,
+    /// Per table, how its live key columns compare text (`collation`), asked once.
+    key_compare: std::sync::Mutex<HashMap<Vec<String>, KeyCompare>>,
 }
 
 impl MysqlSink {
@@ -254,6 +260,8 @@ impl MysqlSink {
                 xa: tokio::sync::OnceCell::new(),
                 xa_refusal_told: AtomicBool::new(false),
                 serialized: std::sync::Mutex::default(),
+                binary_collation: tokio::sync::OnceCell::new(),
+                key_compare: std::sync::Mutex::default(),
             }),
         })
     }
@@ -363,7 +371,7 @@ impl MysqlSink {
     pub async fn ensure_table(&self, table: &TableSpec, create: bool) -> Result<(), SinkError> {
         let mut conn = self.connection().await?;
         let sql = if create {
-            create_table_sql(table)
+            create_table_sql(table, &self.binary_collation().await?)
         } else {
             format!("SELECT 1 FROM {} LIMIT 0", table.quoted)
         };

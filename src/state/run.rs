@@ -28,12 +28,18 @@ pub struct RunSummary {
     pub pages: u64,
     /// Records received (duplicates and re-reads included).
     pub records: u64,
+    /// Rows the server stored (new, replaced or updated), as it counted them, windows that
+    /// later failed included: not the rows sent. See `sink::WriteStats::written`.
     pub rows_written: u64,
     /// Rows that collapsed onto a key another row of their window has: MySQL keeps one, so
     /// the table holds that many fewer rows than `rows_written`.
     pub key_collisions: u64,
     /// The first few colliding keys (`trade_no=T1, goods_no=G1`).
     pub colliding_keys: Vec<String>,
+    /// Of `rows_written`, rows that replaced or updated a different row with the same key
+    /// (updated records, or ids the key's collation takes for one); a row rewritten
+    /// unchanged is not counted (the server does not report it).
+    pub rows_replaced: u64,
     pub rejects: u64,
     /// Request retries plus window re-reads.
     pub retries: u64,
@@ -64,7 +70,15 @@ impl std::fmt::Display for RunSummary {
         writeln!(f, "windows         {}", self.windows)?;
         writeln!(f, "pages           {}", self.pages)?;
         writeln!(f, "records         {}", self.records)?;
-        writeln!(f, "rows written    {}", self.rows_written)?;
+        if self.rows_replaced > 0 {
+            writeln!(
+                f,
+                "rows written    {} ({} replaced a different row with the same key)",
+                self.rows_written, self.rows_replaced
+            )?;
+        } else {
+            writeln!(f, "rows written    {}", self.rows_written)?;
+        }
         if self.key_collisions > 0 {
             writeln!(
                 f,

@@ -65,6 +65,10 @@ pub enum RecordError {
     /// A date format that chrono refuses while formatting.
     #[error("cannot format the date of `{column}`")]
     DateFormat { column: String },
+    /// `"records": [1, "two", null, [3], true]`: a record must be a JSON object, or every
+    /// column would be NULL.
+    #[error("the record is {kind}, not a JSON object")]
+    NotAnObject { kind: &'static str },
 }
 
 /// A plan the transformer cannot compile (normally caught by `check`).
@@ -157,6 +161,17 @@ impl Transformer {
     /// Appends the rows of `record` to `out` and returns how many were added. All or
     /// nothing: on error nothing is appended.
     pub fn rows(&self, record: &Value, out: &mut Vec<Vec<Cell>>) -> Result<usize, RecordError> {
+        let kind = match record {
+            Value::Object(_) => None,
+            Value::Null => Some("null"),
+            Value::Bool(_) => Some("a boolean"),
+            Value::Number(_) => Some("a number"),
+            Value::String(_) => Some("a string"),
+            Value::Array(_) => Some("an array"),
+        };
+        if let Some(kind) = kind {
+            return Err(RecordError::NotAnObject { kind });
+        }
         let start = out.len();
         let row = Row {
             record,

@@ -2,14 +2,16 @@
 //! statements), commits chunks or holds the window's one transaction (`insert`), takes part
 //! in the window's XA commit, and recovers a chunk after a deadlock or a refused infile.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use super::collation::{written, Written};
 use super::text_buffers::TextBuffers;
 use super::writer::{LaneDone, LaneMessage, Statements, WriteStats, CHUNK_ROWS, LOCK_RETRIES};
 use super::{
@@ -31,8 +33,8 @@ enum ChunkEnd {
     /// Reached [`STREAM_CHUNK_ROWS`] or no rows came for [`STREAM_IDLE`]: commit it (unless
     /// the lane is single-transaction) and wait for more.
     Pause,
-    /// The window is done: write the state statements and commit.
-    Finish(Option<Vec<SqlStatement>>),
+    /// The window is done: write the state statements, report ready, await the commit.
+    Finish(Option<Vec<SqlStatement>>, oneshot::Sender<()>),
     /// The writer was dropped: roll back.
     Closed,
     /// The load ended on its own, i.e. failed; its error says why.
@@ -60,6 +62,11 @@ pub(super) struct LaneWorker {
     texts: TextBuffers,
     in_transaction: bool,
     stats: WriteStats,
+    /// What the open transaction wrote so far (added to `committed` when it commits).
+    pending: Written,
+    /// Rows of the window committed by any lane, as the server counted them: what reached
+    /// the table if the window fails later.
+    committed: Arc<AtomicU64>,
 }
 
 impl LaneWorker {
@@ -68,6 +75,7 @@ impl LaneWorker {
         statements: Arc<Statements>,
         conn: Conn,
         single: bool,
+        committed: Arc<AtomicU64>,
     ) -> LaneWorker {
         LaneWorker {
             sink,
@@ -80,6 +88,8 @@ impl LaneWorker {
             texts: TextBuffers::default(),
             in_transaction: false,
             stats: WriteStats::default(),
+            pending: Written::default(),
+            committed,
         }
     }
 
@@ -96,9 +106,9 @@ impl LaneWorker {
                                 self.commit().await?;
                             }
                         }
-                        ChunkEnd::Finish(state) => {
+                        ChunkEnd::Finish(state, ready) => {
                             self.finish(state).await?;
-                            return self.done().await;
+                            return self.await_commit(ready, &mut receiver).await;
                         }
                         ChunkEnd::Closed | ChunkEnd::Aborted => break,
                     }
@@ -108,13 +118,15 @@ impl LaneWorker {
                     self.buffer.rows.extend(rows);
                     if self.buffer.rows.len() >= CHUNK_ROWS {
                         let chunk = std::mem::take(&mut self.buffer);
-                        self.flush(chunk, None).await?;
+                        self.flush(chunk, None, !self.single).await?;
                     }
                 }
-                LaneMessage::Finish(state) => {
+                LaneMessage::Finish(state, ready) => {
                     self.finish(state).await?;
-                    return self.done().await;
+                    return self.await_commit(ready, &mut receiver).await;
                 }
+                // Only sent after `Finish`, which `await_commit` answers.
+                LaneMessage::Commit => {}
             }
         }
         // The writer was dropped or aborted: roll back explicitly, then the connection
@@ -124,6 +136,33 @@ impl LaneWorker {
             stats: self.stats,
             prepared: None,
         })
+    }
+
+    /// Everything is written but not committed: tells the writer so, then commits (or, on
+    /// an XA lane, prepares) when it says so, or rolls back when it gives up the window
+    /// because another lane failed. So a failing lane stops the window before any lane's
+    /// last transaction commits.
+    async fn await_commit(
+        mut self,
+        ready: oneshot::Sender<()>,
+        receiver: &mut mpsc::Receiver<LaneMessage>,
+    ) -> Result<LaneDone, SinkError> {
+        let _ = ready.send(());
+        match receiver.recv().await {
+            Some(LaneMessage::Commit) => {
+                if self.xid.is_none() {
+                    self.commit().await?;
+                }
+                self.done().await
+            }
+            _ => {
+                self.rollback().await;
+                Ok(LaneDone {
+                    stats: self.stats,
+                    prepared: None,
+                })
+            }
+        }
     }
 
     /// Hands back the lane's figures; an XA lane first prepares its transaction.
@@ -151,10 +190,11 @@ impl LaneWorker {
         })
     }
 
+    /// Writes what is left and `state`, leaving the transaction open for the commit.
     async fn finish(&mut self, state: Option<Vec<SqlStatement>>) -> Result<(), SinkError> {
         let chunk = std::mem::take(&mut self.buffer);
-        if !chunk.rows.is_empty() || state.is_some() || self.in_transaction {
-            self.flush(chunk, state.as_deref()).await?;
+        if !chunk.rows.is_empty() || state.is_some() {
+            self.flush(chunk, state.as_deref(), false).await?;
         }
         Ok(())
     }
@@ -182,8 +222,25 @@ impl LaneWorker {
             }
             self.in_transaction = false;
             self.stats.transactions += 1;
+            let pending = std::mem::take(&mut self.pending);
+            self.committed.fetch_add(pending.rows, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Counts what one statement or load wrote in the open transaction.
+    fn count(&mut self, written: Written) {
+        self.stats.written += written.rows;
+        self.stats.replaced += written.replaced;
+        self.pending.rows += written.rows;
+        self.pending.replaced += written.replaced;
+    }
+
+    /// Forgets what the rolled-back transaction wrote.
+    fn discard_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.stats.written -= pending.rows;
+        self.stats.replaced -= pending.replaced;
     }
 
     async fn rollback(&mut self) {
@@ -200,6 +257,7 @@ impl LaneWorker {
                 }
             }
             self.in_transaction = false;
+            self.discard_pending();
         }
     }
 
@@ -251,8 +309,12 @@ impl LaneWorker {
                     None => match tokio::time::timeout(STREAM_IDLE, receiver.recv()).await {
                         Err(_) => break ChunkEnd::Pause,
                         Ok(None) => break ChunkEnd::Closed,
-                        Ok(Some(LaneMessage::Finish(state))) => break ChunkEnd::Finish(state),
+                        Ok(Some(LaneMessage::Finish(state, ready))) => {
+                            break ChunkEnd::Finish(state, ready)
+                        }
                         Ok(Some(LaneMessage::Rows(rows))) => rows,
+                        // Only sent after `Finish`.
+                        Ok(Some(LaneMessage::Commit)) => continue,
                     },
                 };
                 let mut text = texts.take(rows.len() * bytes_per_row);
@@ -334,7 +396,10 @@ impl LaneWorker {
             self.rollback().await;
             return Err(self.sink.query_error(&self.statements.table, &error));
         }
-        self.stats.affected += self.conn.affected_rows();
+        let affected = self.conn.affected_rows();
+        self.stats.affected += affected;
+        let merged = written(self.statements.mode, 0, affected, &self.conn.info());
+        self.count(merged);
         Ok(())
     }
 
@@ -387,11 +452,14 @@ impl LaneWorker {
         &mut self,
         chunk: Chunk,
         state: Option<&[SqlStatement]>,
+        commit: bool,
     ) -> Result<(), SinkError> {
-        let finishing = state.is_some() || !self.single;
+        // A retry rewrites this chunk only: rows of a streamed load still open in the
+        // transaction would be lost by the rollback.
+        let alone = !self.in_transaction;
         let mut attempt = 0;
         loop {
-            let result = self.try_flush(&chunk.rows, state, finishing).await;
+            let result = self.try_flush(&chunk.rows, state, commit).await;
             match result {
                 Ok(()) => return Ok(()),
                 Err(error) => {
@@ -405,7 +473,7 @@ impl LaneWorker {
                     self.rollback().await;
                     // A single-transaction lane loses earlier chunks on rollback: only the
                     // caller (re-reading the window) can retry it.
-                    if lock_conflict && !self.single && attempt < LOCK_RETRIES {
+                    if lock_conflict && !self.single && alone && attempt < LOCK_RETRIES {
                         attempt += 1;
                         continue;
                     }
@@ -449,9 +517,19 @@ impl LaneWorker {
 
     /// `LOAD DATA LOCAL` reports bad values and duplicates as warnings, not errors.
     async fn check_warnings(&mut self) -> Result<(), LoadError> {
-        // A staged load's count is the stage's; the merge counts the table's.
+        // A staged load's count is the stage's; the merge counts the table's. Rows of one
+        // chunk that replaced each other in the stage met a key already written.
+        let affected = self.conn.affected_rows();
+        let loaded = written(self.statements.mode, 0, affected, &self.conn.info());
         if self.statements.staging.is_none() {
-            self.stats.affected += self.conn.affected_rows();
+            self.stats.affected += affected;
+            self.count(loaded);
+        } else {
+            let collapsed = written(WriteMode::Replace, 0, affected, &self.conn.info()).replaced;
+            self.count(Written {
+                rows: collapsed,
+                replaced: collapsed,
+            });
         }
         if self.conn.get_warnings() == 0 {
             return Ok(());
@@ -485,7 +563,15 @@ impl LaneWorker {
                 .exec_drop(sql, Params::Positional(params))
                 .await
                 .map_err(|error| self.sink.query_error(&self.statements.table, &error))?;
-            self.stats.affected += self.conn.affected_rows();
+            let affected = self.conn.affected_rows();
+            self.stats.affected += affected;
+            let wrote = written(
+                self.statements.mode,
+                part.len() as u64,
+                affected,
+                &self.conn.info(),
+            );
+            self.count(wrote);
         }
         Ok(())
     }

@@ -268,11 +268,24 @@ pub fn column_sql(ty: ColumnType) -> String {
 }
 
 /// `CREATE TABLE IF NOT EXISTS` for the spec's columns: utf8mb4, primary key on `key`.
-pub fn create_table_sql(table: &TableSpec) -> String {
+/// Text key columns get `key_collation`, a binary no-pad collation such as
+/// [`BINARY_KEY_COLLATION`](super::collation::BINARY_KEY_COLLATION), so that vendor ids
+/// differing only in case, accents, trailing spaces or emoji stay distinct rows.
+pub fn create_table_sql(table: &TableSpec, key_collation: &str) -> String {
     let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", table.quoted);
     for column in &table.columns {
         let null = if column.key { "NOT NULL" } else { "NULL" };
-        let _ = writeln!(sql, "  {} {} {null},", column.quoted, column_sql(column.ty));
+        let collate = if column.key && matches!(column.ty, ColumnType::String { .. }) {
+            format!(" CHARACTER SET utf8mb4 COLLATE {key_collation}")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            sql,
+            "  {} {}{collate} {null},",
+            column.quoted,
+            column_sql(column.ty)
+        );
     }
     let key: Vec<&str> = table
         .columns

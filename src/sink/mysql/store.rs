@@ -19,17 +19,18 @@ use super::{MysqlSink, SinkError, SqlStatement, UpsertSyntax};
 use crate::state::{Cursor, WindowClose};
 use crate::transform::Cell;
 
-/// The DDL of every state table, in creation order.
+/// The DDL of every state table, in creation order. Spec names compare exactly
+/// (`utf8mb4_bin`): `Orders` and `orders` are two specs with two cursors and two leases.
 pub const STATE_TABLES_SQL: [&str; 5] = [
     "CREATE TABLE IF NOT EXISTS `_qsync_state` (
-  `spec` VARCHAR(191) NOT NULL,
+  `spec` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `high_water` DATETIME(6) NOT NULL,
   `spec_hash` VARCHAR(64) NOT NULL DEFAULT '',
   `updated_at` DATETIME(6) NOT NULL,
   PRIMARY KEY (`spec`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "CREATE TABLE IF NOT EXISTS `_qsync_windows` (
-  `spec` VARCHAR(191) NOT NULL,
+  `spec` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `window_start` DATETIME(6) NOT NULL,
   `window_end` DATETIME(6) NOT NULL,
   `pages` BIGINT NOT NULL DEFAULT 0,
@@ -44,7 +45,7 @@ pub const STATE_TABLES_SQL: [&str; 5] = [
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "CREATE TABLE IF NOT EXISTS `_qsync_runs` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
-  `spec` VARCHAR(191) NOT NULL,
+  `spec` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `range_start` DATETIME(6) NULL,
   `range_end` DATETIME(6) NULL,
   `pages` BIGINT NOT NULL DEFAULT 0,
@@ -62,7 +63,7 @@ pub const STATE_TABLES_SQL: [&str; 5] = [
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "CREATE TABLE IF NOT EXISTS `_qsync_rejects` (
   `id` BIGINT NOT NULL AUTO_INCREMENT,
-  `spec` VARCHAR(191) NOT NULL,
+  `spec` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `window_start` DATETIME(6) NULL,
   `window_end` DATETIME(6) NULL,
   `raw` LONGTEXT NOT NULL,
@@ -72,7 +73,7 @@ pub const STATE_TABLES_SQL: [&str; 5] = [
   KEY `spec_created` (`spec`, `created_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
     "CREATE TABLE IF NOT EXISTS `_qsync_leases` (
-  `spec` VARCHAR(191) NOT NULL,
+  `spec` VARCHAR(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
   `owner` VARCHAR(191) NOT NULL,
   `expires_at` DATETIME(6) NOT NULL,
   `acquired_at` DATETIME(6) NOT NULL,
@@ -155,7 +156,35 @@ impl StateStore {
             .map(|sql| SqlStatement::new(*sql, Vec::new()))
             .collect();
         sink.execute(&statements).await?;
-        Ok(StateStore { sink: sink.clone() })
+        let store = StateStore { sink: sink.clone() };
+        store.exact_spec_names().await?;
+        Ok(store)
+    }
+
+    /// State tables created before spec names compared exactly (`utf8mb4_unicode_ci`) get
+    /// a binary `spec` column; each is altered once, the first time a newer qsync opens it.
+    async fn exact_spec_names(&self) -> Result<(), SinkError> {
+        let mut conn = self.sink.connection().await?;
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+                 AND COLUMN_NAME = 'spec' AND TABLE_NAME IN ('_qsync_state', \
+                 '_qsync_windows', '_qsync_runs', '_qsync_rejects', '_qsync_leases') \
+                 AND COLLATION_NAME NOT LIKE '%\\_bin'",
+                (self.sink.database(),),
+            )
+            .await
+            .map_err(|error| self.sink.query_error("information_schema.COLUMNS", &error))?;
+        for table in tables {
+            tracing::info!(table = %table, "state table: spec names now compare exactly");
+            conn.query_drop(format!(
+                "ALTER TABLE `{table}` MODIFY `spec` VARCHAR(191) CHARACTER SET utf8mb4 \
+                 COLLATE utf8mb4_bin NOT NULL"
+            ))
+            .await
+            .map_err(|error| self.sink.query_error(&table, &error))?;
+        }
+        Ok(())
     }
 
     /// A store over existing state tables, creating nothing (for read-only callers such

@@ -2,12 +2,13 @@
 //! the caller's state statements; see the parent module for the transaction layout.
 
 use std::hash::{BuildHasher as _, Hash, Hasher};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::collation::KeyCompare;
 use super::key_lanes::{self, KeyLanes};
 use super::lane::LaneWorker;
 use super::sql::{load_data_sql, statement_sql, Staging};
@@ -65,6 +66,14 @@ pub struct WriteStats {
     pub rows: u64,
     /// Rows the server reported as affected (a replaced row counts twice).
     pub affected: u64,
+    /// Rows the server stored, from its affected rows and info string: new rows plus rows
+    /// that replaced or updated a row with the same key. Duplicates `ignore` skipped and
+    /// upserts that changed nothing are not counted.
+    pub written: u64,
+    /// Of `written`, the rows that replaced or updated a different row with the same key
+    /// (a record updated at the vendor, or keys the table's collation takes for one). The
+    /// server does not count a row replaced by an identical one (MariaDB's `Deleted`).
+    pub replaced: u64,
     /// Transactions committed, the final one included.
     pub transactions: u64,
 }
@@ -73,7 +82,21 @@ impl std::ops::AddAssign for WriteStats {
     fn add_assign(&mut self, other: WriteStats) {
         self.rows += other.rows;
         self.affected += other.affected;
+        self.written += other.written;
+        self.replaced += other.replaced;
         self.transactions += other.transactions;
+    }
+}
+
+/// Rows of one window already committed (as the server counted them), readable after the
+/// window failed: what reached the table although the window did not commit.
+#[derive(Debug, Clone, Default)]
+pub struct CommittedRows(Arc<AtomicU64>);
+
+impl CommittedRows {
+    /// The rows committed so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -95,8 +118,11 @@ pub(super) struct Statements {
 
 pub(super) enum LaneMessage {
     Rows(Vec<Vec<Cell>>),
-    /// Flush everything; lane 0 also writes these state statements in its last transaction.
-    Finish(Option<Vec<SqlStatement>>),
+    /// Write everything left without committing (lane 0 also these state statements in its
+    /// last transaction), then answer on the sender and wait for `Commit`.
+    Finish(Option<Vec<SqlStatement>>, oneshot::Sender<()>),
+    /// Commit (an XA lane: prepare) what `Finish` wrote.
+    Commit,
 }
 
 pub(super) struct Lane {
@@ -130,6 +156,10 @@ pub struct WindowWriter {
     next_lane: usize,
     /// `insert` on several connections: the lane of each key hash written in this window.
     lane_of_key: KeyLanes,
+    /// Keys hash without their trailing spaces (a PAD SPACE key collation).
+    trim_keys: bool,
+    /// Rows committed so far by any lane.
+    committed: CommittedRows,
 }
 
 impl WindowWriter {
@@ -164,6 +194,17 @@ impl WindowWriter {
         } else {
             1
         };
+        // Rows go to lanes by a hash of their key's exact text: under a collation that
+        // takes different texts for one key, two versions would land on two lanes and the
+        // older could commit last. One lane keeps them in order.
+        let compare = if wanted > 1 && table.has_key() {
+            sink.key_compare(table).await?
+        } else {
+            KeyCompare::Exact
+        };
+        if compare == KeyCompare::Folding {
+            wanted = 1;
+        }
         if wanted > 1 && statements.load.is_some() && statements.staging.is_none() {
             // A streamed load ends with its window: loads that hold a table lock until they
             // end would take turns, each waiting for the other lane to idle out.
@@ -187,9 +228,16 @@ impl WindowWriter {
         let count = if single && xa.is_none() { 1 } else { wanted };
         let mut lanes = Vec::with_capacity(count);
         let mut first_session = 0;
+        let committed = CommittedRows::default();
         for lane in 0..count {
             let conn = sink.dedicated_connection().await?;
-            let mut worker = LaneWorker::new(sink.clone(), Arc::clone(&statements), conn, single);
+            let mut worker = LaneWorker::new(
+                sink.clone(),
+                Arc::clone(&statements),
+                conn,
+                single,
+                Arc::clone(&committed.0),
+            );
             match (&xa, lane) {
                 (Some(window), 0) => {
                     // Holds the decision row's lock from now on: see `xa`.
@@ -221,7 +269,14 @@ impl WindowWriter {
             sent: vec![0; count],
             next_lane: 0,
             lane_of_key: KeyLanes::default(),
+            trim_keys: compare == KeyCompare::PadSpace,
+            committed,
         })
+    }
+
+    /// What this window's lanes committed so far; still readable after the window failed.
+    pub fn committed_rows(&self) -> CommittedRows {
+        self.committed.clone()
     }
 
     /// Hands one batch to the lanes. Waits when the lanes are busy (backpressure), so the
@@ -328,7 +383,7 @@ impl WindowWriter {
     fn key_hash(&self, row: &[Cell]) -> u64 {
         let mut hasher = key_hasher();
         for &i in &self.key_cells {
-            hash_cell(&row[i], &mut hasher);
+            hash_cell(&row[i], self.trim_keys, &mut hasher);
         }
         hasher.finish()
     }
@@ -370,29 +425,54 @@ impl WindowWriter {
     }
 
     /// Flushes every lane, then commits the last rows together with `state` in one
-    /// transaction. On error nothing of the last transaction (and so no state) is committed,
-    /// and in an XA window nothing at all.
+    /// transaction. Every lane first writes all its rows without committing its last
+    /// transaction; only when all succeeded do the other lanes commit (or prepare, in an XA
+    /// window), then lane 0. On error nothing of the last transactions (and so no state) is
+    /// committed, and in an XA window nothing at all; what earlier chunks committed is in
+    /// [`committed_rows`](WindowWriter::committed_rows).
     pub(in crate::sink) async fn commit(
         mut self,
         state: Vec<SqlStatement>,
     ) -> Result<WriteStats, SinkError> {
         let mut total = WriteStats::default();
-        let mut lanes = std::mem::take(&mut self.lanes).into_iter();
+        let mut lanes = std::mem::take(&mut self.lanes);
+        let mut readies = Vec::with_capacity(lanes.len());
+        let mut state = Some(state);
+        // Lane 0 writes the state; every lane writes its rest at the same time.
+        for (index, lane) in lanes.iter().enumerate() {
+            let (ready, answer) = oneshot::channel();
+            let state = if index == 0 { state.take() } else { None };
+            // A send error means the lane already stopped; its answer below says so.
+            let _ = lane.sender.send(LaneMessage::Finish(state, ready)).await;
+            readies.push(answer);
+        }
+        for (index, answer) in readies.into_iter().enumerate() {
+            if answer.await.is_err() {
+                // The lane failed before it was ready: its task holds why. Dropping the
+                // others rolls their last transactions back.
+                let failed = lanes.remove(index);
+                abandon(lanes).await;
+                return Err(lane_result(&self.table, failed).await.err().unwrap_or(
+                    SinkError::WriterGone {
+                        table: self.table.clone(),
+                    },
+                ));
+            }
+        }
+        let mut lanes = lanes.into_iter();
         let first = lanes.next();
         let mut prepared = Vec::new();
         // Lane 0 commits last, after every other lane's rows are durable (or prepared), so
-        // a later version of a row can never be overtaken by an earlier one, and lane 0's
-        // commit decides an XA window.
+        // the state never commits without them, and lane 0's commit decides an XA window.
         for lane in lanes.by_ref() {
-            match finish(&self.table, lane, None).await {
+            let _ = lane.sender.send(LaneMessage::Commit).await;
+            match lane_result(&self.table, lane).await {
                 Ok(done) => {
                     total += done.stats;
                     prepared.extend(done.prepared);
                 }
                 Err(error) => {
-                    // Dropping the unfinished lanes rolls them back.
-                    drop(lanes);
-                    drop(first);
+                    abandon(lanes.chain(first)).await;
                     MysqlSink::rollback_prepared(prepared).await;
                     return Err(error);
                 }
@@ -401,7 +481,8 @@ impl WindowWriter {
         let Some(first) = first else {
             return Ok(total);
         };
-        let result = finish(&self.table, first, Some(state)).await;
+        let _ = first.sender.send(LaneMessage::Commit).await;
+        let result = lane_result(&self.table, first).await;
         let Some(window) = self.xa.take() else {
             let done = result?;
             total += done.stats;
@@ -411,6 +492,9 @@ impl WindowWriter {
             Ok(done) => {
                 total += done.stats;
                 self.sink.commit_prepared(&window, prepared).await;
+                self.committed
+                    .0
+                    .fetch_add(total.written - done.stats.written, Ordering::Relaxed);
                 Ok(total)
             }
             // Lane 0's answer may be lost after its commit: its decision row tells.
@@ -420,7 +504,11 @@ impl WindowWriter {
                         "the window committed though its commit reported `{error}`");
                     self.sink.commit_prepared(&window, prepared).await;
                     total.rows += self.sent[0];
+                    // Lane 0's own count went with its answer: its rows were all new
+                    // (`insert`).
+                    total.written += self.sent[0];
                     total.transactions += 1;
+                    self.committed.0.store(total.written, Ordering::Relaxed);
                     Ok(total)
                 }
                 Ok(Some(false)) => {
@@ -442,13 +530,17 @@ impl WindowWriter {
     }
 }
 
-async fn finish(
-    table: &str,
-    lane: Lane,
-    state: Option<Vec<SqlStatement>>,
-) -> Result<LaneDone, SinkError> {
-    // A send error means the lane already stopped; its result below says why.
-    let _ = lane.sender.send(LaneMessage::Finish(state)).await;
+/// Rolls back lanes that have not committed, and waits until they did, so that no open
+/// transaction of the window outlives its failure.
+async fn abandon(lanes: impl IntoIterator<Item = Lane>) {
+    for lane in lanes {
+        drop(lane.sender);
+        let _ = lane.task.await;
+    }
+}
+
+/// A lane's end, once it was told to commit (or failed).
+async fn lane_result(table: &str, lane: Lane) -> Result<LaneDone, SinkError> {
     drop(lane.sender);
     match lane.task.await {
         Ok(result) => result,
@@ -469,7 +561,10 @@ pub(super) fn key_hasher() -> foldhash::fast::FoldHasher<'static> {
 /// Any fixed value does: "qsync" in ASCII.
 const KEY_SEED: u64 = 0x71_73_79_6e_63;
 
-pub(super) fn hash_cell(cell: &Cell, hasher: &mut impl Hasher) {
+/// Hashes one key cell as the key column compares it: text byte for byte, without its
+/// trailing spaces when `trim` (a PAD SPACE collation). Linguistic collations never get
+/// here: their windows have one lane (`WindowWriter::open`).
+pub(super) fn hash_cell(cell: &Cell, trim: bool, hasher: &mut impl Hasher) {
     std::mem::discriminant(cell).hash(hasher);
     match cell {
         Cell::Null => {}
@@ -477,21 +572,8 @@ pub(super) fn hash_cell(cell: &Cell, hasher: &mut impl Hasher) {
         Cell::Double(x) => x.to_bits().hash(hasher),
         // One column's decimals all carry its scale, so equal values have equal text.
         Cell::Decimal(d) => hasher.write(d.as_bytes()),
-        // Keys compare case-insensitively under utf8mb4_unicode_ci; hashing the lowercase
-        // form keeps rows MySQL sees as one key on one lane. Both paths hand the hasher the
-        // whole lowercased UTF-8 text in one `write`, so a key equal under the collation
-        // hashes alike whichever path it takes.
-        Cell::Text(s) | Cell::Json(s) if s.is_ascii() => {
-            let mut buffer = [0u8; 64];
-            if let Some(lower) = buffer.get_mut(..s.len()) {
-                lower.copy_from_slice(s.as_bytes());
-                lower.make_ascii_lowercase();
-                hasher.write(lower);
-            } else {
-                hasher.write(s.to_ascii_lowercase().as_bytes());
-            }
-        }
-        Cell::Text(s) | Cell::Json(s) => hasher.write(s.to_lowercase().as_bytes()),
+        Cell::Text(s) | Cell::Json(s) if trim => hasher.write(s.trim_end_matches(' ').as_bytes()),
+        Cell::Text(s) | Cell::Json(s) => hasher.write(s.as_bytes()),
         Cell::Date(d) => d.hash(hasher),
         Cell::DateTime(t) => t.hash(hasher),
         Cell::Bool(b) => b.hash(hasher),
