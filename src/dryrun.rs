@@ -144,6 +144,9 @@ pub async fn fetch_live_page(
             timeout: plan.source.timeout,
             retry: plan.source.retry.clone(),
             secrets: profile.secrets(),
+            max_response_bytes: connection
+                .max_response_bytes()
+                .unwrap_or(crate::config::DEFAULT_MAX_RESPONSE_MB << 20),
         },
     )
     .map_err(|e| LiveError::Fetch {

@@ -224,3 +224,80 @@ async fn records_that_are_not_objects_are_rejected_with_a_reason() {
     assert!(out.stdout.contains("rows written    0"), "{}", out.stdout);
     assert_eq!(names(&world).await, []);
 }
+
+/// One record with a lone surrogate makes the page invalid JSON: the run fails at once (not
+/// retried, nothing written), naming the byte offset and showing the record, and so does
+/// every later run until the vendor fixes it; `_qsync_runs` keeps the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unparsable_record_fails_its_page_naming_the_byte_offset_and_the_record() {
+    let body =
+        br#"{"data": {"items": [{"id": "a", "name": "fine"}, {"id": "b", "name": "bad\ud800"}]}}"#;
+    let vendor = Vendor::start(move |_, _| Reply::bytes("application/json", body.to_vec())).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &spec("", "create"));
+    for run in 1..=2 {
+        let out = world.qsync(&["run", "items.qsync"], 1);
+        assert!(out.stderr.contains("hex escape"), "{}", out.stderr);
+        assert!(out.stderr.contains("byte offset 79"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(r#"{"id": "b", "name": "bad\ud800"#),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(vendor.seen().len(), run, "a parse error is not retried");
+    }
+    assert_eq!(names(&world).await, []);
+    let errors: Vec<String> = world
+        .rows("SELECT error FROM _qsync_runs WHERE outcome = 'failed'")
+        .await;
+    assert_eq!(errors.len(), 2);
+    assert!(errors[1].contains("byte offset 79"), "{}", errors[1]);
+}
+
+/// A body over the connection's `max_response_mb` fails the call with the limit and the
+/// key to raise, without retrying; under the default limit (64 MiB) the same body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_size_limit_fails_with_the_limit_named() {
+    let big = || {
+        let records: Vec<Value> = (0..2200)
+            .map(|i| json!({"id": format!("id{i}"), "name": "n", "pad": "p".repeat(1000)}))
+            .collect();
+        page(records)
+    };
+    let vendor = Vendor::start(move |_, _| big()).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "    max_response_mb: 1\n").await;
+    world.spec("items", &spec("", "create"));
+    world.qsync(&["check", "items.qsync"], 0);
+    let out = world.qsync(&["run", "items.qsync"], 1);
+    assert!(
+        out.stderr.contains(
+            "the response body is larger than the connection's limit of 1 MiB (Content-Length"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("raise `max_response_mb` of connection `api`"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(vendor.seen().len(), 1, "not retried");
+    assert_eq!(names(&world).await, []);
+
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &spec("", "create"));
+    world.qsync(&["run", "items.qsync"], 0);
+    assert_eq!(names(&world).await.len(), 2200);
+
+    let world = World::new(&vendor, "Asia/Shanghai", "    max_response_mb: lots\n").await;
+    world.spec("items", &spec("", "create"));
+    let out = world.qsync(&["run", "items.qsync"], 1);
+    assert!(
+        out.stderr.contains(
+            "`max_response_mb` must be a whole number of MiB from 1 to 1048576, not `lots`"
+        ),
+        "{}",
+        out.stderr
+    );
+}

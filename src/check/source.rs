@@ -401,7 +401,10 @@ impl Checker<'_> {
         let mut unknown = false;
         for key in entry.settings.keys() {
             // `secrets:` (values specs send as `{{ secrets.NAME }}`) belongs to every kind.
-            if known.contains(&key.as_str()) || key == "secrets" {
+            if known.contains(&key.as_str())
+                || key == "secrets"
+                || (kind.is_some() && crate::config::COMMON_VENDOR_KEYS.contains(&key.as_str()))
+            {
                 continue;
             }
             unknown = true;

@@ -33,6 +33,12 @@ pub struct Profile {
     pub api_token: Option<String>,
 }
 
+/// The response size limit of a vendor connection without `max_response_mb`, in MiB.
+pub const DEFAULT_MAX_RESPONSE_MB: u64 = 64;
+
+/// Profile keys every vendor connection takes besides its kind's own.
+pub const COMMON_VENDOR_KEYS: &[&str] = &["max_response_mb"];
+
 /// One entry of `connections:`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Connection {
@@ -51,6 +57,25 @@ impl Connection {
             serde_yaml::Value::Number(n) => Some(n.to_string()),
             serde_yaml::Value::Bool(b) => Some(b.to_string()),
             _ => None,
+        }
+    }
+
+    /// The largest response body qsync reads from this vendor connection, in bytes:
+    /// `max_response_mb` (MiB, a whole number ≥ 1), else [`DEFAULT_MAX_RESPONSE_MB`]. A
+    /// decoded page takes several times its body in memory, so a vendor (or a proxy) that
+    /// answers with a huge body must fail the call, not the machine.
+    ///
+    /// # Errors
+    /// A message naming the key when it is not a whole number of MiB ≥ 1.
+    pub fn max_response_bytes(&self) -> Result<u64, String> {
+        let Some(value) = self.get("max_response_mb") else {
+            return Ok(DEFAULT_MAX_RESPONSE_MB << 20);
+        };
+        match value.trim().parse::<u64>() {
+            Ok(mb) if (1..=1 << 20).contains(&mb) => Ok(mb << 20),
+            _ => Err(format!(
+                "`max_response_mb` must be a whole number of MiB from 1 to 1048576, not `{value}`"
+            )),
         }
     }
 

@@ -329,12 +329,37 @@ pub fn parse_json(
             body.len(),
             snippet(body)
         ))),
-        Err(e) => Err(fatal(format!(
-            "the response body is complete but not valid JSON ({} bytes, {e}): {}",
-            body.len(),
-            snippet(&text)
-        ))),
+        Err(e) => {
+            // One bad record (a lone surrogate `\ud800`, a raw control character) fails the
+            // whole page: JSON has no record boundaries to recover at. Name where it is, so
+            // the vendor can be told which record, instead of the page's first bytes.
+            let offset = byte_offset(&text, e.line(), e.column());
+            Err(fatal(format!(
+                "the response body is complete but not valid JSON ({} bytes, {e}, byte \
+                 offset {offset}); the page fails on every read until the vendor fixes the \
+                 record there: …{}…",
+                body.len(),
+                around(&text, offset)
+            )))
+        }
     }
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` (a column counts bytes).
+fn byte_offset(text: &[u8], line: usize, column: usize) -> usize {
+    let line_start = text
+        .split_inclusive(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(<[u8]>::len)
+        .sum::<usize>();
+    (line_start + column.saturating_sub(1)).min(text.len())
+}
+
+/// The text around `offset` (up to 200 bytes before, 100 after), for an error message.
+fn around(text: &[u8], offset: usize) -> String {
+    let start = offset.saturating_sub(200);
+    let end = (offset + 100).min(text.len());
+    String::from_utf8_lossy(&text[start..end]).into_owned()
 }
 
 /// `http_failure`, then `parse_json`: the common first step of `classify`.

@@ -235,6 +235,13 @@ async fn execute(
             timeout: plan.source.timeout,
             retry: plan.source.retry.clone(),
             secrets,
+            max_response_bytes: connection.max_response_bytes().map_err(|message| {
+                RunErrorKind::from(SourceError::Connector {
+                    spec: spec.clone(),
+                    connection: plan.source.connection.clone(),
+                    message,
+                })
+            })?,
         },
     )
     .map_err(RunErrorKind::from)?;

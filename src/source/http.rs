@@ -95,6 +95,8 @@ pub struct HttpSource {
     /// forms, rebuilt when a token is fetched.
     secrets: Mutex<(Vec<String>, crate::config::Masker)>,
     stats: SourceStats,
+    /// Bodies longer than this fail the call while they are read.
+    max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for HttpSource {
@@ -115,6 +117,8 @@ pub struct SourceOptions {
     pub retry: RetryPlan,
     /// Profile secrets to mask besides the connector's own.
     pub secrets: Vec<String>,
+    /// The largest response body read, in bytes ([`crate::config::Connection::max_response_bytes`]).
+    pub max_response_bytes: u64,
 }
 
 impl HttpSource {
@@ -152,6 +156,7 @@ impl HttpSource {
                 (secrets, masker)
             }),
             stats: SourceStats::default(),
+            max_response_bytes: options.max_response_bytes,
         })
     }
 
@@ -317,15 +322,40 @@ impl HttpSource {
                 e.without_url().to_string()
             },
         };
-        let response = builder.send().await.map_err(transport)?;
+        let mut response = builder.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
-        let body = response.bytes().await.map_err(transport)?;
-        Ok((status, headers, body.to_vec()))
+        // Read piece by piece against the limit: a huge body fails as soon as it passes the
+        // limit, and never sits in memory whole.
+        let limit = self.max_response_bytes;
+        let too_large = |read: String| Failure::Fatal {
+            code: "response_too_large".to_owned(),
+            message: format!(
+                "the response body is larger than the connection's limit of {} MiB ({read}); \
+                 raise `max_response_mb` of connection `{}` in the profile, or ask for \
+                 smaller pages",
+                limit >> 20,
+                self.connection
+            ),
+        };
+        if let Some(length) = response.content_length().filter(|&l| l > limit) {
+            return Err(too_large(format!("Content-Length {length} bytes")));
+        }
+        let mut body: Vec<u8> = Vec::new();
+        while let Some(piece) = response.chunk().await.map_err(transport)? {
+            if (body.len() + piece.len()) as u64 > limit {
+                return Err(too_large(format!(
+                    "{} bytes read so far",
+                    body.len() + piece.len()
+                )));
+            }
+            body.extend_from_slice(&piece);
+        }
+        Ok((status, headers, body))
     }
 
     /// The token to sign with, fetching one when needed; `None` for vendors without.

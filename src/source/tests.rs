@@ -188,6 +188,7 @@ fn http_source(base: &str, plan: &SourcePlan) -> HttpSource {
         connector,
         Arc::new(RateLimiter::new(&plan.rates, plan.rate_by_send)),
         SourceOptions {
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_MB << 20,
             spec: "fake".into(),
             connection: "fake".into(),
             timeout: plan.timeout,
@@ -429,6 +430,7 @@ async fn tokens_are_fetched_once_cached_and_refreshed_when_refused() {
         connector,
         Arc::new(RateLimiter::new(&[], false)),
         SourceOptions {
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_MB << 20,
             spec: "yida".into(),
             connection: "yida".into(),
             timeout: Duration::from_secs(5),
@@ -570,6 +572,7 @@ fn jushuitan_source(base: &str, limiter: Arc<RateLimiter>) -> (HttpSource, ApiCa
         connector,
         limiter,
         SourceOptions {
+            max_response_bytes: crate::config::DEFAULT_MAX_RESPONSE_MB << 20,
             spec: "jst".into(),
             connection: "jst".into(),
             timeout: plan.timeout,
