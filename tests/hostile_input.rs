@@ -301,3 +301,34 @@ async fn a_response_over_the_size_limit_fails_with_the_limit_named() {
         out.stderr
     );
 }
+
+/// A 20 MB field is rejected; its reject row keeps the first 64 KiB of the record, its full
+/// length and a SHA-256 of the whole, so the window commits (under MariaDB's 16 MiB
+/// `max_allowed_packet`) and the next run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_record_is_rejected_with_a_bounded_reject_row() {
+    use sha2::Digest as _;
+    let huge = json!({"id": "big", "name": "x".repeat(20 << 20)});
+    let whole = huge.to_string();
+    let records = vec![json!({"id": "ok", "name": "n"}), huge];
+    let vendor = Vendor::start(move |_, _| page(records.clone())).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &spec("", "create"));
+    for _ in 0..2 {
+        let out = world.qsync(&["run", "items.qsync", "--full"], 0);
+        assert!(out.stdout.contains("rejects         1"), "{}", out.stdout);
+    }
+    assert_eq!(names(&world).await, [("ok".to_owned(), "n".to_owned())]);
+    let rows: Vec<(u64, u64, String, String)> = world
+        .rows(
+            "SELECT LENGTH(raw), raw_length, raw_sha256, LEFT(raw, 20) FROM _qsync_rejects \
+             ORDER BY id",
+        )
+        .await;
+    assert_eq!(rows.len(), 2, "one reject per run");
+    let (stored, length, sha256, head) = &rows[0];
+    assert_eq!(*stored, 64 * 1024);
+    assert_eq!(*length, whole.len() as u64);
+    assert_eq!(*sha256, hex::encode(sha2::Sha256::digest(whole.as_bytes())));
+    assert_eq!(head, &whole[..20]);
+}

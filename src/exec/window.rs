@@ -577,13 +577,12 @@ impl Engine {
                             reason: error.to_string(),
                         }));
                     }
-                    rejects.push(Reject {
-                        spec: self.plan.name.clone(),
-                        window_start: window.map(|w| w.start),
-                        window_end: window.map(|w| w.end),
-                        raw,
-                        reason: error.to_string(),
-                    });
+                    rejects.push(Reject::new(
+                        &self.plan.name,
+                        window.map(|w| (w.start, w.end)),
+                        &raw,
+                        &error.to_string(),
+                    ));
                 }
                 if rows.len() >= batch {
                     let full = std::mem::replace(&mut rows, Vec::with_capacity(batch));

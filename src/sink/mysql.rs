@@ -119,6 +119,13 @@ pub enum SinkError {
         code: u16,
         message: String,
     },
+    /// A statement longer than the server accepts (its `max_allowed_packet`): sent, it
+    /// would make the server drop the connection ("Broken pipe").
+    #[error(
+        "a statement of {bytes} bytes for `{table}` exceeds the server's max_allowed_packet \
+         ({max} bytes); raise max_allowed_packet on the server"
+    )]
+    TooLarge { table: String, bytes: u64, max: u64 },
     /// The window writer's connection task ended without reporting.
     #[error("window writer for `{table}` stopped unexpectedly")]
     WriterGone { table: String },
@@ -129,7 +136,7 @@ impl SinkError {
     pub fn class(&self) -> ErrorClass {
         match self {
             SinkError::Connect { class, .. } | SinkError::Query { class, .. } => *class,
-            SinkError::Rejected { .. } => ErrorClass::Data,
+            SinkError::Rejected { .. } | SinkError::TooLarge { .. } => ErrorClass::Data,
             SinkError::WriterGone { .. } => ErrorClass::Retriable,
             SinkError::Url { .. }
             | SinkError::Tls { .. }
@@ -186,6 +193,19 @@ impl SqlStatement {
             params,
         }
     }
+
+    /// About how many bytes the statement takes on the wire: its text and its values.
+    pub(in crate::sink) fn size(&self) -> u64 {
+        let values: usize = self
+            .params
+            .iter()
+            .map(|cell| match cell {
+                Cell::Text(s) | Cell::Json(s) => s.len() + 9,
+                _ => 9,
+            })
+            .sum();
+        (self.sql.len() + values) as u64
+    }
 }
 /// A connection to the target database.
 #[derive(Debug, Clone)]
@@ -216,6 +236,8 @@ struct SinkInner {
     binary_collation: tokio::sync::OnceCell<String>,
     /// Per table, how its live key columns compare text (`collation`), asked once.
     key_compare: std::sync::Mutex<HashMap<Vec<String>, KeyCompare>>,
+    /// The server's `max_allowed_packet`, asked once.
+    max_packet: tokio::sync::OnceCell<u64>,
 }
 
 impl MysqlSink {
@@ -262,6 +284,7 @@ impl MysqlSink {
                 serialized: std::sync::Mutex::default(),
                 binary_collation: tokio::sync::OnceCell::new(),
                 key_compare: std::sync::Mutex::default(),
+                max_packet: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -380,11 +403,53 @@ impl MysqlSink {
             .map_err(|error| self.query_error(&table.display, &error))
     }
 
+    /// The server's `max_allowed_packet` in bytes, asked once per sink.
+    ///
+    /// # Errors
+    /// [`SinkError::Query`] when the variable cannot be read.
+    pub async fn max_allowed_packet(&self) -> Result<u64, SinkError> {
+        self.inner
+            .max_packet
+            .get_or_try_init(|| async {
+                let mut conn = self.connection().await?;
+                let max: Option<u64> = conn
+                    .query_first("SELECT @@max_allowed_packet")
+                    .await
+                    .map_err(|e| self.query_error("max_allowed_packet", &e))?;
+                Ok(max.unwrap_or(u64::MAX))
+            })
+            .await
+            .copied()
+    }
+
+    /// Refuses `statement` for `table` when the server would refuse it (and drop the
+    /// connection, which reads as an unrelated "Broken pipe").
+    pub(in crate::sink) async fn expect_fits(
+        &self,
+        table: &str,
+        statement: &SqlStatement,
+    ) -> Result<(), SinkError> {
+        let max = self.max_allowed_packet().await?;
+        let bytes = statement.size();
+        // The packet carries a little framing besides the statement.
+        if bytes + 1024 > max {
+            return Err(SinkError::TooLarge {
+                table: table.to_owned(),
+                bytes,
+                max,
+            });
+        }
+        Ok(())
+    }
+
     /// Runs statements in one transaction on a pooled connection.
     pub(in crate::sink) async fn execute(
         &self,
         statements: &[SqlStatement],
     ) -> Result<(), SinkError> {
+        for statement in statements {
+            self.expect_fits("state", statement).await?;
+        }
         let mut conn = self.connection().await?;
         let result = async {
             conn.query_drop("BEGIN").await?;

@@ -25,7 +25,7 @@ use chrono::NaiveDateTime;
 
 pub use self::hold::{hold_lease, HeldLease, HoldOptions, Holding};
 pub use self::lease::{host_name, run_owner, Lease, Leases};
-pub use self::ledger::{Reject, WindowRecord, WindowStatus};
+pub use self::ledger::{Reject, WindowRecord, WindowStatus, REJECT_RAW_LIMIT, REJECT_REASON_LIMIT};
 pub use self::run::{RunOutcome, RunRecord, RunSummary};
 
 /// A spec's cursor: how far its data is known to be committed.

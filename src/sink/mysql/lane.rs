@@ -495,6 +495,7 @@ impl LaneWorker {
         }
         if let Some(state) = state {
             for statement in state {
+                self.sink.expect_fits("state", statement).await?;
                 exec_statement(&mut self.conn, statement)
                     .await
                     .map_err(|error| self.sink.query_error("state", &error))?;

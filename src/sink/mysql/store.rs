@@ -14,7 +14,7 @@ mod ledger;
 use chrono::NaiveDateTime;
 use mysql_async::prelude::Queryable;
 
-use self::ledger::{rejects_statement, window_statement};
+use self::ledger::{rejects_statements, window_statement};
 use super::{MysqlSink, SinkError, SqlStatement, UpsertSyntax};
 use crate::state::{Cursor, WindowClose};
 use crate::transform::Cell;
@@ -67,6 +67,8 @@ pub const STATE_TABLES_SQL: [&str; 5] = [
   `window_start` DATETIME(6) NULL,
   `window_end` DATETIME(6) NULL,
   `raw` LONGTEXT NOT NULL,
+  `raw_length` BIGINT NULL,
+  `raw_sha256` CHAR(64) NULL,
   `reason` TEXT NOT NULL,
   `created_at` DATETIME(6) NOT NULL,
   PRIMARY KEY (`id`),
@@ -113,20 +115,13 @@ fn cursor_statement(
     )
 }
 
-/// Rejects per insert statement (5 bound values each, well under the placeholder limit).
-const REJECTS_PER_STATEMENT: usize = 1000;
-
 /// The statements that close a window, in the order they run: its rejects, its ledger
 /// row, then the cursor, the upserts in the server's `upsert` form.
 pub(in crate::sink) fn closing_statements(
     close: &WindowClose,
     upsert: UpsertSyntax,
 ) -> Vec<SqlStatement> {
-    let mut statements: Vec<SqlStatement> = close
-        .rejects
-        .chunks(REJECTS_PER_STATEMENT)
-        .filter_map(rejects_statement)
-        .collect();
+    let mut statements = rejects_statements(&close.rejects);
     statements.push(window_statement(&close.ledger, upsert));
     if let Some(high_water) = close.high_water {
         statements.push(cursor_statement(
@@ -158,6 +153,7 @@ impl StateStore {
         sink.execute(&statements).await?;
         let store = StateStore { sink: sink.clone() };
         store.exact_spec_names().await?;
+        store.bounded_rejects().await?;
         Ok(store)
     }
 
@@ -183,6 +179,29 @@ impl StateStore {
             ))
             .await
             .map_err(|error| self.sink.query_error(&table, &error))?;
+        }
+        Ok(())
+    }
+
+    /// `_qsync_rejects` made before rejects were bounded gets the columns for a cut
+    /// record's full length and hash, once.
+    async fn bounded_rejects(&self) -> Result<(), SinkError> {
+        let mut conn = self.sink.connection().await?;
+        let found: Option<u64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = '_qsync_rejects' AND COLUMN_NAME = 'raw_length'",
+                (self.sink.database(),),
+            )
+            .await
+            .map_err(|error| self.sink.query_error("information_schema.COLUMNS", &error))?;
+        if found == Some(0) {
+            conn.query_drop(
+                "ALTER TABLE `_qsync_rejects` ADD COLUMN `raw_length` BIGINT NULL AFTER `raw`, \
+                 ADD COLUMN `raw_sha256` CHAR(64) NULL AFTER `raw_length`",
+            )
+            .await
+            .map_err(|error| self.sink.query_error("_qsync_rejects", &error))?;
         }
         Ok(())
     }

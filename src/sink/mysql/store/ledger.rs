@@ -53,26 +53,57 @@ pub(super) fn window_statement(window: &WindowRecord, upsert: UpsertSyntax) -> S
     )
 }
 
+/// Rejects per insert statement (7 bound values each, well under the placeholder limit).
+const REJECTS_PER_STATEMENT: usize = 1000;
+
+/// Bytes of bound text per reject statement. A reject is at most ~72 KiB (its bounded raw
+/// and reason), so a statement stays far below any server's `max_allowed_packet` (4 MiB on
+/// MySQL 5.7, 16 MiB on MariaDB, 64 MiB on MySQL 8 by default).
+const REJECT_BYTES_PER_STATEMENT: usize = 1 << 20;
+
+/// The rejects of a window as insert statements, each under [`REJECTS_PER_STATEMENT`] rows
+/// and about [`REJECT_BYTES_PER_STATEMENT`] bytes.
+pub(super) fn rejects_statements(rejects: &[Reject]) -> Vec<SqlStatement> {
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, reject) in rejects.iter().enumerate() {
+        let size = reject.raw.len() + reject.reason.len() + reject.spec.len() + 128;
+        if i > start
+            && (i - start >= REJECTS_PER_STATEMENT || bytes + size > REJECT_BYTES_PER_STATEMENT)
+        {
+            statements.extend(rejects_statement(&rejects[start..i]));
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    statements.extend(rejects_statement(&rejects[start..]));
+    statements
+}
+
 /// Inserts rejects in one statement; `None` when there are none.
 pub(super) fn rejects_statement(rejects: &[Reject]) -> Option<SqlStatement> {
     if rejects.is_empty() {
         return None;
     }
     let mut sql = String::from(
-        "INSERT INTO `_qsync_rejects` (`spec`, `window_start`, `window_end`, `raw`, `reason`, \
-         `created_at`) VALUES ",
+        "INSERT INTO `_qsync_rejects` (`spec`, `window_start`, `window_end`, `raw`, \
+         `raw_length`, `raw_sha256`, `reason`, `created_at`) VALUES ",
     );
-    let mut params = Vec::with_capacity(rejects.len() * 5);
+    let mut params = Vec::with_capacity(rejects.len() * 7);
     for (i, reject) in rejects.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, NOW(6))");
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, NOW(6))");
         params.extend([
             Cell::Text(reject.spec.as_str().into()),
             reject.window_start.map_or(Cell::Null, Cell::DateTime),
             reject.window_end.map_or(Cell::Null, Cell::DateTime),
             Cell::Text(reject.raw.as_str().into()),
+            count(reject.raw_length),
+            Cell::Text(reject.raw_sha256.as_str().into()),
             Cell::Text(reject.reason.as_str().into()),
         ]);
     }
@@ -85,6 +116,8 @@ type RejectRow = (
     Option<NaiveDateTime>,
     Option<NaiveDateTime>,
     String,
+    Option<i64>,
+    Option<String>,
     String,
 );
 
@@ -218,10 +251,7 @@ impl StateStore {
 
     /// Stores rejects outside a window transaction.
     pub async fn add_rejects(&self, rejects: &[Reject]) -> Result<(), SinkError> {
-        match rejects_statement(rejects) {
-            Some(statement) => self.sink.execute(&[statement]).await,
-            None => Ok(()),
-        }
+        self.sink.execute(&rejects_statements(rejects)).await
     }
 
     /// The latest `limit` rejects of `spec`, newest first.
@@ -229,21 +259,29 @@ impl StateStore {
         let mut conn = self.sink.connection().await?;
         let rows: Vec<RejectRow> = conn
             .exec(
-                "SELECT `spec`, `window_start`, `window_end`, `raw`, `reason` \
-                 FROM `_qsync_rejects` WHERE `spec` = ? ORDER BY `id` DESC LIMIT ?",
+                "SELECT `spec`, `window_start`, `window_end`, `raw`, `raw_length`, `raw_sha256`, \
+                 `reason` FROM `_qsync_rejects` WHERE `spec` = ? ORDER BY `id` DESC LIMIT ?",
                 (spec, limit),
             )
             .await
             .map_err(|error| self.sink.query_error("_qsync_rejects", &error))?;
         Ok(rows
             .into_iter()
-            .map(|(spec, window_start, window_end, raw, reason)| Reject {
-                spec,
-                window_start,
-                window_end,
-                raw,
-                reason,
-            })
+            .map(
+                |(spec, window_start, window_end, raw, length, sha256, reason)| {
+                    // Rows from before lengths and hashes were kept hold whole records.
+                    let whole = Reject::new(&spec, None, &raw, "");
+                    Reject {
+                        spec,
+                        window_start,
+                        window_end,
+                        raw_length: length.map_or(whole.raw_length, unsigned),
+                        raw_sha256: sha256.unwrap_or(whole.raw_sha256),
+                        raw,
+                        reason,
+                    }
+                },
+            )
             .collect())
     }
 }

@@ -123,12 +123,13 @@ async fn runs_and_rejects_read_back_newest_first() {
         ]
     );
 
-    let reject = |raw: &str| Reject {
-        spec: "jst-refunds".into(),
-        window_start: Some(at(1, 0)),
-        window_end: Some(at(8, 0)),
-        raw: raw.into(),
-        reason: "cannot convert `as_date` value \"abc\" to datetime".into(),
+    let reject = |raw: &str| {
+        Reject::new(
+            "jst-refunds",
+            Some((at(1, 0), at(8, 0))),
+            raw,
+            "cannot convert `as_date` value \"abc\" to datetime",
+        )
     };
     store.add_rejects(&[]).await.expect("nothing to do");
     store
@@ -165,13 +166,7 @@ async fn state_commits_with_the_last_batch_or_not_at_all() {
             cursor_statement("s", at(8, 0), "h", UpsertSyntax::Values),
             window_statement(&window(WindowStatus::Done, 1), UpsertSyntax::Values),
         ];
-        statements.extend(rejects_statement(&[Reject {
-            spec: "s".into(),
-            window_start: None,
-            window_end: None,
-            raw: "{}".into(),
-            reason: "r".into(),
-        }]));
+        statements.extend(rejects_statement(&[Reject::new("s", None, "{}", "r")]));
         statements
     };
 
@@ -299,13 +294,7 @@ async fn a_lease_has_one_owner_until_it_expires() {
 
 #[test]
 fn a_window_closes_with_its_rejects_then_its_ledger_row_then_the_cursor() {
-    let reject = Reject {
-        spec: "s".into(),
-        window_start: None,
-        window_end: None,
-        raw: "{}".into(),
-        reason: "r".into(),
-    };
+    let reject = Reject::new("s", None, "{}", "r");
     let mut close = WindowClose {
         ledger: window(WindowStatus::Done, 1),
         rejects: vec![reject; 1001],
@@ -388,4 +377,51 @@ fn state_upserts_in_each_servers_form() {
          `updated_at` = `_qsync_new`.`updated_at`"
     );
     assert!(alias.iter().all(|sql| !sql.contains("VALUES(")));
+}
+
+/// `Orders` and `orders` are two specs: two cursors. State tables made when spec names
+/// compared case-insensitively are altered when a store opens them, and rejects tables
+/// from before rejects were bounded get their length and hash columns.
+#[tokio::test]
+async fn spec_names_that_differ_only_in_case_have_their_own_state() {
+    let (url, _guard) = fresh_database().await;
+    let sink = MysqlSink::connect(&url).await.expect("connects");
+    let legacy: Vec<SqlStatement> = STATE_TABLES_SQL
+        .iter()
+        .map(|sql| {
+            let sql = sql
+                .replace(" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", "")
+                .replace(
+                    "  `raw_length` BIGINT NULL,\n  `raw_sha256` CHAR(64) NULL,\n",
+                    "",
+                );
+            SqlStatement::new(sql, vec![])
+        })
+        .collect();
+    sink.execute(&legacy).await.expect("legacy tables");
+    let store = StateStore::open(&sink).await.expect("opens and alters");
+    store
+        .set_cursor("Orders", at(1, 0), "h")
+        .await
+        .expect("sets");
+    store
+        .set_cursor("orders", at(2, 0), "h")
+        .await
+        .expect("sets");
+    let upper = store
+        .cursor("Orders")
+        .await
+        .expect("reads")
+        .expect("a cursor");
+    let lower = store
+        .cursor("orders")
+        .await
+        .expect("reads")
+        .expect("a cursor");
+    assert_eq!((upper.high_water, lower.high_water), (at(1, 0), at(2, 0)));
+    store
+        .add_rejects(&[Reject::new("orders", None, "{}", "r")])
+        .await
+        .expect("the altered rejects table takes lengths and hashes");
+    assert_eq!(store.rejects("Orders", 5).await.expect("reads"), []);
 }
