@@ -316,8 +316,8 @@ fn a_window_closes_with_its_rejects_then_its_ledger_row_then_the_cursor() {
             "_qsync_state"
         ]
     );
-    assert_eq!(statements[0].params.len(), 5000);
-    assert_eq!(statements[1].params.len(), 5);
+    assert_eq!(statements[0].params.len(), 7000);
+    assert_eq!(statements[1].params.len(), 7);
     assert_eq!(statements[3].sql, CURSOR_SQL);
     assert_eq!(statements[3].params[0], Cell::Text("jst-refunds".into()));
 
