@@ -332,3 +332,20 @@ async fn an_oversized_record_is_rejected_with_a_bounded_reject_row() {
     assert_eq!(*sha256, hex::encode(sha2::Sha256::digest(whole.as_bytes())));
     assert_eq!(head, &whole[..20]);
 }
+
+/// A rejected record keeps the vendor's exact text: a 23-digit id is not rounded to a float.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejects_keep_big_integer_ids_exactly() {
+    let body = br#"{"data": {"items": [{"id": "a", "name": "this name is far too long", "big": 12345678901234567890123}]}}"#;
+    let vendor = Vendor::start(move |_, _| Reply::bytes("application/json", body.to_vec())).await;
+    let world = World::new(&vendor, "Asia/Shanghai", "").await;
+    world.spec("items", &spec("", "create"));
+    world.qsync(&["run", "items.qsync"], 0);
+    let raw: Vec<String> = world.rows("SELECT raw FROM _qsync_rejects").await;
+    assert_eq!(raw.len(), 1);
+    assert!(
+        raw[0].contains(r#""big":12345678901234567890123"#),
+        "{}",
+        raw[0]
+    );
+}
