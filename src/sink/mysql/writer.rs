@@ -425,48 +425,26 @@ impl WindowWriter {
     }
 
     /// Flushes every lane, then commits the last rows together with `state` in one
-    /// transaction. Every lane first writes all its rows without committing its last
-    /// transaction; only when all succeeded do the other lanes commit (or prepare, in an XA
-    /// window), then lane 0. On error nothing of the last transactions (and so no state) is
-    /// committed, and in an XA window nothing at all; what earlier chunks committed is in
-    /// [`committed_rows`](WindowWriter::committed_rows).
+    /// transaction: the other lanes one after another, each writing its rest and then
+    /// committing (or preparing, in an XA window), then lane 0 with `state`. On error no
+    /// state is committed, and in an XA window nothing at all; what lanes committed before
+    /// is in [`committed_rows`](WindowWriter::committed_rows).
     pub(in crate::sink) async fn commit(
         mut self,
         state: Vec<SqlStatement>,
     ) -> Result<WriteStats, SinkError> {
         let mut total = WriteStats::default();
-        let mut lanes = std::mem::take(&mut self.lanes);
-        let mut readies = Vec::with_capacity(lanes.len());
-        let mut state = Some(state);
-        // Lane 0 writes the state; every lane writes its rest at the same time.
-        for (index, lane) in lanes.iter().enumerate() {
-            let (ready, answer) = oneshot::channel();
-            let state = if index == 0 { state.take() } else { None };
-            // A send error means the lane already stopped; its answer below says so.
-            let _ = lane.sender.send(LaneMessage::Finish(state, ready)).await;
-            readies.push(answer);
-        }
-        for (index, answer) in readies.into_iter().enumerate() {
-            if answer.await.is_err() {
-                // The lane failed before it was ready: its task holds why. Dropping the
-                // others rolls their last transactions back.
-                let failed = lanes.remove(index);
-                abandon(lanes).await;
-                return Err(lane_result(&self.table, failed).await.err().unwrap_or(
-                    SinkError::WriterGone {
-                        table: self.table.clone(),
-                    },
-                ));
-            }
-        }
-        let mut lanes = lanes.into_iter();
+        let mut lanes = std::mem::take(&mut self.lanes).into_iter();
         let first = lanes.next();
         let mut prepared = Vec::new();
         // Lane 0 commits last, after every other lane's rows are durable (or prepared), so
         // the state never commits without them, and lane 0's commit decides an XA window.
+        // Each lane commits as soon as it has written its rest, never waiting for another
+        // lane: a lane holding its locks until the others are ready deadlocked with a lane
+        // whose last LOAD DATA ... REPLACE waited on those locks (InnoDB next-key locks
+        // span neighbouring keys of other lanes), until the lock wait timeout, forever.
         for lane in lanes.by_ref() {
-            let _ = lane.sender.send(LaneMessage::Commit).await;
-            match lane_result(&self.table, lane).await {
+            match finish_lane(&self.table, lane, None).await {
                 Ok(done) => {
                     total += done.stats;
                     prepared.extend(done.prepared);
@@ -481,8 +459,7 @@ impl WindowWriter {
         let Some(first) = first else {
             return Ok(total);
         };
-        let _ = first.sender.send(LaneMessage::Commit).await;
-        let result = lane_result(&self.table, first).await;
+        let result = finish_lane(&self.table, first, Some(state)).await;
         let Some(window) = self.xa.take() else {
             let done = result?;
             total += done.stats;
@@ -540,6 +517,29 @@ async fn abandon(lanes: impl IntoIterator<Item = Lane>) {
 }
 
 /// A lane's end, once it was told to commit (or failed).
+/// Has `lane` write its rest (and `state`, for lane 0), then commit it (an XA lane:
+/// prepare), and returns what it did.
+async fn finish_lane(
+    table: &str,
+    lane: Lane,
+    state: Option<Vec<SqlStatement>>,
+) -> Result<LaneDone, SinkError> {
+    let (ready, answer) = oneshot::channel();
+    // A send error means the lane already stopped; its result below says why.
+    let _ = lane.sender.send(LaneMessage::Finish(state, ready)).await;
+    if answer.await.is_err() {
+        // The lane failed before it was ready: its task holds why.
+        return Err(lane_result(table, lane)
+            .await
+            .err()
+            .unwrap_or(SinkError::WriterGone {
+                table: table.to_owned(),
+            }));
+    }
+    let _ = lane.sender.send(LaneMessage::Commit).await;
+    lane_result(table, lane).await
+}
+
 async fn lane_result(table: &str, lane: Lane) -> Result<LaneDone, SinkError> {
     drop(lane.sender);
     match lane.task.await {
